@@ -1,0 +1,53 @@
+/* hconfig.h - hearthd configuration: built-in defaults, overridden by the
+ * INI file, overridden by command-line flags; nothing else.
+ *
+ * Every key is described once, in the table in config.c, which drives the
+ * file parser, the flags, --help and the reload logic. conf/hearth.conf
+ * documents each key with its default. */
+#ifndef HEARTH_HCONFIG_H
+#define HEARTH_HCONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct hearth_config {
+    char *config_path;      /* the file read, or NULL */
+    /* [server] */
+    char *host;             /* listen address (IPv4 or IPv6 literal, or "localhost") */
+    int port;               /* 0 picks a free port (tests) */
+    long long max_body;     /* bytes */
+    int shutdown_timeout;   /* seconds to finish in-flight requests */
+    /* [model] */
+    char *model_path;       /* NULL: start without a model */
+    int threads;            /* 0: one per core */
+    /* [log] */
+    int log_level;          /* enum log_level */
+} hearth_config;
+
+enum config_status {
+    CONFIG_OK = 0,
+    CONFIG_EXIT = 1,   /* --help or --version printed: exit 0 */
+    CONFIG_ERROR = -1, /* err holds "file:line: reason" or "--flag: reason" */
+};
+
+void config_init(hearth_config *c); /* defaults */
+void config_free(hearth_config *c);
+
+/* Defaults, then the file (--config PATH, else the default path when it
+ * exists), then the flags. `out` is written only for --help/--version. */
+int config_load(hearth_config *c, int argc, char **argv, const char *default_path,
+                char *err, size_t errlen);
+
+/* Read one INI file over the current values (no flags). */
+int config_read_file(hearth_config *c, const char *path, char *err, size_t errlen);
+
+/* Re-read the file for SIGHUP: the new values of keys that can change
+ * live are applied to `c`; for the others a warning naming the key is
+ * written to `restart_keys` (comma-separated). Flags given at start stay
+ * in force over the file, as at start. */
+int config_reload(hearth_config *c, int argc, char **argv, char *restart_keys,
+                  size_t rk_len, char *err, size_t errlen);
+
+void config_print_help(const char *prog, void *stream /* FILE* */);
+
+#endif

@@ -1,0 +1,399 @@
+/* http.c - see http.h. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+
+struct http_server {
+    struct MHD_Daemon *mhd;
+    uv_loop_t *loop;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int handles_open; /* uv handles not yet closed */
+    http_config cfg;
+    unsigned inflight;
+    int port;
+    bool stopping;
+    bool drained; /* set inside MHD_run, acted on after it returns */
+    void (*on_drained)(void *);
+    void *drained_arg;
+};
+
+uint64_t http_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------- responses */
+
+int http_respond_custom(http_req *r, unsigned status, struct MHD_Response *resp)
+{
+    if (!resp)
+        return -1;
+    if (r->srv->stopping)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    if (ok != MHD_YES)
+        return -1;
+    r->status = status;
+    r->responded = true;
+    return 0;
+}
+
+int http_respond(http_req *r, unsigned status, const char *content_type,
+                 const char *body, size_t len)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return -1;
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    r->bytes = len;
+    return http_respond_custom(r, status, resp);
+}
+
+int http_respond_json(http_req *r, unsigned status, const char *json)
+{
+    return http_respond(r, status, "application/json", json, strlen(json));
+}
+
+int http_respond_error(http_req *r, unsigned status, const char *type,
+                       const char *message, const char *param, const char *code)
+{
+    char *json = api_error_json(status, type, message, param, code);
+    if (!json)
+        return -1;
+    int rc = http_respond_json(r, status, json);
+    free(json);
+    return rc;
+}
+
+/* ---------------------------------------------------------- routing */
+
+static int route(http_server *s, http_req *r)
+{
+    const char *method = strcmp(r->method, "HEAD") == 0 ? "GET" : r->method;
+    /* Ignore a query string when matching. */
+    size_t plen = strcspn(r->url, "?");
+    bool path_known = false;
+    char allow[64] = "";
+    for (size_t i = 0; i < s->cfg.n_routes; i++) {
+        const http_route *rt = &s->cfg.routes[i];
+        if (strlen(rt->path) != plen || strncmp(rt->path, r->url, plen) != 0)
+            continue;
+        path_known = true;
+        if (strcmp(rt->method, method) == 0)
+            return rt->fn(r, s->cfg.user);
+        size_t used = strlen(allow);
+        snprintf(allow + used, sizeof allow - used, "%s%s", used ? ", " : "",
+                 rt->method);
+    }
+    char msg[256];
+    if (!path_known) {
+        snprintf(msg, sizeof msg, "Invalid URL (%s %.*s)", r->method,
+                 (int)(plen > 160 ? 160 : plen), r->url);
+        return http_respond_error(r, 404, "invalid_request_error", msg, NULL,
+                                  "not_found");
+    }
+    snprintf(msg, sizeof msg, "Method %s not allowed for %.*s (allowed: %s)",
+             r->method, (int)(plen > 160 ? 160 : plen), r->url, allow);
+    char *json = api_error_json(405, "invalid_request_error", msg, NULL,
+                                "method_not_allowed");
+    if (!json)
+        return -1;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        strlen(json), json, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(json);
+        return -1;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    r->bytes = strlen(json);
+    return http_respond_custom(r, 405, resp);
+}
+
+static int respond_too_large(http_server *s, http_req *r)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "Request body too large: the limit is %lld bytes (max_body_size)",
+             s->cfg.max_body);
+    return http_respond_error(r, 413, "invalid_request_error", msg, NULL,
+                              "request_too_large");
+}
+
+/* ---------------------------------------------------------- MHD callbacks */
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
+                                 const char *url, const char *method,
+                                 const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    http_server *s = cls;
+    http_req *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        r->srv = s;
+        r->conn = conn;
+        r->method = method;
+        r->url = url;
+        r->t_start_ns = http_now_ns();
+        *con_cls = r;
+        s->inflight++;
+        /* Refuse an announced oversized body before reading it. */
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (errno || (long long)n > s->cfg.max_body || n > (1ull << 62)) {
+                r->body_too_large = true;
+                return respond_too_large(s, r) == 0 ? MHD_YES : MHD_NO;
+            }
+        }
+        return MHD_YES;
+    }
+    if (r->responded) {
+        *upload_data_size = 0; /* discard what follows a queued response */
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->body_too_large)
+            return MHD_YES;
+        if ((long long)(r->body_len + n) > s->cfg.max_body) {
+            r->body_too_large = true;
+            free(r->body);
+            r->body = NULL;
+            r->body_len = r->body_cap = 0;
+            return MHD_YES;
+        }
+        if (r->body_len + n + 1 > r->body_cap) {
+            size_t cap = r->body_cap ? r->body_cap : 4096;
+            while (cap < r->body_len + n + 1)
+                cap *= 2;
+            char *nb = realloc(r->body, cap);
+            if (!nb)
+                return MHD_NO;
+            r->body = nb;
+            r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, upload_data, n);
+        r->body_len += n;
+        r->body[r->body_len] = '\0';
+        return MHD_YES;
+    }
+    /* The whole request is in. */
+    if (r->body_too_large)
+        return respond_too_large(s, r) == 0 ? MHD_YES : MHD_NO;
+    if (!r->body) {
+        r->body = calloc(1, 1);
+        if (!r->body)
+            return MHD_NO;
+    }
+    return route(s, r) == 0 ? MHD_YES : MHD_NO;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    http_server *s = cls;
+    http_req *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    double ms = (double)(http_now_ns() - r->t_start_ns) / 1e6;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        log_info("http", "%s %s %u %lluB %.1fms", r->method, r->url, r->status,
+                 (unsigned long long)r->bytes, ms);
+    else
+        log_info("http", "%s %s %u %lluB %.1fms (connection ended early: %s)",
+                 r->method, r->url, r->status, (unsigned long long)r->bytes, ms,
+                 toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? "client closed"
+                 : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "timeout"
+                 : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
+                                                                  : "error");
+    if (r->app_free)
+        r->app_free(r->app);
+    free(r->body);
+    free(r);
+    if (s->inflight)
+        s->inflight--;
+    if (s->stopping && s->inflight == 0)
+        s->drained = true;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    log_debug("mhd", "%s", buf);
+}
+
+/* ---------------------------------------------------------- loop glue */
+
+static void schedule(http_server *s);
+
+static void run_mhd(http_server *s)
+{
+    if (!s->mhd)
+        return;
+    MHD_run(s->mhd);
+    /* The drain callback may stop the server, which must not happen from
+     * inside MHD_run: it runs here, after MHD is done. */
+    if (s->drained && s->on_drained) {
+        void (*cb)(void *) = s->on_drained;
+        s->on_drained = NULL;
+        cb(s->drained_arg);
+        return; /* s may be stopped now */
+    }
+    schedule(s);
+}
+
+static void on_timer(uv_timer_t *t) { run_mhd(t->data); }
+
+static void on_poll(uv_poll_t *p, int status, int events) { run_mhd(p->data); }
+
+/* Arm the timer with MHD's next deadline (idle timeouts, resumed
+ * connections that need a pass). */
+static void schedule(http_server *s)
+{
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (s->mhd && MHD_get_timeout(s->mhd, &ms) == MHD_YES)
+        uv_timer_start(&s->timer, on_timer, ms, 0);
+    else
+        uv_timer_stop(&s->timer);
+}
+
+void http_kick(http_server *s) { run_mhd(s); }
+
+int http_start(http_server **out, uv_loop_t *loop, const http_config *cfg,
+               char *err, size_t errlen)
+{
+    *out = NULL;
+    http_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->loop = loop;
+    s->cfg = *cfg;
+
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+    struct sockaddr *addr;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    const char *host = strcmp(cfg->host, "localhost") == 0 ? "127.0.0.1" : cfg->host;
+    memset(&sin, 0, sizeof sin);
+    memset(&sin6, 0, sizeof sin6);
+    if (inet_pton(AF_INET, host, &sin.sin_addr) == 1) {
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons((uint16_t)cfg->port);
+        addr = (struct sockaddr *)&sin;
+    } else if (inet_pton(AF_INET6, host, &sin6.sin6_addr) == 1) {
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = htons((uint16_t)cfg->port);
+        addr = (struct sockaddr *)&sin6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        snprintf(err, errlen, "listen address '%s' is not an IP address", cfg->host);
+        free(s);
+        return -1;
+    }
+
+    s->mhd = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_access, s,
+        MHD_OPTION_SOCK_ADDR, addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_END);
+    if (!s->mhd) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
+                 e == EADDRINUSE ? "address already in use"
+                 : e ? strerror(e) : "libmicrohttpd refused to start");
+        free(s);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : cfg->port;
+    info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info) {
+        snprintf(err, errlen, "libmicrohttpd built without epoll support");
+        MHD_stop_daemon(s->mhd);
+        free(s);
+        return -1;
+    }
+    uv_poll_init(loop, &s->poll, info->epoll_fd);
+    uv_timer_init(loop, &s->timer);
+    s->poll.data = s;
+    s->timer.data = s;
+    s->handles_open = 2;
+    uv_poll_start(&s->poll, UV_READABLE, on_poll);
+    schedule(s);
+    *out = s;
+    return 0;
+}
+
+void http_quiesce(http_server *s, void (*on_drained)(void *), void *arg)
+{
+    if (!s->stopping) {
+        s->stopping = true;
+        MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
+    }
+    s->on_drained = on_drained;
+    s->drained_arg = arg;
+    if (s->inflight == 0 && on_drained) {
+        s->on_drained = NULL;
+        on_drained(arg);
+    }
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    http_server *s = h->data;
+    if (--s->handles_open == 0)
+        free(s);
+}
+
+void http_stop(http_server *s)
+{
+    if (!s)
+        return;
+    s->on_drained = NULL;
+    uv_poll_stop(&s->poll);
+    uv_timer_stop(&s->timer);
+    MHD_stop_daemon(s->mhd); /* completes (and logs) what is left */
+    s->mhd = NULL;
+    uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+    uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+}
+
+int http_bound_port(const http_server *s) { return s->port; }
+unsigned http_inflight(const http_server *s) { return s->inflight; }
+void http_set_max_body(http_server *s, long long max_body) { s->cfg.max_body = max_body; }

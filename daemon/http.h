@@ -1,0 +1,88 @@
+/* http.h - libmicrohttpd driven by a libuv loop.
+ *
+ * MHD runs without threads of its own (MHD_USE_EPOLL): its epoll fd is
+ * watched by a uv_poll handle and its timeouts by a uv_timer, so the HTTP
+ * server, the scheduler's wake-ups (uv_async) and the cloud client all run
+ * on the one loop of the main thread.
+ *
+ * This module owns the connection plumbing: request bodies (with the size
+ * limit), routing by method and path (404/405), response helpers, the
+ * per-request log line, in-flight accounting and the graceful stop. */
+#ifndef HEARTH_HTTP_H
+#define HEARTH_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct MHD_Connection;
+struct MHD_Response;
+typedef struct http_server http_server;
+
+typedef struct http_req {
+    http_server *srv;
+    struct MHD_Connection *conn;
+    const char *method; /* owned by MHD, valid for the request */
+    const char *url;
+    char *body;         /* NUL-terminated; body_len bytes */
+    size_t body_len;
+    size_t body_cap;
+    bool body_too_large;
+    bool responded;
+    uint64_t t_start_ns;
+    unsigned status;    /* 0 until a response is queued */
+    uint64_t bytes;     /* body bytes of the response (when known) */
+    void *app;          /* handler's per-request state */
+    void (*app_free)(void *app);
+} http_req;
+
+/* A handler queues exactly one response (through the http_respond_*
+ * helpers) and returns 0, or returns -1 on an internal failure (the
+ * connection is then closed). */
+typedef int (*http_handler)(http_req *r, void *user);
+
+typedef struct http_route {
+    const char *method; /* "GET", "POST"; HEAD is served by GET routes */
+    const char *path;   /* exact match */
+    http_handler fn;
+} http_route;
+
+typedef struct http_config {
+    const char *host;
+    int port;
+    long long max_body;
+    const http_route *routes;
+    size_t n_routes;
+    void *user;
+} http_config;
+
+int http_start(http_server **out, uv_loop_t *loop, const http_config *cfg,
+               char *err, size_t errlen);
+/* Stop accepting: the listening socket closes, open requests go on.
+ * `on_drained` runs on the loop once no request is in flight. */
+void http_quiesce(http_server *s, void (*on_drained)(void *), void *arg);
+/* Close every connection and release the server (after the loop handles
+ * are closed, the loop may be closed). */
+void http_stop(http_server *s);
+
+int http_bound_port(const http_server *s);
+unsigned http_inflight(const http_server *s);
+void http_set_max_body(http_server *s, long long max_body);
+/* Run MHD now (after resuming a connection from loop code). */
+void http_kick(http_server *s);
+
+/* Response helpers. They set Content-Type, record status and size for the
+ * log line, and add "Connection: close" while the server is stopping. */
+int http_respond(http_req *r, unsigned status, const char *content_type,
+                 const char *body, size_t len);
+int http_respond_json(http_req *r, unsigned status, const char *json);
+int http_respond_error(http_req *r, unsigned status, const char *type,
+                       const char *message, const char *param,
+                       const char *code);
+/* Queue an MHD response built by the caller (streaming). */
+int http_respond_custom(http_req *r, unsigned status, struct MHD_Response *resp);
+
+uint64_t http_now_ns(void);
+
+#endif

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Install everything hearth needs to build and test on Debian/Ubuntu.
+# Non-interactive; safe to run again. Needs root (uses sudo when not root).
+set -eu
+
+PKGS="build-essential autoconf automake libtool pkg-config
+      libmicrohttpd-dev libjansson-dev libuv1-dev libopenblas-dev
+      check libcurl4-openssl-dev libpcre2-dev libinih-dev libsystemd-dev
+      curl clang libclang-rt-dev"
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+export DEBIAN_FRONTEND=noninteractive
+# Skip the network round trip when everything is already installed.
+missing=""
+for p in $PKGS; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "install-deps: installing:$missing"
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq --no-install-recommends $missing
+else
+    echo "install-deps: all packages present"
+fi
+
+# Node.js and npm run the OpenAI-SDK client test. Machines often carry a
+# NodeSource build (which bundles npm); only fall back to Debian's when absent.
+if ! command -v npm >/dev/null 2>&1; then
+    $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi

@@ -1,0 +1,272 @@
+/* test_config.c - configuration: file, flags, bad values, reload. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hconfig.h"
+#include "log.h"
+
+static char path[256];
+static char err[1024];
+
+static const char *write_conf(const char *text)
+{
+    snprintf(path, sizeof path, "/tmp/hearth-test-config-%d.conf", (int)getpid());
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* Load with argv (NULL-terminated list after the program name). */
+static int load(hearth_config *c, const char *const *args)
+{
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = (char *)"hearthd";
+    for (int i = 0; args && args[i]; i++)
+        argv[argc++] = (char *)args[i];
+    argv[argc] = NULL;
+    config_init(c);
+    err[0] = '\0';
+    return config_load(c, argc, argv, NULL, err, sizeof err);
+}
+
+START_TEST(config_defaults)
+{
+    hearth_config c;
+    ck_assert_int_eq(load(&c, NULL), CONFIG_OK);
+    ck_assert_str_eq(c.host, "127.0.0.1");
+    ck_assert_int_eq(c.port, 8080);
+    ck_assert_ptr_null(c.model_path);
+    ck_assert_int_eq(c.threads, 0);
+    ck_assert_int_eq(c.log_level, LOG_INFO);
+    ck_assert_int_eq(c.max_body, 8LL << 20);
+    config_free(&c);
+}
+END_TEST
+
+START_TEST(config_good_file)
+{
+    const char *p = write_conf("# comment\n"
+                               "[server]\nhost = ::1\nport = 9090\n"
+                               "max_body_size = 64k\nshutdown_timeout = 3\n"
+                               "[model]\npath = /models/x.gguf\nthreads = 4\n"
+                               "[log]\nlevel = debug\n");
+    const char *args[] = {"--config", p, NULL};
+    hearth_config c;
+    ck_assert_int_eq(load(&c, args), CONFIG_OK);
+    ck_assert_str_eq(c.host, "::1");
+    ck_assert_int_eq(c.port, 9090);
+    ck_assert_int_eq(c.max_body, 64 * 1024);
+    ck_assert_int_eq(c.shutdown_timeout, 3);
+    ck_assert_str_eq(c.model_path, "/models/x.gguf");
+    ck_assert_int_eq(c.threads, 4);
+    ck_assert_int_eq(c.log_level, LOG_DEBUG);
+    ck_assert_str_eq(c.config_path, p);
+    config_free(&c);
+}
+END_TEST
+
+START_TEST(config_flags_override_file)
+{
+    const char *p = write_conf("[server]\nport = 9090\nhost = 127.0.0.1\n"
+                               "[model]\nthreads = 4\n");
+    /* flags may come before or after --config: they win either way */
+    const char *args[] = {"--port", "7000", "--config", p, "-t", "2",
+                          "--max-body-size", "2M", "-m", "m.gguf", NULL};
+    hearth_config c;
+    ck_assert_int_eq(load(&c, args), CONFIG_OK);
+    ck_assert_int_eq(c.port, 7000);
+    ck_assert_int_eq(c.threads, 2);
+    ck_assert_int_eq(c.max_body, 2 << 20);
+    ck_assert_str_eq(c.model_path, "m.gguf");
+    ck_assert_str_eq(c.host, "127.0.0.1"); /* from the file */
+    config_free(&c);
+}
+END_TEST
+
+/* Each bad value: the message names file, line and key. */
+static void expect_bad(const char *text, const char *line_tag, const char *what)
+{
+    const char *p = write_conf(text);
+    const char *args[] = {"--config", p, NULL};
+    hearth_config c;
+    ck_assert_int_eq(load(&c, args), CONFIG_ERROR);
+    char want[300];
+    snprintf(want, sizeof want, "%s:%s: ", p, line_tag);
+    ck_assert_msg(strstr(err, want) != NULL, "'%s' lacks '%s'", err, want);
+    ck_assert_msg(strstr(err, what) != NULL, "'%s' lacks '%s'", err, what);
+    config_free(&c);
+}
+
+START_TEST(config_bad_port_range)
+{ expect_bad("[server]\nport = 70000\n", "2", "port: '70000' is not an integer in 0..65535"); }
+END_TEST
+START_TEST(config_bad_port_text)
+{ expect_bad("[server]\n\nport = eighty\n", "3", "port: 'eighty'"); }
+END_TEST
+START_TEST(config_bad_host)
+{ expect_bad("[server]\nhost = my.example.com\n", "2", "host: 'my.example.com' is not an IPv4/IPv6"); }
+END_TEST
+START_TEST(config_bad_size)
+{ expect_bad("[server]\nmax_body_size = 12Q\n", "2", "max_body_size: '12Q' is not a size"); }
+END_TEST
+START_TEST(config_bad_size_zero)
+{ expect_bad("[server]\nmax_body_size = 0\n", "2", "max_body_size: '0'"); }
+END_TEST
+START_TEST(config_bad_threads)
+{ expect_bad("[model]\nthreads = -1\n", "2", "threads: '-1'"); }
+END_TEST
+START_TEST(config_bad_log_level)
+{ expect_bad("[log]\nlevel = loud\n", "2", "level: 'loud' is not one of error, warn, info, debug"); }
+END_TEST
+START_TEST(config_unknown_key)
+{ expect_bad("[server]\nport = 1\nbogus = 2\n", "3", "unknown key 'bogus' in section [server]"); }
+END_TEST
+START_TEST(config_unknown_section)
+{ expect_bad("[srv]\nport = 1\n", "2", "unknown key 'port' in section [srv]"); }
+END_TEST
+START_TEST(config_key_outside_section)
+{ expect_bad("port = 1\n", "1", "outside of any section"); }
+END_TEST
+START_TEST(config_syntax_error)
+{ expect_bad("[server]\nport 8080\n", "2", "syntax error"); }
+END_TEST
+START_TEST(config_first_error_wins)
+{ expect_bad("[server]\nport = x\nhost = y\n", "2", "port: 'x'"); }
+END_TEST
+
+START_TEST(config_missing_file)
+{
+    const char *args[] = {"--config", "/nonexistent/hearth.conf", NULL};
+    hearth_config c;
+    ck_assert_int_eq(load(&c, args), CONFIG_ERROR);
+    ck_assert_msg(strstr(err, "/nonexistent/hearth.conf: cannot open") != NULL, "%s", err);
+    config_free(&c);
+}
+END_TEST
+
+START_TEST(config_bad_flag_value)
+{
+    const char *args[] = {"--port", "-5", NULL};
+    hearth_config c;
+    ck_assert_int_eq(load(&c, args), CONFIG_ERROR);
+    ck_assert_msg(strstr(err, "--port: port: '-5'") != NULL, "%s", err);
+    config_free(&c);
+}
+END_TEST
+
+START_TEST(config_unknown_flag)
+{
+    const char *args[] = {"--frobnicate", NULL};
+    hearth_config c;
+    ck_assert_int_eq(load(&c, args), CONFIG_ERROR);
+    ck_assert_msg(strstr(err, "unknown option '--frobnicate'") != NULL, "%s", err);
+    config_free(&c);
+}
+END_TEST
+
+START_TEST(config_flag_missing_value)
+{
+    const char *args[] = {"--port", NULL};
+    hearth_config c;
+    ck_assert_int_eq(load(&c, args), CONFIG_ERROR);
+    ck_assert_msg(strstr(err, "'--port' needs a value") != NULL, "%s", err);
+    config_free(&c);
+}
+END_TEST
+
+START_TEST(config_stray_argument)
+{
+    const char *args[] = {"model.gguf", NULL};
+    hearth_config c;
+    ck_assert_int_eq(load(&c, args), CONFIG_ERROR);
+    ck_assert_msg(strstr(err, "unexpected argument 'model.gguf'") != NULL, "%s", err);
+    config_free(&c);
+}
+END_TEST
+
+START_TEST(config_reload_live_and_restart_keys)
+{
+    const char *p = write_conf("[server]\nport = 9000\nmax_body_size = 1k\n[log]\nlevel = info\n");
+    char *argv[] = {(char *)"hearthd", (char *)"--config", (char *)p, (char *)"--threads",
+                    (char *)"3", NULL};
+    hearth_config c;
+    config_init(&c);
+    ck_assert_int_eq(config_load(&c, 5, argv, NULL, err, sizeof err), CONFIG_OK);
+    write_conf("[server]\nport = 9001\nmax_body_size = 2k\n[model]\nthreads = 1\n"
+               "[log]\nlevel = debug\n");
+    char restart[256];
+    ck_assert_int_eq(config_reload(&c, 5, argv, restart, sizeof restart, err, sizeof err), 0);
+    ck_assert_int_eq(c.max_body, 2048);        /* live */
+    ck_assert_int_eq(c.log_level, LOG_DEBUG);  /* live */
+    ck_assert_int_eq(c.port, 9000);            /* needs restart: unchanged */
+    ck_assert_int_eq(c.threads, 3);            /* the flag still wins */
+    ck_assert_msg(strstr(restart, "server.port") != NULL, "%s", restart);
+    ck_assert_msg(strstr(restart, "model.threads") == NULL, "%s", restart);
+
+    /* A broken file on reload leaves everything as it was. */
+    write_conf("[server]\nport = nope\n");
+    ck_assert_int_eq(config_reload(&c, 5, argv, restart, sizeof restart, err, sizeof err), -1);
+    ck_assert_int_eq(c.max_body, 2048);
+    ck_assert_msg(strstr(err, ":2: port: 'nope'") != NULL, "%s", err);
+    config_free(&c);
+}
+END_TEST
+
+START_TEST(config_help_exits)
+{
+    const char *args[] = {"--help", NULL};
+    hearth_config c;
+    FILE *saved = stdout;
+    stdout = fopen("/dev/null", "w");
+    int rc = load(&c, args);
+    fclose(stdout);
+    stdout = saved;
+    ck_assert_int_eq(rc, CONFIG_EXIT);
+    config_free(&c);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *t = tcase_create("config");
+    tcase_add_test(t, config_defaults);
+    tcase_add_test(t, config_good_file);
+    tcase_add_test(t, config_flags_override_file);
+    tcase_add_test(t, config_bad_port_range);
+    tcase_add_test(t, config_bad_port_text);
+    tcase_add_test(t, config_bad_host);
+    tcase_add_test(t, config_bad_size);
+    tcase_add_test(t, config_bad_size_zero);
+    tcase_add_test(t, config_bad_threads);
+    tcase_add_test(t, config_bad_log_level);
+    tcase_add_test(t, config_unknown_key);
+    tcase_add_test(t, config_unknown_section);
+    tcase_add_test(t, config_key_outside_section);
+    tcase_add_test(t, config_syntax_error);
+    tcase_add_test(t, config_first_error_wins);
+    tcase_add_test(t, config_missing_file);
+    tcase_add_test(t, config_bad_flag_value);
+    tcase_add_test(t, config_unknown_flag);
+    tcase_add_test(t, config_flag_missing_value);
+    tcase_add_test(t, config_stray_argument);
+    tcase_add_test(t, config_reload_live_and_restart_keys);
+    tcase_add_test(t, config_help_exits);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
