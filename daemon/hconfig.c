@@ -41,10 +41,25 @@ static const config_key keys[] = {
     {"server", "shutdown_timeout", "shutdown-timeout", 0, K_INT,
      OFF(shutdown_timeout), 0, 3600, true,
      "seconds to let in-flight requests finish on SIGTERM (default 10)"},
+    {"server", "max_queue", "max-queue", 0, K_INT, OFF(max_queue), 0, 100000,
+     false, "generation requests that may wait for a free slot; more get 429 "
+     "(default 64)"},
+    {"server", "ping_interval", "ping-interval", 0, K_INT, OFF(ping_interval), 1,
+     3600, true, "seconds between SSE keep-alive comments while a stream "
+     "waits (default 5)"},
     {"model", "path", "model", 'm', K_STR, OFF(model_path), 0, 0, false,
      "GGUF model file to serve (default: none)"},
     {"model", "threads", "threads", 't', K_INT, OFF(threads), 0, 1024, false,
      "compute threads, 0 = one per core (default 0)"},
+    {"model", "context", "context", 'C', K_INT, OFF(context), 0, 1 << 20, false,
+     "context size per sequence in tokens, 0 = the model's (default 4096, "
+     "capped at the model's)"},
+    {"model", "parallel", "parallel", 'P', K_INT, OFF(parallel), 1, 256, false,
+     "sequences generated at once, batched together (default 4)"},
+    {"model", "chat_template", "chat-template", 0, K_STR, OFF(chat_template), 0,
+     0, false, "override the model's chat template with a built-in one: "
+     "chatml, llama2, llama3, mistral, phi3, gemma, zephyr, deepseek (default: "
+     "the model's; chatml when it has none)"},
     {"log", "level", "log-level", 'l', K_LEVEL, OFF(log_level), 0, 0, true,
      "error, warn, info or debug (default info)"},
 };
@@ -58,6 +73,10 @@ void config_init(hearth_config *c)
     c->max_body = 8LL << 20;
     c->shutdown_timeout = 10;
     c->threads = 0;
+    c->max_queue = 64;
+    c->ping_interval = 5;
+    c->context = 4096;
+    c->parallel = 4;
     c->log_level = LOG_INFO;
 }
 
@@ -66,6 +85,7 @@ void config_free(hearth_config *c)
     free(c->config_path);
     free(c->host);
     free(c->model_path);
+    free(c->chat_template);
     memset(c, 0, sizeof *c);
 }
 

@@ -17,9 +17,14 @@ typedef struct hearth_config {
     int port;               /* 0 picks a free port (tests) */
     long long max_body;     /* bytes */
     int shutdown_timeout;   /* seconds to finish in-flight requests */
+    int max_queue;          /* generation requests waiting for a slot */
+    int ping_interval;      /* seconds between SSE ": ping" lines while waiting */
     /* [model] */
     char *model_path;       /* NULL: start without a model */
     int threads;            /* 0: one per core */
+    int context;            /* tokens per sequence; 0: the model's own */
+    int parallel;           /* sequences generated at once (slots) */
+    char *chat_template;    /* builtin template name; NULL: the model's */
     /* [log] */
     int log_level;          /* enum log_level */
 } hearth_config;

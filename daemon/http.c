@@ -27,6 +27,7 @@ struct http_server {
     bool drained; /* set inside MHD_run, acted on after it returns */
     void (*on_drained)(void *);
     void *drained_arg;
+    http_req *suspended; /* list of suspended requests */
 };
 
 uint64_t http_now_ns(void)
@@ -137,6 +138,84 @@ static int respond_too_large(http_server *s, http_req *r)
                               "request_too_large");
 }
 
+/* ---------------------------------------------------------- suspend/resume */
+
+static void on_timer(uv_timer_t *t);
+
+static void on_watch_closed(uv_handle_t *h) { free(h); }
+
+/* Stop watching the socket of a request (it is resumed or done). */
+static void unwatch(http_req *r)
+{
+    if (r->watch) {
+        r->watch->data = NULL;
+        uv_close((uv_handle_t *)r->watch, on_watch_closed);
+        r->watch = NULL;
+    }
+    if (r->suspended) {
+        http_server *s = r->srv;
+        if (r->prev_susp)
+            r->prev_susp->next_susp = r->next_susp;
+        else
+            s->suspended = r->next_susp;
+        if (r->next_susp)
+            r->next_susp->prev_susp = r->prev_susp;
+        r->next_susp = r->prev_susp = NULL;
+        r->suspended = false;
+    }
+}
+
+static void on_watch(uv_poll_t *p, int status, int events)
+{
+    http_req *r = p->data;
+    if (!r)
+        return;
+    /* EPOLLRDHUP (or an error) while suspended: the client hung up. A
+     * pipelined next request would only make the socket readable, which
+     * is not watched, so this never spins. */
+    if (status < 0 || (events & UV_DISCONNECT)) {
+        uv_poll_stop(p);
+        r->client_gone = true;
+        if (r->on_disconnect)
+            r->on_disconnect(r);
+    }
+}
+
+void http_suspend(http_req *r)
+{
+    if (r->suspended)
+        return;
+    http_server *s = r->srv;
+    MHD_suspend_connection(r->conn);
+    r->suspended = true;
+    r->next_susp = s->suspended;
+    r->prev_susp = NULL;
+    if (s->suspended)
+        s->suspended->prev_susp = r;
+    s->suspended = r;
+    if (r->fd >= 0 && !r->client_gone) {
+        r->watch = malloc(sizeof *r->watch);
+        if (r->watch && uv_poll_init(s->loop, r->watch, r->fd) == 0) {
+            r->watch->data = r;
+            uv_poll_start(r->watch, UV_DISCONNECT, on_watch);
+        } else {
+            free(r->watch);
+            r->watch = NULL;
+        }
+    }
+}
+
+void http_resume(http_req *r)
+{
+    if (!r->suspended)
+        return;
+    unwatch(r);
+    MHD_resume_connection(r->conn);
+    /* MHD's ITC wakes its epoll fd too; the zero timer makes sure the
+     * resumed connection gets a pass on the next loop iteration. */
+    uv_timer_start(&r->srv->timer, on_timer, 0, 0);
+}
+
 /* ---------------------------------------------------------- MHD callbacks */
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
@@ -155,6 +234,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         r->method = method;
         r->url = url;
         r->t_start_ns = http_now_ns();
+        r->fd = -1;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci)
+            r->fd = ci->connect_fd;
         *con_cls = r;
         s->inflight++;
         /* Refuse an announced oversized body before reading it. */
@@ -203,6 +287,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         return MHD_YES;
     }
     /* The whole request is in. */
+    if (r->on_resume)
+        return r->on_resume(r, s->cfg.user) == 0 ? MHD_YES : MHD_NO;
     if (r->body_too_large)
         return respond_too_large(s, r) == 0 ? MHD_YES : MHD_NO;
     if (!r->body) {
@@ -232,6 +318,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                  : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "timeout"
                  : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
                                                                   : "error");
+    unwatch(r);
     if (r->app_free)
         r->app_free(r->app);
     free(r->body);
@@ -386,6 +473,12 @@ void http_stop(http_server *s)
     if (!s)
         return;
     s->on_drained = NULL;
+    /* MHD must not be stopped with suspended connections. */
+    while (s->suspended) {
+        http_req *r = s->suspended;
+        unwatch(r);
+        MHD_resume_connection(r->conn);
+    }
     uv_poll_stop(&s->poll);
     uv_timer_stop(&s->timer);
     MHD_stop_daemon(s->mhd); /* completes (and logs) what is left */

@@ -35,6 +35,17 @@ typedef struct http_req {
     uint64_t bytes;     /* body bytes of the response (when known) */
     void *app;          /* handler's per-request state */
     void (*app_free)(void *app);
+    /* Set by a handler that suspended the request: called instead of the
+     * route when the connection is resumed, to queue the response. */
+    int (*on_resume)(struct http_req *r, void *user);
+    /* Called on the loop when the client goes away while the request is
+     * suspended (MHD itself does not watch suspended connections). */
+    void (*on_disconnect)(struct http_req *r);
+    bool suspended;
+    bool client_gone;
+    int fd;             /* the connection's socket */
+    uv_poll_t *watch;   /* disconnect watch while suspended */
+    struct http_req *next_susp, *prev_susp;
 } http_req;
 
 /* A handler queues exactly one response (through the http_respond_*
@@ -71,6 +82,14 @@ unsigned http_inflight(const http_server *s);
 void http_set_max_body(http_server *s, long long max_body);
 /* Run MHD now (after resuming a connection from loop code). */
 void http_kick(http_server *s);
+
+/* Suspend a request until http_resume(): from a handler, an on_resume
+ * callback or a response content reader only (libmicrohttpd's rule). While
+ * suspended, the socket is watched for the client hanging up. */
+void http_suspend(http_req *r);
+/* Resume from loop code; MHD then calls on_resume (or the content reader
+ * again). Safe to call on a request that is not suspended. */
+void http_resume(http_req *r);
 
 /* Response helpers. They set Content-Type, record status and size for the
  * log line, and add "Connection: close" while the server is stopping. */

@@ -12,10 +12,14 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "chat.h"
+#include "gen.h"
 #include "hconfig.h"
-#include "gguf.h"
 #include "http.h"
 #include "log.h"
+#include "model.h"
+#include "scheduler.h"
+#include "tok.h"
 
 typedef struct hearth_server {
     hearth_config cfg;
@@ -30,7 +34,12 @@ typedef struct hearth_server {
     /* model */
     char *model_id;     /* file name without .gguf */
     long long model_created;
-    gguf_file *gguf;
+    model *model;
+    tok_vocab *vocab;
+    chat_template *tmpl;
+    const char *tmpl_source; /* "model", "builtin NAME", "default chatml" */
+    sched *sched;
+    gen_service gen;
 } hearth_server;
 
 static void notify(const char *state)
@@ -59,44 +68,127 @@ static int on_health(http_req *r, void *user)
 {
     hearth_server *hs = user;
     double up = (double)(http_now_ns() - hs->t_start_ns) / 1e9;
-    json_t *model = hs->model_id
+    json_t *mj = hs->model_id
         ? json_pack("{s:b, s:s}", "loaded", 1, "id", hs->model_id)
         : json_pack("{s:b}", "loaded", 0);
+    int running = 0, queued = 0;
+    if (hs->sched)
+        sched_stats(hs->sched, &running, &queued);
     return reply_json(r, 200,
-                      json_pack("{s:s, s:f, s:o}", "status",
+                      json_pack("{s:s, s:f, s:o, s:{s:i, s:i}}", "status",
                                 hs->stopping ? "stopping" : "ok",
-                                "uptime_seconds", up, "model", model));
+                                "uptime_seconds", up, "model", mj,
+                                "requests", "running", running, "queued", queued));
 }
 
 static int on_models(http_req *r, void *user)
 {
     hearth_server *hs = user;
     json_t *data = json_array();
-    if (hs->model_id)
-        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id",
-                                              hs->model_id, "object", "model",
-                                              "created", (json_int_t)hs->model_created,
-                                              "owned_by", "hearth"));
+    if (hs->model_id) {
+        const model_hparams *hp = model_hparams_of(hs->model);
+        json_array_append_new(
+            data, json_pack("{s:s, s:s, s:I, s:s, s:i, s:{s:s, s:i, s:i, s:I, s:i}}",
+                            "id", hs->model_id, "object", "model", "created",
+                            (json_int_t)hs->model_created, "owned_by", "hearth",
+                            "context_length", hs->gen.n_ctx, "meta", "architecture",
+                            hp->arch_name, "n_ctx_train", hp->n_ctx_train, "n_vocab",
+                            hp->n_vocab, "n_params", (json_int_t)model_n_params(hs->model),
+                            "n_embd", hp->n_embd));
+    }
     return reply_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+static int no_model(http_req *r)
+{
+    return http_respond_error(r, 503, "service_unavailable",
+                              "No model is loaded: start hearthd with --model or "
+                              "set [model] path in the configuration",
+                              NULL, "model_not_loaded");
+}
+
+static int on_chat(http_req *r, void *user)
+{
+    hearth_server *hs = user;
+    return hs->sched ? gen_chat(&hs->gen, r) : no_model(r);
+}
+
+static int on_completion(http_req *r, void *user)
+{
+    hearth_server *hs = user;
+    return hs->sched ? gen_completion(&hs->gen, r) : no_model(r);
 }
 
 static const http_route routes[] = {
     {"GET", "/health", on_health},
     {"GET", "/v1/models", on_models},
+    {"POST", "/v1/chat/completions", on_chat},
+    {"POST", "/v1/completions", on_completion},
 };
 
 /* ---------------------------------------------------------- model */
 
+/* Load the model, its tokenizer and chat template, and start the
+ * scheduler (after the loop exists: it wakes the loop). */
 static int model_open(hearth_server *hs, char *err, size_t errlen)
 {
     const char *path = hs->cfg.model_path;
     if (!path)
         return 0;
     char why[512];
-    if (gguf_open(path, &hs->gguf, why, sizeof why) < 0) {
+    uint64_t t0 = http_now_ns();
+    if (model_load(path, &hs->model, why, sizeof why) < 0) {
         snprintf(err, errlen, "model %s: %s", path, why);
         return -1;
     }
+    if (tok_load(model_gguf(hs->model), &hs->vocab, why, sizeof why) < 0) {
+        snprintf(err, errlen, "model %s: tokenizer: %s", path, why);
+        return -1;
+    }
+    /* chat template: the config's override, else the model's, else ChatML */
+    const char *src = NULL;
+    gguf_str gs;
+    char *owned = NULL;
+    if (hs->cfg.chat_template) {
+        src = chat_template_builtin(hs->cfg.chat_template);
+        if (!src) {
+            snprintf(err, errlen, "chat_template: '%s' is not a built-in template",
+                     hs->cfg.chat_template);
+            return -1;
+        }
+        hs->tmpl_source = "configured";
+    } else if (gguf_get_str(model_gguf(hs->model), "tokenizer.chat_template", &gs) == 0 &&
+               gs.len > 0) {
+        owned = strndup(gs.ptr, gs.len);
+        src = owned;
+        hs->tmpl_source = "the model's";
+    } else {
+        src = chat_template_builtin("chatml");
+        hs->tmpl_source = "default (chatml)";
+    }
+    int trc = src ? chat_template_parse(src, &hs->tmpl, why, sizeof why) : -1;
+    if (trc < 0 && owned) {
+        log_warn("model", "the model's chat template cannot be used (%s); using chatml", why);
+        trc = chat_template_parse(chat_template_builtin("chatml"), &hs->tmpl, why, sizeof why);
+        hs->tmpl_source = "default (chatml), the model's failed to parse";
+    }
+    free(owned);
+    if (trc < 0) {
+        snprintf(err, errlen, "chat template: %s", why);
+        return -1;
+    }
+
+    const model_hparams *hp = model_hparams_of(hs->model);
+    int n_ctx = hs->cfg.context;
+    if (n_ctx <= 0 || n_ctx > hp->n_ctx_train)
+        n_ctx = hp->n_ctx_train;
+    sched_params sp = {.n_slots = hs->cfg.parallel, .n_ctx = n_ctx,
+                       .max_queue = hs->cfg.max_queue, .batch = 256};
+    if (sched_new(&hs->sched, hs->model, hs->vocab, &sp, &hs->loop, why, sizeof why) < 0) {
+        snprintf(err, errlen, "model %s: %s", path, why);
+        return -1;
+    }
+
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     size_t n = strlen(base);
@@ -105,9 +197,26 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
     hs->model_id = strndup(base, n);
     struct stat st;
     hs->model_created = stat(path, &st) == 0 ? (long long)st.st_mtime : 0;
-    log_info("model", "opened %s (GGUF v%u, %zu tensors)", path,
-             gguf_version(hs->gguf), gguf_n_tensors(hs->gguf));
+    hs->gen = (gen_service){.model_id = hs->model_id, .m = hs->model, .v = hs->vocab,
+                            .tmpl = hs->tmpl, .s = hs->sched, .n_ctx = n_ctx,
+                            .ping_interval = &hs->cfg.ping_interval, .loop = &hs->loop};
+    log_info("model", "loaded %s: %s, %d layers, %.1fM parameters, context %d x %d "
+             "slots, chat template %s, in %.0f ms",
+             path, hp->arch_name, hp->n_layer, (double)model_n_params(hs->model) / 1e6,
+             n_ctx, sp.n_slots, hs->tmpl_source, (double)(http_now_ns() - t0) / 1e6);
     return 0;
+}
+
+static void model_close(hearth_server *hs)
+{
+    sched_free(hs->sched); /* before the loop closes: it owns a uv_async */
+    hs->sched = NULL;
+    chat_template_free(hs->tmpl);
+    tok_free(hs->vocab);
+    model_free(hs->model);
+    hs->tmpl = NULL;
+    hs->vocab = NULL;
+    hs->model = NULL;
 }
 
 /* ---------------------------------------------------------- lifecycle */
@@ -125,8 +234,10 @@ static void finish(void *arg)
     if (left)
         log_warn("server", "shutdown deadline reached with %u request(s) in flight", left);
     uv_timer_stop(&hs->deadline);
-    http_stop(hs->http);
+    http_stop(hs->http); /* cancels the jobs of what is still open */
     hs->http = NULL;
+    sched_free(hs->sched);
+    hs->sched = NULL;
     uv_close((uv_handle_t *)&hs->sig_int, on_closed);
     uv_close((uv_handle_t *)&hs->sig_term, on_closed);
     uv_close((uv_handle_t *)&hs->sig_hup, on_closed);
@@ -200,19 +311,22 @@ int server_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int status = 1;
+    uv_loop_init(&hs.loop);
     if (model_open(&hs, err, sizeof err) < 0) {
-        log_error("server", "%s", err);
         fprintf(stderr, "hearthd: %s\n", err);
+        model_close(&hs);
+        uv_run(&hs.loop, UV_RUN_NOWAIT); /* let closed handles finish */
+        uv_loop_close(&hs.loop);
         goto out;
     }
-
-    uv_loop_init(&hs.loop);
     http_config hc = {
         .host = hs.cfg.host, .port = hs.cfg.port, .max_body = hs.cfg.max_body,
         .routes = routes, .n_routes = sizeof routes / sizeof routes[0], .user = &hs,
     };
     if (http_start(&hs.http, &hs.loop, &hc, err, sizeof err) < 0) {
         fprintf(stderr, "hearthd: %s\n", err);
+        model_close(&hs);
+        uv_run(&hs.loop, UV_RUN_NOWAIT);
         uv_loop_close(&hs.loop);
         goto out;
     }
@@ -237,8 +351,7 @@ int server_main(int argc, char **argv)
     log_info("server", "stopped");
     status = 0;
 out:
-    if (hs.gguf)
-        gguf_close(hs.gguf);
+    model_close(&hs);
     free(hs.model_id);
     config_free(&hs.cfg);
     return status;

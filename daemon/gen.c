@@ -1,0 +1,669 @@
+/* gen.c - see gen.h. */
+#include "gen.h"
+
+#include <math.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "log.h"
+#include "request.h"
+#include "response.h"
+
+#define MAX_PROMPT_TOKENS (1 << 22)
+
+typedef struct gen_req {
+    gen_service *g;
+    http_req *r;
+    api_request req;
+    gen_job *job;
+    char id[API_ID_MAX];
+    int64_t created;
+    char *echo;          /* completions with echo: the prompt text */
+    size_t echo_len;
+    int n_prompt;
+    /* streaming */
+    char *pend;          /* bytes rendered, not yet handed to MHD */
+    size_t pend_len, pend_off, pend_cap;
+    bool sent_head;      /* the first chunk (role / echo) */
+    bool *finish_sent;   /* per choice */
+    bool done_sent;
+    bool ping_due;
+    uv_timer_t *ping;
+} gen_req;
+
+/* ---------------------------------------------------------- helpers */
+
+static int send_api_err(http_req *r, const api_err *e)
+{
+    return http_respond_error(r, e->status, NULL, e->message,
+                              e->param[0] ? e->param : NULL,
+                              e->code[0] ? e->code : NULL);
+}
+
+static void on_ping_closed(uv_handle_t *h) { free(h); }
+
+static void gen_req_free(void *arg)
+{
+    gen_req *gr = arg;
+    if (!gr)
+        return;
+    if (gr->job) {
+        gr->job->notify = NULL;
+        sched_cancel(gr->g->s, gr->job);
+        gen_job_unref(gr->job);
+    }
+    if (gr->ping)
+        uv_close((uv_handle_t *)gr->ping, on_ping_closed);
+    api_request_free(&gr->req);
+    free(gr->echo);
+    free(gr->pend);
+    free(gr->finish_sent);
+    free(gr);
+}
+
+static bool job_done(gen_job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    bool d = j->done;
+    pthread_mutex_unlock(&j->mu);
+    return d;
+}
+
+/* The scheduler has news for this job (on the loop thread). */
+static void on_news(gen_job *j, void *arg)
+{
+    gen_req *gr = arg;
+    if (gr->req.stream || job_done(j))
+        http_resume(gr->r);
+}
+
+static void on_disconnect(http_req *r)
+{
+    gen_req *gr = r->app;
+    log_info("gen", "%s: client went away, cancelling", gr->id);
+    sched_cancel(gr->g->s, gr->job);
+    /* MHD learns of the closed socket once the connection runs again */
+    http_resume(r);
+}
+
+/* Token texts for log-probabilities, kept in one buffer per rendering. */
+typedef struct lp_build {
+    api_logprob *lp;
+    api_top_logprob *top;
+    char *text;
+    size_t text_len, text_cap;
+    size_t *offs; /* text offsets, turned into pointers at the end */
+} lp_build;
+
+static int lp_text(lp_build *b, const tok_vocab *v, int32_t id, size_t *off, size_t *len)
+{
+    char buf[256];
+    int n = tok_piece(v, id, false, buf, sizeof buf);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n > sizeof buf)
+        n = sizeof buf; /* pieces are short; a longer one is cut */
+    if (b->text_len + (size_t)n + 1 > b->text_cap) {
+        size_t cap = b->text_cap ? b->text_cap * 2 : 1024;
+        while (cap < b->text_len + (size_t)n + 1)
+            cap *= 2;
+        char *nt = realloc(b->text, cap);
+        if (!nt)
+            return -1;
+        b->text = nt;
+        b->text_cap = cap;
+    }
+    memcpy(b->text + b->text_len, buf, (size_t)n);
+    *off = b->text_len;
+    *len = (size_t)n;
+    b->text_len += (size_t)n;
+    return 0;
+}
+
+/* Build api_logprob entries for lp[from, to) (job mutex held). */
+static int lp_build_range(lp_build *b, const tok_vocab *v, const gen_lp *lp,
+                          size_t from, size_t to, int top_n)
+{
+    memset(b, 0, sizeof *b);
+    size_t n = to - from;
+    if (n == 0)
+        return 0;
+    size_t n_top = n * (size_t)(top_n > 0 ? top_n : 0);
+    b->lp = calloc(n, sizeof *b->lp);
+    b->top = n_top ? calloc(n_top, sizeof *b->top) : NULL;
+    b->offs = calloc(n + n_top, sizeof *b->offs);
+    if (!b->lp || (n_top && !b->top) || !b->offs)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const gen_lp *e = &lp[from + i];
+        if (lp_text(b, v, e->id, &b->offs[i], &b->lp[i].len) < 0)
+            return -1;
+        b->lp[i].logprob = e->logprob;
+        int tn = e->n_top < top_n ? e->n_top : top_n;
+        b->lp[i].n_top = (size_t)(tn > 0 ? tn : 0);
+        b->lp[i].top = tn > 0 ? &b->top[k] : NULL;
+        for (int t = 0; t < tn; t++, k++) {
+            if (lp_text(b, v, e->top[t].id, &b->offs[n + k], &b->top[k].len) < 0)
+                return -1;
+            b->top[k].logprob = e->top[t].logprob;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        b->lp[i].token = b->text ? b->text + b->offs[i] : "";
+    for (size_t t = 0; t < k; t++)
+        b->top[t].token = b->text ? b->text + b->offs[n + t] : "";
+    return 0;
+}
+
+static void lp_build_free(lp_build *b)
+{
+    free(b->lp);
+    free(b->top);
+    free(b->text);
+    free(b->offs);
+}
+
+static void usage_of(const gen_req *gr, api_usage *u)
+{
+    u->prompt_tokens = gr->n_prompt;
+    u->completion_tokens = 0;
+    u->cached_tokens = 0;
+    if (gr->job)
+        for (int i = 0; i < gr->job->n_choices; i++)
+            u->completion_tokens += gr->job->choices[i].n_gen;
+}
+
+static const char *finish_name(const char *f)
+{
+    return f && strcmp(f, "length") == 0 ? "length" : "stop";
+}
+
+/* ---------------------------------------------------------- non-streaming */
+
+static int respond_full(http_req *r, void *user)
+{
+    gen_req *gr = r->app;
+    gen_job *j = gr->job;
+    if (r->client_gone)
+        return -1; /* nobody to answer: close */
+    if (j && !job_done(j)) {
+        http_suspend(r); /* woken early; wait on */
+        return 0;
+    }
+    api_head h = {.id = gr->id, .model = gr->g->model_id, .created = gr->created};
+    int n = j ? j->n_choices : (int)gr->req.n;
+    api_choice *ch = calloc((size_t)n, sizeof *ch);
+    lp_build *lb = calloc((size_t)n, sizeof *lb);
+    char **texts = calloc((size_t)n, sizeof *texts);
+    char *json = NULL;
+    int rc = -1;
+    if (!ch || !lb || !texts)
+        goto out;
+    if (j) {
+        pthread_mutex_lock(&j->mu);
+        if (j->error[0]) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "generation failed: %s", j->error);
+            pthread_mutex_unlock(&j->mu);
+            rc = http_respond_error(r, 500, "server_error", msg, NULL, NULL);
+            goto out;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        const gen_choice *c = j ? &j->choices[i] : NULL;
+        size_t tl = c ? c->len : 0;
+        texts[i] = malloc(gr->echo_len + tl + 1);
+        if (!texts[i])
+            break;
+        memcpy(texts[i], gr->echo ? gr->echo : "", gr->echo_len);
+        if (tl)
+            memcpy(texts[i] + gr->echo_len, c->text, tl);
+        texts[i][gr->echo_len + tl] = '\0';
+        ch[i].index = (unsigned)i;
+        ch[i].text = texts[i];
+        ch[i].len = gr->echo_len + tl;
+        ch[i].finish_reason = finish_name(c ? c->finish : "length");
+        ch[i].logprobs = gr->req.logprobs;
+        ch[i].text_offset = gr->echo_len;
+        if (c && gr->req.logprobs &&
+            lp_build_range(&lb[i], gr->g->v, c->lp, 0, c->n_lp, gr->req.top_logprobs) == 0) {
+            ch[i].lp = lb[i].lp;
+            ch[i].n_lp = c->n_lp;
+        }
+    }
+    api_usage u;
+    usage_of(gr, &u);
+    json = api_response_json(gr->req.kind, &h, ch, (size_t)n, &u);
+    if (j)
+        pthread_mutex_unlock(&j->mu);
+    rc = json ? http_respond_json(r, 200, json)
+              : http_respond_error(r, 500, "server_error", "out of memory", NULL, NULL);
+out:
+    for (int i = 0; texts && i < n; i++)
+        free(texts[i]);
+    for (int i = 0; lb && i < n; i++)
+        lp_build_free(&lb[i]);
+    free(texts);
+    free(lb);
+    free(ch);
+    free(json);
+    return rc;
+}
+
+/* ---------------------------------------------------------- streaming */
+
+static int pend_add(gen_req *gr, const char *s, size_t n)
+{
+    if (gr->pend_len + n + 1 > gr->pend_cap) {
+        size_t cap = gr->pend_cap ? gr->pend_cap : 4096;
+        while (cap < gr->pend_len + n + 1)
+            cap *= 2;
+        char *np = realloc(gr->pend, cap);
+        if (!np)
+            return -1;
+        gr->pend = np;
+        gr->pend_cap = cap;
+    }
+    memcpy(gr->pend + gr->pend_len, s, n);
+    gr->pend_len += n;
+    return 0;
+}
+
+/* Frame a JSON object as an SSE event (takes ownership of json). */
+static int pend_event(gen_req *gr, char *json)
+{
+    if (!json)
+        return -1;
+    char *ev = api_sse_event(json);
+    free(json);
+    if (!ev)
+        return -1;
+    int rc = pend_add(gr, ev, strlen(ev));
+    free(ev);
+    return rc;
+}
+
+/* Render whatever the job has produced since the last call. */
+static int stream_fill(gen_req *gr)
+{
+    gen_job *j = gr->job;
+    api_kind kind = gr->req.kind;
+    api_head h = {.id = gr->id, .model = gr->g->model_id, .created = gr->created};
+    int rc = 0;
+    pthread_mutex_lock(&j->mu);
+    if (j->error[0]) {
+        char *e = api_error_json(500, "server_error", j->error, NULL, NULL);
+        pthread_mutex_unlock(&j->mu);
+        rc = pend_event(gr, e);
+        if (rc == 0)
+            rc = pend_add(gr, API_SSE_DONE, strlen(API_SSE_DONE));
+        gr->done_sent = true;
+        return rc;
+    }
+    if (!gr->sent_head) {
+        gr->sent_head = true;
+        for (int i = 0; i < j->n_choices && rc == 0; i++) {
+            if (kind == API_CHAT) {
+                api_choice c = {.index = (unsigned)i, .text = "", .len = 0, .role = true};
+                rc = pend_event(gr, api_chunk_json(kind, &h, &c, 1));
+            } else if (gr->echo_len) {
+                api_choice c = {.index = (unsigned)i, .text = gr->echo, .len = gr->echo_len};
+                rc = pend_event(gr, api_chunk_json(kind, &h, &c, 1));
+            }
+        }
+    }
+    bool all_finished = true;
+    for (int i = 0; i < j->n_choices && rc == 0; i++) {
+        gen_choice *c = &j->choices[i];
+        if (c->len > c->sent) {
+            api_choice ac = {.index = (unsigned)i, .text = c->text + c->sent,
+                             .len = c->len - c->sent, .logprobs = gr->req.logprobs,
+                             .text_offset = gr->echo_len + c->sent};
+            lp_build lb = {0};
+            if (gr->req.logprobs &&
+                lp_build_range(&lb, gr->g->v, c->lp, c->lp_sent, c->n_lp,
+                               gr->req.top_logprobs) == 0) {
+                ac.lp = lb.lp;
+                ac.n_lp = c->n_lp - c->lp_sent;
+            }
+            rc = pend_event(gr, api_chunk_json(kind, &h, &ac, 1));
+            lp_build_free(&lb);
+            c->sent = c->len;
+            c->lp_sent = c->n_lp;
+        }
+        if (c->finish && !gr->finish_sent[i] && rc == 0) {
+            gr->finish_sent[i] = true;
+            api_choice ac = {.index = (unsigned)i, .text = kind == API_CHAT ? NULL : "",
+                             .len = 0, .finish_reason = finish_name(c->finish)};
+            rc = pend_event(gr, api_chunk_json(kind, &h, &ac, 1));
+        }
+        if (!c->finish)
+            all_finished = false;
+    }
+    if (all_finished && rc == 0 && !gr->done_sent) {
+        if (gr->req.include_usage) {
+            api_usage u;
+            usage_of(gr, &u);
+            rc = pend_event(gr, api_usage_chunk_json(kind, &h, &u));
+        }
+        if (rc == 0)
+            rc = pend_add(gr, API_SSE_DONE, strlen(API_SSE_DONE));
+        gr->done_sent = true;
+    }
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    gen_req *gr = cls;
+    if (gr->r->client_gone)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (gr->pend_off == gr->pend_len) {
+        gr->pend_off = gr->pend_len = 0;
+        if (!gr->done_sent && stream_fill(gr) < 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (gr->pend_len == 0) {
+            if (gr->done_sent)
+                return MHD_CONTENT_READER_END_OF_STREAM;
+            if (gr->ping_due) {
+                gr->ping_due = false;
+                if (pend_add(gr, API_SSE_PING, strlen(API_SSE_PING)) < 0)
+                    return MHD_CONTENT_READER_END_WITH_ERROR;
+            } else {
+                http_suspend(gr->r); /* the scheduler's news resumes it */
+                return 0;
+            }
+        }
+    }
+    size_t n = gr->pend_len - gr->pend_off;
+    if (n > max)
+        n = max;
+    memcpy(buf, gr->pend + gr->pend_off, n);
+    gr->pend_off += n;
+    gr->r->bytes += n;
+    gr->ping_due = false;
+    if (gr->ping)
+        uv_timer_again(gr->ping);
+    return (ssize_t)n;
+}
+
+static void on_ping(uv_timer_t *t)
+{
+    gen_req *gr = t->data;
+    if (!gr || gr->done_sent)
+        return;
+    gr->ping_due = true;
+    http_resume(gr->r);
+}
+
+static int start_stream(gen_req *gr)
+{
+    http_req *r = gr->r;
+    gr->finish_sent = calloc((size_t)gr->job->n_choices, sizeof *gr->finish_sent);
+    if (!gr->finish_sent)
+        return -1;
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, gr, NULL);
+    if (!resp)
+        return -1;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    gr->ping = malloc(sizeof *gr->ping);
+    if (gr->ping) {
+        uv_timer_init(gr->g->loop, gr->ping);
+        gr->ping->data = gr;
+        uint64_t ms = (uint64_t)*gr->g->ping_interval * 1000u;
+        uv_timer_start(gr->ping, on_ping, ms, ms);
+    }
+    return http_respond_custom(r, 200, resp);
+}
+
+/* ---------------------------------------------------------- entry */
+
+static int context_error(http_req *r, int n_prompt, int n_ctx)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "This model's context is %d tokens, but the prompt has %d tokens "
+             "(at least one more is needed to generate). Shorten the prompt.",
+             n_ctx, n_prompt);
+    return http_respond_error(r, 400, "invalid_request_error", msg, "messages",
+                              "context_length_exceeded");
+}
+
+/* Tokenize text into a malloc'd array. */
+static int tokenize(const tok_vocab *v, const char *text, size_t len, bool add_bos,
+                    bool special, int32_t **out, int *n_out)
+{
+    int cap = (int)(len < 64 ? 64 : (len > MAX_PROMPT_TOKENS ? MAX_PROMPT_TOKENS : len + 8));
+    int32_t *ids = malloc((size_t)cap * sizeof *ids);
+    if (!ids)
+        return -1;
+    int n = tok_encode(v, text, len, add_bos, special, ids, cap);
+    if (n > cap) {
+        int32_t *ni = realloc(ids, (size_t)n * sizeof *ids);
+        if (!ni) {
+            free(ids);
+            return -1;
+        }
+        ids = ni;
+        n = tok_encode(v, text, len, add_bos, special, ids, n);
+    }
+    if (n < 0) {
+        free(ids);
+        return -1;
+    }
+    *out = ids;
+    *n_out = n;
+    return 0;
+}
+
+/* Render the chat template and tokenize the result. */
+static int chat_prompt(gen_service *g, const api_request *q, int32_t **ids, int *n,
+                       char *err, size_t errlen)
+{
+    chat_msg *msgs = calloc(q->n_messages, sizeof *msgs);
+    if (!msgs) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < q->n_messages; i++) {
+        msgs[i].role = api_role_name(q->messages[i].role);
+        msgs[i].content = q->messages[i].content;
+    }
+    char bos[64] = "", eos[64] = "";
+    int32_t b = tok_bos(g->v), e = tok_eos(g->v);
+    int nb = b >= 0 ? tok_piece(g->v, b, true, bos, sizeof bos - 1) : 0;
+    int ne = e >= 0 ? tok_piece(g->v, e, true, eos, sizeof eos - 1) : 0;
+    bos[nb > 0 && nb < (int)sizeof bos ? nb : 0] = '\0';
+    eos[ne > 0 && ne < (int)sizeof eos ? ne : 0] = '\0';
+    char *text = chat_template_apply(g->tmpl, msgs, q->n_messages, true, bos, eos,
+                                     err, errlen);
+    free(msgs);
+    if (!text)
+        return -1;
+    /* The template writes BOS itself when the model wants it; add one
+     * only when it did not. */
+    bool add_bos = tok_add_bos_default(g->v) && !(bos[0] && strncmp(text, bos, strlen(bos)) == 0);
+    int rc = tokenize(g->v, text, strlen(text), add_bos, true, ids, n);
+    free(text);
+    if (rc < 0)
+        snprintf(err, errlen, "the prompt could not be tokenized");
+    return rc;
+}
+
+static int handle(gen_service *g, http_req *r, api_kind kind)
+{
+    gen_req *gr = calloc(1, sizeof *gr);
+    if (!gr)
+        return -1;
+    gr->g = g;
+    gr->r = r;
+    r->app = gr;
+    r->app_free = gen_req_free;
+
+    api_err e;
+    int prc = kind == API_CHAT ? api_parse_chat(r->body, r->body_len, &gr->req, &e)
+                               : api_parse_completion(r->body, r->body_len, &gr->req, &e);
+    if (prc < 0)
+        return send_api_err(r, &e);
+    api_request *q = &gr->req;
+    if (q->model && strcmp(q->model, g->model_id) != 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "The model '%.200s' does not exist; this server has '%s'",
+                 q->model, g->model_id);
+        return http_respond_error(r, 404, "invalid_request_error", msg, "model",
+                                  "model_not_found");
+    }
+
+    /* the prompt, as tokens */
+    int32_t *ids = NULL;
+    int n = 0;
+    char err[512];
+    if (kind == API_CHAT) {
+        if (chat_prompt(g, q, &ids, &n, err, sizeof err) < 0)
+            return http_respond_error(r, 400, "invalid_request_error", err, "messages",
+                                      "invalid_prompt");
+    } else if (q->prompt_tokens) {
+        int32_t nv = tok_n_vocab(g->v);
+        for (size_t i = 0; i < q->n_prompt_tokens; i++)
+            if (q->prompt_tokens[i] >= nv) {
+                snprintf(err, sizeof err, "prompt token %d is outside the vocabulary (0..%d)",
+                         q->prompt_tokens[i], nv - 1);
+                return http_respond_error(r, 400, "invalid_request_error", err, "prompt",
+                                          "invalid_value");
+            }
+        if (q->n_prompt_tokens > MAX_PROMPT_TOKENS)
+            return context_error(r, MAX_PROMPT_TOKENS, g->n_ctx);
+        ids = malloc(q->n_prompt_tokens * sizeof *ids);
+        if (!ids)
+            return -1;
+        memcpy(ids, q->prompt_tokens, q->n_prompt_tokens * sizeof *ids);
+        n = (int)q->n_prompt_tokens;
+    } else if (tokenize(g->v, q->prompt, q->prompt_len, tok_add_bos_default(g->v), false,
+                        &ids, &n) < 0) {
+        return http_respond_error(r, 400, "invalid_request_error",
+                                  "the prompt could not be tokenized", "prompt",
+                                  "invalid_prompt");
+    }
+    gr->n_prompt = n;
+    if (n == 0) {
+        free(ids);
+        return http_respond_error(r, 400, "invalid_request_error",
+                                  "the prompt is empty (no tokens)", "prompt",
+                                  "invalid_value");
+    }
+    if (n >= g->n_ctx) {
+        free(ids);
+        return context_error(r, n, g->n_ctx);
+    }
+    for (size_t i = 0; i < q->n_logit_bias; i++)
+        if (q->logit_bias[i].id >= tok_n_vocab(g->v)) {
+            free(ids);
+            snprintf(err, sizeof err, "logit_bias: token %d is outside the vocabulary (0..%d)",
+                     q->logit_bias[i].id, tok_n_vocab(g->v) - 1);
+            return http_respond_error(r, 400, "invalid_request_error", err, "logit_bias",
+                                      "invalid_value");
+        }
+    if (kind == API_COMPLETION && q->echo) {
+        if (q->prompt) {
+            gr->echo = strndup(q->prompt, q->prompt_len);
+            gr->echo_len = q->prompt_len;
+        } else {
+            /* token prompt: its text */
+            size_t cap = 64;
+            gr->echo = malloc(cap);
+            for (int i = 0; gr->echo && i < n; i++) {
+                char piece[256];
+                int pn = tok_piece(g->v, ids[i], false, piece, sizeof piece);
+                if (pn <= 0 || pn > (int)sizeof piece)
+                    continue;
+                if (gr->echo_len + (size_t)pn + 1 > cap) {
+                    cap = (gr->echo_len + (size_t)pn + 1) * 2;
+                    char *ne = realloc(gr->echo, cap);
+                    if (!ne)
+                        break;
+                    gr->echo = ne;
+                }
+                memcpy(gr->echo + gr->echo_len, piece, (size_t)pn);
+                gr->echo_len += (size_t)pn;
+            }
+        }
+    }
+
+    int room = g->n_ctx - n;
+    int max_tokens = q->max_tokens < 0 || q->max_tokens > room ? room : (int)q->max_tokens;
+    g->n_requests++;
+    api_format_id(gr->id, kind, ((uint64_t)time(NULL) << 20) ^ (g->n_requests * 0x9e3779b97f4a7c15ull));
+    gr->created = (int64_t)time(NULL);
+
+    if (max_tokens == 0) { /* completions with max_tokens 0: echo only */
+        free(ids);
+        if (q->stream) {
+            /* no job: stream just the head and the end */
+            return http_respond_error(r, 400, "invalid_request_error",
+                                      "max_tokens 0 is not supported with stream",
+                                      "max_tokens", "invalid_value");
+        }
+        return respond_full(r, g);
+    }
+
+    gen_job *j = gen_job_new((int)q->n);
+    if (!j) {
+        free(ids);
+        return -1;
+    }
+    gr->job = j;
+    j->prompt = ids;
+    j->n_prompt = n;
+    j->sp = q->sampling;
+    if (!(q->set & API_SET_SEED))
+        j->sp.seed = (uint64_t)time(NULL) ^ (g->n_requests * 0x2545F4914F6CDD1Dull);
+    if (q->n_logit_bias) {
+        j->bias = malloc(q->n_logit_bias * sizeof *j->bias);
+        if (!j->bias)
+            return -1;
+        memcpy(j->bias, q->logit_bias, q->n_logit_bias * sizeof *j->bias);
+    }
+    j->sp.bias = j->bias;
+    j->sp.n_bias = (int)q->n_logit_bias;
+    j->want_logprobs = q->logprobs;
+    j->top_logprobs = q->top_logprobs;
+    j->sp.n_probs = q->logprobs ? q->top_logprobs : 0;
+    j->max_tokens = max_tokens;
+    if (q->n_stop) {
+        j->stops = calloc(q->n_stop, sizeof *j->stops);
+        if (!j->stops)
+            return -1;
+        for (size_t i = 0; i < q->n_stop; i++) {
+            j->stops[i] = strdup(q->stop[i]);
+            if (!j->stops[i])
+                return -1;
+            j->n_stops++;
+        }
+    }
+    j->notify = on_news;
+    j->notify_arg = gr;
+    if (sched_submit(g->s, j, err, sizeof err) < 0) {
+        unsigned status = strstr(err, "busy") ? 429 : 400;
+        return http_respond_error(r, status, status == 429 ? "rate_limit_error"
+                                                           : "invalid_request_error",
+                                  err, status == 429 ? NULL : "n",
+                                  status == 429 ? "queue_full" : "invalid_value");
+    }
+    r->on_disconnect = on_disconnect;
+    if (q->stream)
+        return start_stream(gr);
+    r->on_resume = respond_full;
+    http_suspend(r);
+    return 0;
+}
+
+int gen_chat(gen_service *g, http_req *r) { return handle(g, r, API_CHAT); }
+int gen_completion(gen_service *g, http_req *r) { return handle(g, r, API_COMPLETION); }

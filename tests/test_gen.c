@@ -1,0 +1,599 @@
+/* test_gen.c - /v1/chat/completions and /v1/completions through a real
+ * hearthd serving ../shared/models/stories260K.gguf, over raw HTTP. */
+#include <check.h>
+#include <jansson.h>
+#include <math.h>
+#include <sys/socket.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static daemon_proc d;
+static char model_path[1024];
+static json_t *reference; /* reference/stories260K.json */
+
+#define SKIP_WITHOUT_DATA()                                                        \
+    do {                                                                           \
+        if (!tu_data_dir()) {                                                      \
+            fprintf(stderr, "SKIP %s: HEARTH_TEST_DATA not found\n", __func__);    \
+            return;                                                                \
+        }                                                                          \
+    } while (0)
+
+static void start_with(const char *const *extra)
+{
+    const char *args[32] = {"--model", model_path};
+    int n = 2;
+    for (int i = 0; extra && extra[i]; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    ck_assert_msg(tu_daemon_start(&d, args) == 0, "hearthd did not start (log %s)",
+                  d.log_path);
+}
+
+static void stop_ok(void)
+{
+    int rc = tu_daemon_stop(&d, SIGTERM, 15000);
+    ck_assert_msg(rc == 0, "exit status %d", rc);
+}
+
+static json_t *post(const char *path, const char *body, int want_status)
+{
+    http_resp r;
+    ck_assert_int_eq(tu_request(d.port, "POST", path, body, &r), 0);
+    ck_assert_msg(r.status == want_status, "status %d (want %d): %s", r.status,
+                  want_status, r.body);
+    json_error_t je;
+    json_t *j = json_loads(r.body, 0, &je);
+    ck_assert_msg(j != NULL, "not JSON: %s", r.body);
+    tu_resp_free(&r);
+    return j;
+}
+
+static const char *ref_text(int i)
+{
+    return json_string_value(
+        json_object_get(json_array_get(json_object_get(reference, "cases"), (size_t)i),
+                        "greedy_text"));
+}
+
+/* Parse an SSE body into its data payloads (NULL-terminated, malloc'd). */
+static int sse_events(const char *body, char **out, int max)
+{
+    int n = 0;
+    const char *p = body;
+    while (*p && n < max - 1) {
+        const char *end = strstr(p, "\n\n");
+        if (!end)
+            break;
+        if (strncmp(p, "data: ", 6) == 0)
+            out[n++] = strndup(p + 6, (size_t)(end - p - 6));
+        else
+            ck_assert_msg(p[0] == ':', "unexpected SSE line: %.40s", p);
+        p = end + 2;
+    }
+    ck_assert_msg(*p == '\0', "trailing bytes after the last event: %s", p);
+    out[n] = NULL;
+    return n;
+}
+
+static void free_events(char **ev)
+{
+    for (int i = 0; ev[i]; i++)
+        free(ev[i]);
+}
+
+/* Stream a request; returns the concatenated text of choice 0 and checks
+ * the framing. */
+static char *stream_text(const char *path, const char *body, bool chat, json_t **usage)
+{
+    http_resp r;
+    ck_assert_int_eq(tu_request(d.port, "POST", path, body, &r), 0);
+    ck_assert_msg(r.status == 200, "status %d: %s", r.status, r.body);
+    char ct[64];
+    ck_assert_ptr_nonnull(tu_header(&r, "Content-Type", ct, sizeof ct));
+    ck_assert_str_eq(ct, "text/event-stream");
+    char *ev[4096];
+    int n = sse_events(r.body, ev, 4096);
+    ck_assert_int_ge(n, 3);
+    ck_assert_str_eq(ev[n - 1], "[DONE]");
+    size_t cap = 1 << 16, len = 0;
+    char *text = calloc(1, cap);
+    bool saw_finish = false;
+    if (usage)
+        *usage = NULL;
+    for (int i = 0; i < n - 1; i++) {
+        json_t *j = json_loads(ev[i], 0, NULL);
+        ck_assert_msg(j != NULL, "event %d not JSON: %s", i, ev[i]);
+        ck_assert_str_eq(json_string_value(json_object_get(j, "object")),
+                         chat ? "chat.completion.chunk" : "text_completion");
+        json_t *choices = json_object_get(j, "choices");
+        if (json_array_size(choices) == 0) { /* the usage chunk */
+            ck_assert_ptr_nonnull(usage);
+            *usage = json_incref(json_object_get(j, "usage"));
+            json_decref(j);
+            continue;
+        }
+        json_t *c = json_array_get(choices, 0);
+        ck_assert(!saw_finish); /* nothing after the finish chunk but usage */
+        json_t *fr = json_object_get(c, "finish_reason");
+        if (json_is_string(fr))
+            saw_finish = true;
+        const char *piece;
+        if (chat) {
+            json_t *delta = json_object_get(c, "delta");
+            if (i == 0)
+                ck_assert_str_eq(json_string_value(json_object_get(delta, "role")), "assistant");
+            piece = json_string_value(json_object_get(delta, "content"));
+        } else {
+            piece = json_string_value(json_object_get(c, "text"));
+        }
+        if (piece) {
+            size_t pl = strlen(piece);
+            ck_assert(len + pl < cap);
+            memcpy(text + len, piece, pl);
+            len += pl;
+        }
+        json_decref(j);
+    }
+    ck_assert(saw_finish);
+    free_events(ev);
+    tu_resp_free(&r);
+    return text;
+}
+
+/* ------------------------------------------------------------ tests */
+
+START_TEST(completion_greedy_matches_reference)
+{
+    SKIP_WITHOUT_DATA();
+    start_with(NULL);
+    json_t *j = post("/v1/completions",
+                     "{\"prompt\":\"Once upon a time\",\"max_tokens\":64,\"temperature\":0}", 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "object")), "text_completion");
+    json_t *c = json_array_get(json_object_get(j, "choices"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(c, "text")), ref_text(0));
+    ck_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), "length");
+    json_t *u = json_object_get(j, "usage");
+    ck_assert_int_eq(json_integer_value(json_object_get(u, "prompt_tokens")), 5);
+    ck_assert_int_eq(json_integer_value(json_object_get(u, "completion_tokens")), 64);
+    ck_assert_int_eq(json_integer_value(json_object_get(u, "total_tokens")), 69);
+    json_decref(j);
+    stop_ok();
+}
+END_TEST
+
+START_TEST(completion_stream_equals_nonstream)
+{
+    SKIP_WITHOUT_DATA();
+    start_with(NULL);
+    json_t *usage;
+    char *text = stream_text("/v1/completions",
+                             "{\"prompt\":\"Once upon a time\",\"max_tokens\":64,"
+                             "\"temperature\":0,\"stream\":true,"
+                             "\"stream_options\":{\"include_usage\":true}}",
+                             false, &usage);
+    ck_assert_str_eq(text, ref_text(0));
+    ck_assert_ptr_nonnull(usage);
+    ck_assert_int_eq(json_integer_value(json_object_get(usage, "completion_tokens")), 64);
+    json_decref(usage);
+    free(text);
+    stop_ok();
+}
+END_TEST
+
+START_TEST(seeded_sampling_is_deterministic)
+{
+    SKIP_WITHOUT_DATA();
+    start_with(NULL);
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"Tell a story\"}],"
+                       "\"max_tokens\":40,\"temperature\":0.9,\"seed\":1234%s}";
+    char b1[512], b2[512];
+    snprintf(b1, sizeof b1, body, "");
+    snprintf(b2, sizeof b2, body, ",\"stream\":true");
+    json_t *a = post("/v1/chat/completions", b1, 200);
+    json_t *b = post("/v1/chat/completions", b1, 200);
+    const char *ta = json_string_value(json_object_get(
+        json_object_get(json_array_get(json_object_get(a, "choices"), 0), "message"), "content"));
+    const char *tb = json_string_value(json_object_get(
+        json_object_get(json_array_get(json_object_get(b, "choices"), 0), "message"), "content"));
+    ck_assert_ptr_nonnull(ta);
+    ck_assert(strlen(ta) > 0);
+    ck_assert_str_eq(ta, tb);
+    char *ts = stream_text("/v1/chat/completions", b2, true, NULL);
+    ck_assert_str_eq(ta, ts);
+    free(ts);
+    /* another seed gives another text (40 sampled tokens at T=0.9) */
+    snprintf(b1, sizeof b1,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"Tell a story\"}],"
+             "\"max_tokens\":40,\"temperature\":0.9,\"seed\":99}");
+    json_t *c = post("/v1/chat/completions", b1, 200);
+    const char *tc = json_string_value(json_object_get(
+        json_object_get(json_array_get(json_object_get(c, "choices"), 0), "message"), "content"));
+    ck_assert_str_ne(ta, tc);
+    json_decref(a);
+    json_decref(b);
+    json_decref(c);
+    stop_ok();
+}
+END_TEST
+
+START_TEST(chat_response_shape)
+{
+    SKIP_WITHOUT_DATA();
+    start_with(NULL);
+    json_t *j = post("/v1/chat/completions",
+                     "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"system\",\"content\":"
+                     "\"Be brief.\"},{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":"
+                     "\"Hi\"}]}],\"max_completion_tokens\":8,\"temperature\":0}", 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "object")), "chat.completion");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "model")), "stories260K");
+    ck_assert(strncmp(json_string_value(json_object_get(j, "id")), "chatcmpl-", 9) == 0);
+    json_t *c = json_array_get(json_object_get(j, "choices"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(c, "message"), "role")),
+                     "assistant");
+    const char *fr = json_string_value(json_object_get(c, "finish_reason"));
+    ck_assert(strcmp(fr, "length") == 0 || strcmp(fr, "stop") == 0);
+    json_t *u = json_object_get(j, "usage");
+    ck_assert_int_le(json_integer_value(json_object_get(u, "completion_tokens")), 8);
+    ck_assert_int_gt(json_integer_value(json_object_get(u, "prompt_tokens")), 5);
+    json_decref(j);
+    stop_ok();
+}
+END_TEST
+
+START_TEST(stop_string_cuts_before_match)
+{
+    SKIP_WITHOUT_DATA();
+    start_with(NULL);
+    /* the reference continues ", there was a little girl named Lily." */
+    json_t *j = post("/v1/completions",
+                     "{\"prompt\":\"Once upon a time\",\"max_tokens\":64,\"temperature\":0,"
+                     "\"stop\":[\"zzz\",\" girl named\"]}", 200);
+    json_t *c = json_array_get(json_object_get(j, "choices"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(c, "text")), ", there was a little");
+    ck_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), "stop");
+    json_decref(j);
+    /* streamed: the held-back part never leaks */
+    char *t = stream_text("/v1/completions",
+                          "{\"prompt\":\"Once upon a time\",\"max_tokens\":64,\"temperature\":0,"
+                          "\"stop\":\" girl named\",\"stream\":true}", false, NULL);
+    ck_assert_str_eq(t, ", there was a little");
+    free(t);
+    stop_ok();
+}
+END_TEST
+
+START_TEST(n_choices_and_logprobs)
+{
+    SKIP_WITHOUT_DATA();
+    start_with(NULL);
+    json_t *j = post("/v1/completions",
+                     "{\"prompt\":\"Once upon a time\",\"max_tokens\":4,\"temperature\":0,"
+                     "\"n\":2,\"logprobs\":3}", 200);
+    json_t *ch = json_object_get(j, "choices");
+    ck_assert_int_eq(json_array_size(ch), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *c = json_array_get(ch, i);
+        ck_assert_int_eq(json_integer_value(json_object_get(c, "index")), (json_int_t)i);
+        json_t *lp = json_object_get(c, "logprobs");
+        ck_assert(json_is_object(lp));
+        ck_assert_int_eq(json_array_size(json_object_get(lp, "tokens")), 4);
+        /* the first token's log-probability matches the reference */
+        json_t *step0 = json_array_get(json_object_get(json_array_get(
+                                           json_object_get(reference, "cases"), 0), "steps"), 0);
+        double want = json_number_value(json_object_get(step0, "logprob"));
+        double got = json_number_value(json_array_get(json_object_get(lp, "token_logprobs"), 0));
+        ck_assert_msg(fabs(want - got) < 0.01, "logprob %f vs reference %f", got, want);
+    }
+    json_decref(j);
+    /* chat logprobs with top_logprobs */
+    j = post("/v1/chat/completions",
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"max_tokens\":3,"
+             "\"logprobs\":true,\"top_logprobs\":2,\"temperature\":0}", 200);
+    json_t *lp = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "logprobs");
+    json_t *content = json_object_get(lp, "content");
+    ck_assert_int_ge(json_array_size(content), 1);
+    json_t *first = json_array_get(content, 0);
+    ck_assert(json_is_string(json_object_get(first, "token")));
+    ck_assert_int_eq(json_array_size(json_object_get(first, "top_logprobs")), 2);
+    json_decref(j);
+    stop_ok();
+}
+END_TEST
+
+static void assert_error(json_t *j, const char *code, const char *param)
+{
+    json_t *e = json_object_get(j, "error");
+    ck_assert_msg(json_is_object(e), "no error object");
+    if (code)
+        ck_assert_str_eq(json_string_value(json_object_get(e, "code")), code);
+    if (param)
+        ck_assert_str_eq(json_string_value(json_object_get(e, "param")), param);
+}
+
+START_TEST(request_errors)
+{
+    SKIP_WITHOUT_DATA();
+    const char *extra[] = {"--context", "64", NULL};
+    start_with(extra);
+    json_t *j = post("/v1/chat/completions", "{not json", 400);
+    assert_error(j, NULL, NULL);
+    json_decref(j);
+    j = post("/v1/chat/completions",
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":\"hot\"}", 400);
+    assert_error(j, NULL, "temperature");
+    json_decref(j);
+    j = post("/v1/chat/completions",
+             "{\"model\":\"gpt-9\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 404);
+    assert_error(j, "model_not_found", "model");
+    json_decref(j);
+    j = post("/v1/completions", "{\"prompt\":\"x\",\"logit_bias\":{\"100000\":5}}", 400);
+    assert_error(j, NULL, "logit_bias");
+    json_decref(j);
+    /* a prompt over the 64-token context: the numbers are in the message */
+    char body[4096] = "{\"prompt\":\"";
+    for (int i = 0; i < 60; i++)
+        strcat(body, "The little dog ran. ");
+    strcat(body, "\"}");
+    j = post("/v1/completions", body, 400);
+    assert_error(j, "context_length_exceeded", NULL);
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    ck_assert_msg(strstr(msg, "64 tokens") != NULL, "%s", msg);
+    json_decref(j);
+    /* max_tokens is capped at what fits: 5 prompt tokens + 59 = 64 */
+    j = post("/v1/completions",
+             "{\"prompt\":\"Once upon a time\",\"max_tokens\":1000,\"temperature\":0}", 200);
+    json_t *c = json_array_get(json_object_get(j, "choices"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), "length");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"),
+                                                        "completion_tokens")), 59);
+    json_decref(j);
+    /* still serving */
+    http_resp r;
+    ck_assert_int_eq(tu_request(d.port, "GET", "/health", NULL, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    tu_resp_free(&r);
+    stop_ok();
+}
+END_TEST
+
+START_TEST(no_model_is_503)
+{
+    ck_assert_int_eq(tu_daemon_start(&d, NULL), 0);
+    json_t *j = post("/v1/chat/completions",
+                     "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 503);
+    assert_error(j, "model_not_loaded", NULL);
+    json_decref(j);
+    stop_ok();
+}
+END_TEST
+
+/* Open a stream and read until `need` bytes of body arrived; returns fd. */
+static int open_stream(const char *body, char *got, size_t cap, size_t need)
+{
+    int fd = tu_connect(d.port);
+    ck_assert_int_ge(fd, 0);
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                     strlen(body));
+    ck_assert_int_eq(tu_send(fd, head, (size_t)n), 0);
+    ck_assert_int_eq(tu_send(fd, body, strlen(body)), 0);
+    size_t len = 0;
+    while (len < need && len < cap - 1) {
+        ssize_t k = recv(fd, got + len, cap - 1 - len, 0);
+        ck_assert_int_gt(k, 0);
+        len += (size_t)k;
+    }
+    got[len] = '\0';
+    return fd;
+}
+
+static int running_jobs(void)
+{
+    http_resp r;
+    ck_assert_int_eq(tu_request(d.port, "GET", "/health", NULL, &r), 0);
+    json_t *j = json_loads(r.body, 0, NULL);
+    int n = (int)json_integer_value(json_object_get(json_object_get(j, "requests"), "running"));
+    json_decref(j);
+    tu_resp_free(&r);
+    return n;
+}
+
+START_TEST(disconnect_mid_stream_frees_slot)
+{
+    SKIP_WITHOUT_DATA();
+    setenv("HEARTH_DEBUG_STEP_DELAY_MS", "100", 1);
+    const char *extra[] = {"--parallel", "1", "--max-queue", "0", NULL};
+    start_with(extra);
+    unsetenv("HEARTH_DEBUG_STEP_DELAY_MS");
+    char got[8192];
+    int fd = open_stream("{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],"
+                         "\"max_tokens\":400,\"stream\":true}", got, sizeof got, 400);
+    ck_assert(strstr(got, "text/event-stream") != NULL);
+    ck_assert_int_eq(running_jobs(), 1);
+    /* the only slot is busy and nothing may wait: 429 */
+    json_t *j = post("/v1/completions", "{\"prompt\":\"x\",\"max_tokens\":2}", 429);
+    assert_error(j, "queue_full", NULL);
+    json_decref(j);
+    close(fd);
+    /* the job is cancelled within a step or two */
+    int tries = 0;
+    while (running_jobs() != 0 && tries++ < 50)
+        usleep(50000);
+    ck_assert_int_eq(running_jobs(), 0);
+    /* and the next request is served */
+    j = post("/v1/completions", "{\"prompt\":\"Once\",\"max_tokens\":2}", 200);
+    json_decref(j);
+    stop_ok();
+}
+END_TEST
+
+START_TEST(disconnect_while_waiting_nonstream)
+{
+    SKIP_WITHOUT_DATA();
+    setenv("HEARTH_DEBUG_STEP_DELAY_MS", "100", 1);
+    const char *extra[] = {"--parallel", "1", NULL};
+    start_with(extra);
+    unsetenv("HEARTH_DEBUG_STEP_DELAY_MS");
+    int fd = tu_connect(d.port);
+    const char *body = "{\"prompt\":\"Once upon a time\",\"max_tokens\":400}";
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+                     strlen(body));
+    tu_send(fd, head, (size_t)n);
+    tu_send(fd, body, strlen(body));
+    usleep(300000);
+    ck_assert_int_eq(running_jobs(), 1);
+    close(fd);
+    ck_assert(tu_log_contains(&d, "client went away", 5000));
+    int tries = 0;
+    while (running_jobs() != 0 && tries++ < 50)
+        usleep(50000);
+    ck_assert_int_eq(running_jobs(), 0);
+    stop_ok();
+}
+END_TEST
+
+START_TEST(ping_while_waiting)
+{
+    SKIP_WITHOUT_DATA();
+    setenv("HEARTH_DEBUG_STEP_DELAY_MS", "2500", 1);
+    const char *extra[] = {"--ping-interval", "1", NULL};
+    start_with(extra);
+    unsetenv("HEARTH_DEBUG_STEP_DELAY_MS");
+    char got[8192];
+    int fd = open_stream("{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],"
+                         "\"max_tokens\":2,\"stream\":true}", got, sizeof got, 1);
+    /* read until a ping shows up (the first step takes 2.5 s) */
+    size_t len = strlen(got);
+    for (int i = 0; i < 100 && !strstr(got, ": ping"); i++) {
+        ssize_t k = recv(fd, got + len, sizeof got - 1 - len, 0);
+        if (k <= 0)
+            break;
+        len += (size_t)k;
+        got[len] = '\0';
+    }
+    ck_assert_msg(strstr(got, ": ping\n\n") != NULL, "no ping in: %s", got);
+    close(fd);
+    stop_ok();
+}
+END_TEST
+
+START_TEST(keep_alive_stream_and_not)
+{
+    SKIP_WITHOUT_DATA();
+    start_with(NULL);
+    int fd = tu_connect(d.port);
+    const char *bodies[] = {
+        "{\"prompt\":\"Once upon a time\",\"max_tokens\":5,\"temperature\":0}",
+        "{\"prompt\":\"Once upon a time\",\"max_tokens\":5,\"temperature\":0,\"stream\":true}",
+        "{\"prompt\":\"The little dog\",\"max_tokens\":5,\"temperature\":0}",
+    };
+    for (int i = 0; i < 3; i++) {
+        char head[256];
+        int n = snprintf(head, sizeof head,
+                         "POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                         "Content-Length: %zu\r\n\r\n", strlen(bodies[i]));
+        ck_assert_int_eq(tu_send(fd, head, (size_t)n), 0);
+        ck_assert_int_eq(tu_send(fd, bodies[i], strlen(bodies[i])), 0);
+        http_resp r;
+        ck_assert_int_eq(tu_read_response(fd, &r, 20000), 0);
+        ck_assert_int_eq(r.status, 200);
+        if (i == 1)
+            ck_assert(strstr(r.body, "data: [DONE]\n\n") != NULL);
+        tu_resp_free(&r);
+    }
+    close(fd);
+    stop_ok();
+}
+END_TEST
+
+START_TEST(sigterm_finishes_running_generation)
+{
+    SKIP_WITHOUT_DATA();
+    setenv("HEARTH_DEBUG_STEP_DELAY_MS", "50", 1);
+    start_with(NULL);
+    unsetenv("HEARTH_DEBUG_STEP_DELAY_MS");
+    char got[65536];
+    int fd = open_stream("{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],"
+                         "\"max_tokens\":20,\"stream\":true}", got, sizeof got, 100);
+    kill(d.pid, SIGTERM);
+    size_t len = strlen(got);
+    while (!strstr(got, "[DONE]")) {
+        ssize_t k = recv(fd, got + len, sizeof got - 1 - len, 0);
+        if (k <= 0)
+            break;
+        len += (size_t)k;
+        got[len] = '\0';
+    }
+    ck_assert_msg(strstr(got, "data: [DONE]") != NULL, "stream cut: %s", got);
+    close(fd);
+    ck_assert_int_eq(tu_daemon_wait(&d, 15000), 0);
+}
+END_TEST
+
+START_TEST(models_lists_loaded_model)
+{
+    SKIP_WITHOUT_DATA();
+    start_with(NULL);
+    http_resp r;
+    ck_assert_int_eq(tu_request(d.port, "GET", "/v1/models", NULL, &r), 0);
+    json_t *j = json_loads(r.body, 0, NULL);
+    json_t *m = json_array_get(json_object_get(j, "data"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(m, "id")), "stories260K");
+    ck_assert_int_gt(json_integer_value(json_object_get(m, "context_length")), 0);
+    json_decref(j);
+    tu_resp_free(&r);
+    stop_ok();
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("gen");
+    TCase *t = tcase_create("gen");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, completion_greedy_matches_reference);
+    tcase_add_test(t, completion_stream_equals_nonstream);
+    tcase_add_test(t, seeded_sampling_is_deterministic);
+    tcase_add_test(t, chat_response_shape);
+    tcase_add_test(t, stop_string_cuts_before_match);
+    tcase_add_test(t, n_choices_and_logprobs);
+    tcase_add_test(t, request_errors);
+    tcase_add_test(t, no_model_is_503);
+    tcase_add_test(t, disconnect_mid_stream_frees_slot);
+    tcase_add_test(t, disconnect_while_waiting_nonstream);
+    tcase_add_test(t, ping_while_waiting);
+    tcase_add_test(t, keep_alive_stream_and_not);
+    tcase_add_test(t, sigterm_finishes_running_generation);
+    tcase_add_test(t, models_lists_loaded_model);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    const char *dir = tu_data_dir();
+    if (dir) {
+        snprintf(model_path, sizeof model_path, "%s/models/stories260K.gguf", dir);
+        char ref[1024];
+        snprintf(ref, sizeof ref, "%s/reference/stories260K.json", dir);
+        reference = json_load_file(ref, 0, NULL);
+    } else {
+        fprintf(stderr, "SKIP: HEARTH_TEST_DATA not found; generation tests skipped\n");
+    }
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    json_decref(reference);
+    return failed ? 1 : 0;
+}
