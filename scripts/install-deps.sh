@@ -31,3 +31,9 @@ fi
 if ! command -v npm >/dev/null 2>&1; then
     $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
+
+# The OpenAI client library the integration tests drive hearthd with.
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [ -f "$here/tests/node/package-lock.json" ]; then
+    (cd "$here/tests/node" && npm ci --no-audit --no-fund --loglevel=error)
+fi
