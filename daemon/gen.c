@@ -33,6 +33,8 @@ typedef struct gen_req {
     bool done_sent;
     bool ping_due;
     uv_timer_t *ping;
+    uv_timer_t *deadline; /* request_timeout */
+    bool timed_out;
 } gen_req;
 
 /* ---------------------------------------------------------- helpers */
@@ -44,7 +46,7 @@ static int send_api_err(http_req *r, const api_err *e)
                               e->code[0] ? e->code : NULL);
 }
 
-static void on_ping_closed(uv_handle_t *h) { free(h); }
+static void on_timer_closed(uv_handle_t *h) { free(h); }
 
 static void gen_req_free(void *arg)
 {
@@ -57,7 +59,9 @@ static void gen_req_free(void *arg)
         gen_job_unref(gr->job);
     }
     if (gr->ping)
-        uv_close((uv_handle_t *)gr->ping, on_ping_closed);
+        uv_close((uv_handle_t *)gr->ping, on_timer_closed);
+    if (gr->deadline)
+        uv_close((uv_handle_t *)gr->deadline, on_timer_closed);
     api_request_free(&gr->req);
     free(gr->echo);
     free(gr->pend);
@@ -191,6 +195,12 @@ static int respond_full(http_req *r, void *user)
     gen_job *j = gr->job;
     if (r->client_gone)
         return -1; /* nobody to answer: close */
+    if (gr->timed_out) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "The request took longer than request_timeout (%d s) "
+                 "and was cancelled", *gr->g->request_timeout);
+        return http_respond_error(r, 503, "timeout_error", msg, NULL, "timeout");
+    }
     if (j && !job_done(j)) {
         http_suspend(r); /* woken early; wait on */
         return 0;
@@ -296,8 +306,12 @@ static int stream_fill(gen_req *gr)
     api_head h = {.id = gr->id, .model = gr->g->model_id, .created = gr->created};
     int rc = 0;
     pthread_mutex_lock(&j->mu);
-    if (j->error[0]) {
-        char *e = api_error_json(500, "server_error", j->error, NULL, NULL);
+    if (j->error[0] || gr->timed_out) {
+        char *e = gr->timed_out
+            ? api_error_json(503, "timeout_error",
+                             "The request took longer than request_timeout and was cancelled",
+                             NULL, "timeout")
+            : api_error_json(500, "server_error", j->error, NULL, NULL);
         pthread_mutex_unlock(&j->mu);
         rc = pend_event(gr, e);
         if (rc == 0)
@@ -400,6 +414,30 @@ static void on_ping(uv_timer_t *t)
         return;
     gr->ping_due = true;
     http_resume(gr->r);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    gen_req *gr = t->data;
+    if (gr->done_sent || (!gr->req.stream && job_done(gr->job)))
+        return;
+    log_warn("gen", "%s: request_timeout reached, cancelling", gr->id);
+    gr->timed_out = true;
+    sched_cancel(gr->g->s, gr->job);
+    http_resume(gr->r);
+}
+
+static void start_deadline(gen_req *gr)
+{
+    int secs = *gr->g->request_timeout;
+    if (secs <= 0)
+        return;
+    gr->deadline = malloc(sizeof *gr->deadline);
+    if (!gr->deadline)
+        return;
+    uv_timer_init(gr->g->loop, gr->deadline);
+    gr->deadline->data = gr;
+    uv_timer_start(gr->deadline, on_deadline, (uint64_t)secs * 1000u, 0);
 }
 
 static int start_stream(gen_req *gr)
@@ -658,6 +696,7 @@ static int handle(gen_service *g, http_req *r, api_kind kind)
                                   status == 429 ? "queue_full" : "invalid_value");
     }
     r->on_disconnect = on_disconnect;
+    start_deadline(gr);
     if (q->stream)
         return start_stream(gr);
     r->on_resume = respond_full;

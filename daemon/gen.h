@@ -26,6 +26,7 @@ typedef struct gen_service {
     sched *s;
     int n_ctx;
     const int *ping_interval;  /* seconds; points into the live config */
+    const int *request_timeout; /* seconds, 0: none; live config */
     uv_loop_t *loop;
     uint64_t n_requests;       /* for response ids */
 } gen_service;

@@ -47,6 +47,12 @@ static const config_key keys[] = {
     {"server", "ping_interval", "ping-interval", 0, K_INT, OFF(ping_interval), 1,
      3600, true, "seconds between SSE keep-alive comments while a stream "
      "waits (default 5)"},
+    {"server", "request_timeout", "request-timeout", 0, K_INT, OFF(request_timeout), 0,
+     86400, true, "seconds a generation request may take, queue wait included; "
+     "0 = no limit (default 600)"},
+    {"server", "api_key", "api-key", 0, K_STR, OFF(api_key), 0, 0, true,
+     "require 'Authorization: Bearer KEY' on every endpoint but /health "
+     "(default: none)"},
     {"model", "path", "model", 'm', K_STR, OFF(model_path), 0, 0, false,
      "GGUF model file to serve (default: none)"},
     {"model", "threads", "threads", 't', K_INT, OFF(threads), 0, 1024, false,
@@ -75,6 +81,7 @@ void config_init(hearth_config *c)
     c->threads = 0;
     c->max_queue = 64;
     c->ping_interval = 5;
+    c->request_timeout = 600;
     c->context = 4096;
     c->parallel = 4;
     c->log_level = LOG_INFO;
@@ -86,6 +93,7 @@ void config_free(hearth_config *c)
     free(c->host);
     free(c->model_path);
     free(c->chat_template);
+    free(c->api_key);
     memset(c, 0, sizeof *c);
 }
 

@@ -19,6 +19,8 @@ typedef struct hearth_config {
     int shutdown_timeout;   /* seconds to finish in-flight requests */
     int max_queue;          /* generation requests waiting for a slot */
     int ping_interval;      /* seconds between SSE ": ping" lines while waiting */
+    int request_timeout;    /* seconds a generation may take; 0: no limit */
+    char *api_key;          /* required as "Authorization: Bearer KEY"; NULL: open */
     /* [model] */
     char *model_path;       /* NULL: start without a model */
     int threads;            /* 0: one per core */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,8 +86,34 @@ int http_respond_error(http_req *r, unsigned status, const char *type,
 
 /* ---------------------------------------------------------- routing */
 
+/* Compare without an early exit, so the time taken does not tell how much
+ * of a guessed key was right. */
+static bool key_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char diff = (unsigned char)(la != lb);
+    for (size_t i = 0; i < lb; i++)
+        diff |= (unsigned char)(a[i < la ? i : 0] ^ b[i]);
+    return diff == 0;
+}
+
+static bool authorized(http_server *s, http_req *r)
+{
+    const char *key = s->cfg.api_key ? *s->cfg.api_key : NULL;
+    if (!key || !*key || strncmp(r->url, "/health", 7) == 0)
+        return true;
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_AUTHORIZATION);
+    return h && strncasecmp(h, "Bearer ", 7) == 0 && key_equal(h + 7, key);
+}
+
 static int route(http_server *s, http_req *r)
 {
+    if (!authorized(s, r))
+        return http_respond_error(r, 401, "invalid_request_error",
+                                  "Missing or incorrect API key: send it as "
+                                  "'Authorization: Bearer KEY'",
+                                  NULL, "invalid_api_key");
     const char *method = strcmp(r->method, "HEAD") == 0 ? "GET" : r->method;
     /* Ignore a query string when matching. */
     size_t plen = strcspn(r->url, "?");
@@ -412,9 +439,9 @@ int http_start(http_server **out, uv_loop_t *loop, const http_config *cfg,
 
     s->mhd = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_access, s,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, to catch all */
         MHD_OPTION_SOCK_ADDR, addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
         MHD_OPTION_END);
     if (!s->mhd) {

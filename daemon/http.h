@@ -63,6 +63,8 @@ typedef struct http_config {
     const char *host;
     int port;
     long long max_body;
+    char *const *api_key; /* *api_key: required bearer token, or NULL
+                             (a pointer so a config reload applies) */
     const http_route *routes;
     size_t n_routes;
     void *user;

@@ -199,7 +199,8 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
     hs->model_created = stat(path, &st) == 0 ? (long long)st.st_mtime : 0;
     hs->gen = (gen_service){.model_id = hs->model_id, .m = hs->model, .v = hs->vocab,
                             .tmpl = hs->tmpl, .s = hs->sched, .n_ctx = n_ctx,
-                            .ping_interval = &hs->cfg.ping_interval, .loop = &hs->loop};
+                            .ping_interval = &hs->cfg.ping_interval,
+                            .request_timeout = &hs->cfg.request_timeout, .loop = &hs->loop};
     log_info("model", "loaded %s: %s, %d layers, %.1fM parameters, context %d x %d "
              "slots, chat template %s, in %.0f ms",
              path, hp->arch_name, hp->n_layer, (double)model_n_params(hs->model) / 1e6,
@@ -321,7 +322,7 @@ int server_main(int argc, char **argv)
     }
     http_config hc = {
         .host = hs.cfg.host, .port = hs.cfg.port, .max_body = hs.cfg.max_body,
-        .routes = routes, .n_routes = sizeof routes / sizeof routes[0], .user = &hs,
+        .api_key = &hs.cfg.api_key, .routes = routes, .n_routes = sizeof routes / sizeof routes[0], .user = &hs,
     };
     if (http_start(&hs.http, &hs.loop, &hc, err, sizeof err) < 0) {
         fprintf(stderr, "hearthd: %s\n", err);

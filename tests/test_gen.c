@@ -540,6 +540,33 @@ START_TEST(sigterm_finishes_running_generation)
 }
 END_TEST
 
+START_TEST(request_timeout_cancels)
+{
+    SKIP_WITHOUT_DATA();
+    setenv("HEARTH_DEBUG_STEP_DELAY_MS", "300", 1);
+    const char *extra[] = {"--request-timeout", "1", "--parallel", "1", NULL};
+    start_with(extra);
+    unsetenv("HEARTH_DEBUG_STEP_DELAY_MS");
+    json_t *j = post("/v1/completions", "{\"prompt\":\"Once\",\"max_tokens\":200}", 503);
+    assert_error(j, "timeout", NULL);
+    json_decref(j);
+    /* streamed: an error event, then [DONE] */
+    http_resp r;
+    ck_assert_int_eq(tu_request(d.port, "POST", "/v1/completions",
+                                "{\"prompt\":\"Once\",\"max_tokens\":200,\"stream\":true}", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(strstr(r.body, "\"code\":\"timeout\"") != NULL, "%s", r.body);
+    ck_assert(strstr(r.body, "data: [DONE]\n\n") != NULL);
+    tu_resp_free(&r);
+    /* the slot was freed: the next request runs */
+    int tries = 0;
+    while (running_jobs() != 0 && tries++ < 50)
+        usleep(50000);
+    ck_assert_int_eq(running_jobs(), 0);
+    stop_ok();
+}
+END_TEST
+
 START_TEST(models_lists_loaded_model)
 {
     SKIP_WITHOUT_DATA();
@@ -574,6 +601,7 @@ static Suite *suite(void)
     tcase_add_test(t, ping_while_waiting);
     tcase_add_test(t, keep_alive_stream_and_not);
     tcase_add_test(t, sigterm_finishes_running_generation);
+    tcase_add_test(t, request_timeout_cancels);
     tcase_add_test(t, models_lists_loaded_model);
     suite_add_tcase(s, t);
     return s;

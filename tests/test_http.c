@@ -293,6 +293,40 @@ START_TEST(http_sighup_reload)
 }
 END_TEST
 
+static int get_with_auth(const char *path, const char *auth)
+{
+    int fd = tu_connect(d.port);
+    ck_assert_int_ge(fd, 0);
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n%s%s%sConnection: close\r\n\r\n",
+                     path, auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "");
+    ck_assert_int_eq(tu_send(fd, req, (size_t)n), 0);
+    http_resp r;
+    ck_assert_int_eq(tu_read_response(fd, &r, 10000), 0);
+    close(fd);
+    if (r.status == 401)
+        assert_error_object(&r, "invalid_request_error", "invalid_api_key");
+    int st = r.status;
+    tu_resp_free(&r);
+    return st;
+}
+
+START_TEST(http_api_key_required)
+{
+    const char *args[] = {"--api-key", "s3cret", NULL};
+    start(args);
+    ck_assert_int_eq(get_with_auth("/v1/models", NULL), 401);
+    ck_assert_int_eq(get_with_auth("/v1/models", "Bearer wrong"), 401);
+    ck_assert_int_eq(get_with_auth("/v1/models", "Bearer s3cre"), 401);
+    ck_assert_int_eq(get_with_auth("/v1/models", "Basic s3cret"), 401);
+    ck_assert_int_eq(get_with_auth("/v1/models", "Bearer s3cret"), 200);
+    ck_assert_int_eq(get_with_auth("/v1/models", "bearer s3cret"), 200);
+    /* health checks need no key */
+    ck_assert_int_eq(get_with_auth("/health", NULL), 200);
+    stop_ok();
+}
+END_TEST
+
 /* ---- start-up failures: a one-line message and a non-zero status ---- */
 
 START_TEST(startup_bad_config_value)
@@ -345,7 +379,9 @@ START_TEST(startup_help)
     ck_assert_int_eq(tu_run_hearthd(args, out, sizeof out), 0);
     /* every flag is listed */
     const char *flags[] = {"--config", "--host", "--port", "--model", "--threads",
-                           "--log-level", "--max-body-size", "--shutdown-timeout"};
+                           "--log-level", "--max-body-size", "--shutdown-timeout",
+                           "--context", "--parallel", "--chat-template", "--max-queue",
+                           "--ping-interval", "--request-timeout", "--api-key"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         ck_assert_msg(strstr(out, flags[i]) != NULL, "--help lacks %s", flags[i]);
 }
@@ -367,6 +403,7 @@ static Suite *suite(void)
     tcase_add_test(t, http_sigterm_deadline);
     tcase_add_test(t, http_sigint_idle_exits_zero);
     tcase_add_test(t, http_sighup_reload);
+    tcase_add_test(t, http_api_key_required);
     tcase_add_test(t, startup_bad_config_value);
     tcase_add_test(t, startup_unknown_flag);
     tcase_add_test(t, startup_port_in_use);
