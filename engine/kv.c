@@ -1,0 +1,242 @@
+/* kv.c - per-sequence key/value cache (see kv.h). */
+#include "kv.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+struct kv_cache {
+    int n_layer, kv_dim, n_ctx, type, len;
+    size_t elt;    /* bytes per value: 2 or 4 */
+    void *k, *v;   /* [n_layer][n_ctx][kv_dim] each */
+};
+
+/* binary16 -> binary32 without a table: shifting the 15 magnitude bits
+ * into a float's exponent/mantissa and scaling by 2^112 rebiases the
+ * exponent and turns half subnormals into the right float values.
+ * Only infinities and NaNs need their own path. */
+static inline float kv_h2f(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t em = h & 0x7fffu;
+    uint32_t bits;
+    float f;
+    if (em >= 0x7c00u) {
+        bits = sign | 0x7f800000u | ((em & 0x3ffu) << 13);
+        memcpy(&f, &bits, sizeof f);
+        return f;
+    }
+    bits = em << 13;
+    memcpy(&f, &bits, sizeof f);
+    f *= 0x1p112f;
+    return sign ? -f : f;
+}
+
+/* binary32 -> binary16, round to nearest even (the hot-loop twin of
+ * qt_f32_to_f16, inlined because attention calls it per value). */
+static inline uint16_t kv_f2h(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf, nan (kept quiet) */
+        return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u));
+    if (ax >= 0x477ff000u) /* rounds to >= 65520: overflow */
+        return (uint16_t)(sign | 0x7c00u);
+    if (ax < 0x38800000u) { /* below 2^-14: a half subnormal (or zero) */
+        float a;
+        memcpy(&a, &ax, sizeof a);
+        /* value = m * 2^-24; adding and removing 2^23 rounds m to even */
+        float m = (a * 0x1p24f + 0x1p23f) - 0x1p23f;
+        return (uint16_t)(sign | (uint16_t)m);
+    }
+    /* rebias the exponent (127 -> 15) and round the 13 dropped bits */
+    ax += 0xc8000fffu + ((ax >> 13) & 1u);
+    return (uint16_t)(sign | (ax >> 13));
+}
+
+/* Upper bounds that keep every index product far from overflow. */
+#define KV_MAX_LAYERS 4096
+#define KV_MAX_DIM (1 << 20)
+#define KV_MAX_CTX (1 << 24)
+
+int kv_new(int n_layer, int kv_dim, int n_ctx, int type, kv_cache **out,
+           char *err, size_t errlen)
+{
+    *out = NULL;
+    if (n_layer <= 0 || n_layer > KV_MAX_LAYERS || kv_dim <= 0 ||
+        kv_dim > KV_MAX_DIM || n_ctx <= 0 || n_ctx > KV_MAX_CTX) {
+        snprintf(err, errlen,
+                 "kv cache: size out of range (layers %d, dim %d, ctx %d)",
+                 n_layer, kv_dim, n_ctx);
+        return -1;
+    }
+    if (type != KV_F16 && type != KV_F32) {
+        snprintf(err, errlen, "kv cache: unknown type %d", type);
+        return -1;
+    }
+    size_t elt = type == KV_F16 ? 2 : 4;
+    size_t per_layer = (size_t)n_ctx * (size_t)kv_dim;
+    if (per_layer > SIZE_MAX / elt / (size_t)n_layer) {
+        snprintf(err, errlen, "kv cache: size overflows");
+        return -1;
+    }
+    size_t bytes = per_layer * elt * (size_t)n_layer;
+    kv_cache *kv = calloc(1, sizeof *kv);
+    if (!kv)
+        goto oom;
+    kv->k = malloc(bytes);
+    kv->v = malloc(bytes);
+    if (!kv->k || !kv->v)
+        goto oom;
+    kv->n_layer = n_layer;
+    kv->kv_dim = kv_dim;
+    kv->n_ctx = n_ctx;
+    kv->type = type;
+    kv->elt = elt;
+    kv->len = 0;
+    *out = kv;
+    return 0;
+oom:
+    kv_free(kv);
+    snprintf(err, errlen, "kv cache: out of memory (%zu bytes for %d positions)",
+             2 * bytes, n_ctx);
+    return -1;
+}
+
+void kv_free(kv_cache *kv)
+{
+    if (!kv)
+        return;
+    free(kv->k);
+    free(kv->v);
+    free(kv);
+}
+
+int kv_n_ctx(const kv_cache *kv) { return kv->n_ctx; }
+int kv_n_layer(const kv_cache *kv) { return kv->n_layer; }
+int kv_dim(const kv_cache *kv) { return kv->kv_dim; }
+int kv_type(const kv_cache *kv) { return kv->type; }
+int kv_len(const kv_cache *kv) { return kv->len; }
+
+size_t kv_bytes(const kv_cache *kv)
+{
+    return 2 * (size_t)kv->n_layer * (size_t)kv->n_ctx * (size_t)kv->kv_dim *
+           kv->elt;
+}
+
+void kv_clear(kv_cache *kv) { kv->len = 0; }
+
+int kv_truncate(kv_cache *kv, int n)
+{
+    if (n < 0 || n > kv->len)
+        return -1;
+    kv->len = n;
+    return 0;
+}
+
+void kv_set_len(kv_cache *kv, int len)
+{
+    if (len >= 0 && len <= kv->n_ctx)
+        kv->len = len;
+}
+
+static size_t kv_index(const kv_cache *kv, int layer, int pos)
+{
+    return ((size_t)layer * (size_t)kv->n_ctx + (size_t)pos) *
+           (size_t)kv->kv_dim;
+}
+
+void kv_store(kv_cache *kv, int layer, int pos, const float *k,
+              const float *v)
+{
+    size_t at = kv_index(kv, layer, pos);
+    if (kv->type == KV_F32) {
+        memcpy((float *)kv->k + at, k, (size_t)kv->kv_dim * sizeof(float));
+        memcpy((float *)kv->v + at, v, (size_t)kv->kv_dim * sizeof(float));
+    } else {
+        uint16_t *kd = (uint16_t *)kv->k + at, *vd = (uint16_t *)kv->v + at;
+        for (int i = 0; i < kv->kv_dim; i++) {
+            kd[i] = kv_f2h(k[i]);
+            vd[i] = kv_f2h(v[i]);
+        }
+    }
+}
+
+void kv_attend(const kv_cache *kv, int layer, int off, int hd, const float *q,
+               int n_pos, float scale, float *out)
+{
+    size_t base = kv_index(kv, layer, 0) + (size_t)off;
+    size_t stride = (size_t)kv->kv_dim;
+    float M = -INFINITY, S = 0.0f;
+    if (kv->type == KV_F32) {
+        for (int i = 0; i < hd; i++)
+            out[i] = 0.0f;
+        for (int p = 0; p < n_pos; p++) {
+            const float *k = (const float *)kv->k + base + (size_t)p * stride;
+            const float *v = (const float *)kv->v + base + (size_t)p * stride;
+            float acc[4] = {0, 0, 0, 0};
+            int i = 0;
+            for (; i + 4 <= hd; i += 4)
+                for (int l = 0; l < 4; l++)
+                    acc[l] += q[i + l] * k[i + l];
+            for (; i < hd; i++)
+                acc[0] += q[i] * k[i];
+            float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) * scale;
+            float ms = 1.0f, vs = 1.0f;
+            if (s > M) {
+                ms = expf(M - s);
+                M = s;
+                for (i = 0; i < hd; i++)
+                    out[i] *= ms;
+            } else {
+                vs = expf(s - M);
+            }
+            for (i = 0; i < hd; i++)
+                out[i] += v[i] * vs;
+            S = S * ms + vs;
+        }
+    } else {
+        float qh[KV_MAX_HEAD_DIM];
+        uint16_t acc16[KV_MAX_HEAD_DIM];
+        for (int i = 0; i < hd; i++) {
+            qh[i] = kv_h2f(kv_f2h(q[i]));
+            acc16[i] = 0;
+        }
+        for (int p = 0; p < n_pos; p++) {
+            const uint16_t *k =
+                (const uint16_t *)kv->k + base + (size_t)p * stride;
+            const uint16_t *v =
+                (const uint16_t *)kv->v + base + (size_t)p * stride;
+            float acc[4] = {0, 0, 0, 0};
+            int i = 0;
+            for (; i + 4 <= hd; i += 4)
+                for (int l = 0; l < 4; l++)
+                    acc[l] += qh[i + l] * kv_h2f(k[i + l]);
+            for (; i < hd; i++)
+                acc[0] += qh[i] * kv_h2f(k[i]);
+            float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) * scale;
+            float ms = 1.0f, vs = 1.0f;
+            if (s > M) {
+                ms = expf(M - s);
+                M = s;
+                for (i = 0; i < hd; i++)
+                    acc16[i] = kv_f2h(kv_h2f(acc16[i]) * ms);
+            } else {
+                vs = expf(s - M);
+            }
+            for (i = 0; i < hd; i++)
+                acc16[i] = kv_f2h(kv_h2f(acc16[i]) + kv_h2f(v[i]) * vs);
+            S = S * ms + vs;
+        }
+        for (int i = 0; i < hd; i++)
+            out[i] = kv_h2f(acc16[i]);
+    }
+    float inv = S > 0.0f ? 1.0f / S : 0.0f;
+    for (int i = 0; i < hd; i++)
+        out[i] *= inv;
+}

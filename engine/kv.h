@@ -1,0 +1,64 @@
+/* kv.h - the key/value cache of one sequence.
+ *
+ * One kv_cache holds, for every layer and every position 0..n_ctx-1, the
+ * rotated key and the value vector of that position (kv_dim = n_head_kv *
+ * head_dim values each), in F16 (default: half the memory, as llama.cpp
+ * stores it) or F32. Positions are filled in order: kv_len() is the number
+ * of positions held, and a new position can only be appended at kv_len()
+ * (truncate first to rewrite history, e.g. to reuse a common prefix).
+ *
+ * Layout: k[layer][pos][kv_dim], v[layer][pos][kv_dim]. A cache belongs to
+ * one sequence; a batch may mix tokens of many caches.
+ */
+#ifndef HEARTH_KV_H
+#define HEARTH_KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum kv_type { KV_F16 = 0, KV_F32 = 1 };
+
+typedef struct kv_cache kv_cache;
+
+/* Allocate a cache for n_layer layers, kv_dim values per position and n_ctx
+ * positions. -1 + message when a size is out of range or memory is short. */
+int kv_new(int n_layer, int kv_dim, int n_ctx, int type, kv_cache **out,
+           char *err, size_t errlen);
+void kv_free(kv_cache *kv);
+
+int kv_n_ctx(const kv_cache *kv);
+int kv_n_layer(const kv_cache *kv);
+int kv_dim(const kv_cache *kv);
+int kv_type(const kv_cache *kv);
+int kv_len(const kv_cache *kv);
+/* Bytes allocated for keys and values. */
+size_t kv_bytes(const kv_cache *kv);
+
+/* Forget every position (the memory is kept). */
+void kv_clear(kv_cache *kv);
+/* Keep positions 0..n-1 only. -1 when n > kv_len() or n < 0. */
+int kv_truncate(kv_cache *kv, int n);
+
+/* Write the key and value of position pos in one layer (kv_dim floats
+ * each). The caller has checked pos < n_ctx; kv_len becomes at least pos+1
+ * once kv_commit() is called (the forward pass writes every layer first). */
+void kv_store(kv_cache *kv, int layer, int pos, const float *k,
+              const float *v);
+/* Mark positions 0..len-1 as filled (len <= n_ctx). */
+void kv_set_len(kv_cache *kv, int len);
+
+/* Largest head dimension kv_attend handles. */
+#define KV_MAX_HEAD_DIM 1024
+
+/* Attention of one query head over positions 0..n_pos-1 of one layer; the
+ * head's keys and values are the hd values at `off` within kv_dim:
+ *   out = sum_i softmax_i(scale * q.k_i) v_i
+ * computed in one pass with a running maximum (no score buffer). With an
+ * F16 cache the query is rounded to F16 and the weighted sum of values is
+ * accumulated in F16, as llama.cpp's CPU flash attention does: the results
+ * then agree with it more closely than an F32 sum would. With an F32 cache
+ * everything is F32. hd <= KV_MAX_HEAD_DIM, n_pos >= 1. */
+void kv_attend(const kv_cache *kv, int layer, int off, int hd, const float *q,
+               int n_pos, float scale, float *out);
+
+#endif

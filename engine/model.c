@@ -1,0 +1,999 @@
+/* model.c - llama / qwen2 from GGUF, and the batched forward pass.
+ *
+ * Reads top to bottom in the order a model is used: the weights struct,
+ * loading (hyperparameters, then every tensor checked against them), KV
+ * cache and scratch allocation, the forward pass, and quantization.
+ */
+#include "model.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+#include "quant.h"
+
+/* ------------------------------------------------------------ weights */
+
+typedef struct model_layer {
+    const float *attn_norm;          /* (n_embd) */
+    ops_matrix wq;                   /* (n_head*head_dim rows, n_embd cols) */
+    ops_matrix wk, wv;               /* (n_head_kv*head_dim, n_embd) */
+    const float *bq, *bk, *bv;       /* qwen2: (n_head*hd), (kv_dim), (kv_dim) */
+    ops_matrix wo;                   /* (n_embd, n_head*head_dim) */
+    const float *ffn_norm;           /* (n_embd) */
+    ops_matrix w_gate, w_up;         /* (n_ff, n_embd) */
+    ops_matrix w_down;               /* (n_embd, n_ff) */
+} model_layer;
+
+struct model {
+    gguf_file *owned;                /* set when model_load opened it */
+    const gguf_file *f;
+    model_hparams hp;
+    char arch_name[16];
+    ops_matrix tok_embd;             /* (n_vocab, n_embd) */
+    const float *output_norm;        /* (n_embd) */
+    ops_matrix output;               /* (n_vocab, n_embd); tok_embd when tied */
+    model_layer *layers;             /* n_layer */
+    float *inv_freq;                 /* (n_rot/2) rotation speed per pair */
+    uint64_t n_params;
+};
+
+/* Sanity limits on hyperparameters: far above any real model, low enough
+ * that products of two of them fit in 64 bits and per-token sizes in int. */
+#define MODEL_MAX_EMBD (1 << 16)
+#define MODEL_MAX_FF (1 << 20)
+#define MODEL_MAX_LAYERS 1024
+#define MODEL_MAX_HEADS 1024
+#define MODEL_MAX_HEAD_DIM KV_MAX_HEAD_DIM
+#define MODEL_MAX_VOCAB (1 << 24)
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ------------------------------------------------------------ loading */
+
+typedef struct loader {
+    model *m;
+    const gguf_file *f;
+    char *err;
+    size_t errlen;
+} loader;
+
+/* Integer hyperparameter <arch>.<key>: 1 found, 0 absent, -1 bad. */
+static int hp_u32(loader *L, const char *key, bool required, uint32_t lo,
+                  uint32_t hi, int32_t *out)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", L->m->arch_name, key);
+    uint32_t v;
+    int rc = gguf_get_u32(L->f, full, &v);
+    if (rc == -1) {
+        if (required) {
+            seterr(L->err, L->errlen, "missing hyperparameter '%s'", full);
+            return -1;
+        }
+        return 0;
+    }
+    if (rc != 0) {
+        seterr(L->err, L->errlen,
+               "hyperparameter '%s' has an unsupported type (per-layer "
+               "arrays are not supported)", full);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        seterr(L->err, L->errlen, "hyperparameter '%s' = %u out of range [%u, %u]",
+               full, v, lo, hi);
+        return -1;
+    }
+    *out = (int32_t)v;
+    return 1;
+}
+
+static int hp_f32(loader *L, const char *key, bool required, float *out)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", L->m->arch_name, key);
+    float v;
+    int rc = gguf_get_f32(L->f, full, &v);
+    if (rc == -1) {
+        if (required) {
+            seterr(L->err, L->errlen, "missing hyperparameter '%s'", full);
+            return -1;
+        }
+        return 0;
+    }
+    if (rc != 0 || !isfinite(v)) {
+        seterr(L->err, L->errlen, "hyperparameter '%s' is not a finite number",
+               full);
+        return -1;
+    }
+    *out = v;
+    return 1;
+}
+
+/* Shape as text for messages: "[64, 172]". */
+static void shape_str(char *buf, size_t cap, const uint64_t *ne, uint32_t nd)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (uint32_t i = 0; i < nd && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", i ? ", " : "",
+                              (unsigned long long)ne[i]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
+}
+
+/* Find tensor `name` and check it is (cols) when rows == 0, else
+ * (cols, rows); `vec_f32` tensors (norms, biases, factors) must be F32.
+ * Fills *mat for matrices, *vec for vectors. -1 + message otherwise. */
+static int need_tensor(loader *L, const char *name, int64_t cols, int64_t rows,
+                       ops_matrix *mat, const float **vec)
+{
+    const gguf_tensor *t = gguf_find_tensor(L->f, name);
+    if (!t) {
+        seterr(L->err, L->errlen, "missing tensor '%s'", name);
+        return -1;
+    }
+    uint64_t want[2] = {(uint64_t)cols, (uint64_t)rows};
+    uint32_t want_nd = rows ? 2 : 1;
+    bool ok = t->n_dims >= 1 && t->n_dims <= GGUF_MAX_DIMS;
+    for (uint32_t i = 0; ok && i < GGUF_MAX_DIMS; i++) {
+        uint64_t w = i < want_nd ? want[i] : 1;
+        uint64_t have = i < t->n_dims ? t->ne[i] : 1;
+        if (w != have)
+            ok = false;
+    }
+    if (!ok) {
+        char hs[96], ws[64];
+        shape_str(hs, sizeof hs, t->ne, t->n_dims);
+        shape_str(ws, sizeof ws, want, want_nd);
+        seterr(L->err, L->errlen, "tensor '%s' has shape %s, expected %s", name,
+               hs, ws);
+        return -1;
+    }
+    const qt_traits *tr = qt_traits_of(t->type);
+    if (!tr || !tr->can_dequantize) {
+        seterr(L->err, L->errlen,
+               "tensor '%s' has unsupported type %s (id %u)", name,
+               qt_name(t->type), t->type);
+        return -1;
+    }
+    if (vec && t->type != QT_F32) {
+        seterr(L->err, L->errlen,
+               "tensor '%s' has type %s; norms, biases and rope factors must "
+               "be F32", name, qt_name(t->type));
+        return -1;
+    }
+    uint64_t row_bytes;
+    if (qt_row_size(t->type, (uint64_t)cols, &row_bytes) != 0) {
+        seterr(L->err, L->errlen,
+               "tensor '%s': rows of %lld values do not divide into %s blocks "
+               "of %u", name, (long long)cols, tr->name, tr->block_size);
+        return -1;
+    }
+    uint64_t n_rows = rows ? (uint64_t)rows : 1;
+    if (row_bytes == 0 || t->nbytes / row_bytes < n_rows || !t->data) {
+        seterr(L->err, L->errlen, "tensor '%s': data is shorter than its shape",
+               name);
+        return -1;
+    }
+    /* Rows are read as floats / blocks with 16- and 32-bit fields. */
+    if ((uintptr_t)t->data % 4 != 0) {
+        seterr(L->err, L->errlen,
+               "tensor '%s': data is not 4-byte aligned in the file", name);
+        return -1;
+    }
+    if (mat) {
+        mat->data = t->data;
+        mat->type = t->type;
+        mat->rows = (int64_t)n_rows;
+        mat->cols = cols;
+        mat->row_bytes = row_bytes;
+    }
+    if (vec)
+        *vec = (const float *)t->data;
+    return 0;
+}
+
+static int need_layer_tensor(loader *L, int il, const char *what, int64_t cols,
+                             int64_t rows, ops_matrix *mat, const float **vec)
+{
+    char name[96];
+    snprintf(name, sizeof name, "blk.%d.%s", il, what);
+    return need_tensor(L, name, cols, rows, mat, vec);
+}
+
+/* Read `<arch>.rope.scaling.*` and fill inv_freq. The angle of pair j at
+ * position p is p * inv_freq[j], with inv_freq[j] = scale * base^(-2j/n_rot)
+ * / factor[j] (factor from rope_freqs.weight when the file has it). */
+static int load_rope(loader *L)
+{
+    model *m = L->m;
+    model_hparams *hp = &m->hp;
+    hp->rope_freq_scale = 1.0f;
+    hp->rope_scaling = MODEL_ROPE_SCALING_NONE;
+
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch_name);
+    gguf_str st = {0};
+    int rc = gguf_get_str(L->f, key, &st);
+    if (rc == -2) {
+        seterr(L->err, L->errlen, "'%s' is not a string", key);
+        return -1;
+    }
+    if (rc == 0 && !gguf_str_eq(st, "none") && st.len > 0) {
+        if (gguf_str_eq(st, "linear")) {
+            float factor = 1.0f;
+            if (hp_f32(L, "rope.scaling.factor", true, &factor) < 0)
+                return -1;
+            if (!(factor > 0.0f)) {
+                seterr(L->err, L->errlen, "rope scaling factor %g is not positive",
+                       (double)factor);
+                return -1;
+            }
+            hp->rope_freq_scale = 1.0f / factor;
+            hp->rope_scaling = MODEL_ROPE_SCALING_LINEAR;
+        } else {
+            int len = st.len > 32 ? 32 : (int)st.len;
+            seterr(L->err, L->errlen, "unsupported rope scaling type '%.*s'", len,
+                   st.ptr);
+            return -1;
+        }
+    } else if (rc == -1) {
+        /* Older files: <arch>.rope.scale_linear */
+        float lin = 0.0f;
+        int r2 = hp_f32(L, "rope.scale_linear", false, &lin);
+        if (r2 < 0)
+            return -1;
+        if (r2 == 1 && lin > 0.0f && lin != 1.0f) {
+            hp->rope_freq_scale = 1.0f / lin;
+            hp->rope_scaling = MODEL_ROPE_SCALING_LINEAR;
+        }
+    }
+
+    int half = hp->n_rot / 2;
+    m->inv_freq = malloc((size_t)(half > 0 ? half : 1) * sizeof(float));
+    if (!m->inv_freq) {
+        seterr(L->err, L->errlen, "out of memory");
+        return -1;
+    }
+    const float *factors = NULL;
+    if (gguf_find_tensor(L->f, "rope_freqs.weight")) {
+        if (need_tensor(L, "rope_freqs.weight", half, 0, NULL, &factors) < 0)
+            return -1;
+        hp->rope_scaling = MODEL_ROPE_SCALING_FREQS;
+    }
+    for (int j = 0; j < half; j++) {
+        double f = pow((double)hp->rope_freq_base,
+                       -2.0 * (double)j / (double)hp->n_rot) *
+                   (double)hp->rope_freq_scale;
+        if (factors) {
+            if (!(factors[j] > 0.0f) || !isfinite(factors[j])) {
+                seterr(L->err, L->errlen,
+                       "rope_freqs.weight[%d] = %g is not a positive number", j,
+                       (double)factors[j]);
+                return -1;
+            }
+            f /= (double)factors[j];
+        }
+        m->inv_freq[j] = (float)f;
+    }
+    return 0;
+}
+
+static int load_hparams(loader *L)
+{
+    model *m = L->m;
+    model_hparams *hp = &m->hp;
+    gguf_str arch;
+    int rc = gguf_get_str(L->f, "general.architecture", &arch);
+    if (rc != 0) {
+        seterr(L->err, L->errlen, rc == -1 ? "missing 'general.architecture'"
+                                           : "'general.architecture' is not a string");
+        return -1;
+    }
+    if (gguf_str_eq(arch, "llama")) {
+        hp->arch = MODEL_ARCH_LLAMA;
+        hp->rope_neox = false;
+        hp->qkv_bias = false;
+    } else if (gguf_str_eq(arch, "qwen2")) {
+        hp->arch = MODEL_ARCH_QWEN2;
+        hp->rope_neox = true;
+        hp->qkv_bias = true;
+    } else {
+        int len = arch.len > 64 ? 64 : (int)arch.len;
+        seterr(L->err, L->errlen,
+               "unsupported architecture '%.*s' (supported: llama, qwen2)", len,
+               arch.ptr);
+        return -1;
+    }
+    snprintf(m->arch_name, sizeof m->arch_name, "%.*s", (int)arch.len, arch.ptr);
+    hp->arch_name = m->arch_name;
+
+    if (hp_u32(L, "context_length", true, 1, INT32_MAX / 2, &hp->n_ctx_train) < 0 ||
+        hp_u32(L, "embedding_length", true, 1, MODEL_MAX_EMBD, &hp->n_embd) < 0 ||
+        hp_u32(L, "block_count", true, 1, MODEL_MAX_LAYERS, &hp->n_layer) < 0 ||
+        hp_u32(L, "feed_forward_length", true, 1, MODEL_MAX_FF, &hp->n_ff) < 0 ||
+        hp_u32(L, "attention.head_count", true, 1, MODEL_MAX_HEADS, &hp->n_head) < 0)
+        return -1;
+    hp->n_head_kv = hp->n_head;
+    if (hp_u32(L, "attention.head_count_kv", false, 1, MODEL_MAX_HEADS,
+               &hp->n_head_kv) < 0)
+        return -1;
+    if (hp->n_head % hp->n_head_kv != 0) {
+        seterr(L->err, L->errlen,
+               "head_count %d is not a multiple of head_count_kv %d", hp->n_head,
+               hp->n_head_kv);
+        return -1;
+    }
+    hp->head_dim = hp->n_embd / hp->n_head;
+    int has_kl = hp_u32(L, "attention.key_length", false, 1, MODEL_MAX_HEAD_DIM,
+                        &hp->head_dim);
+    if (has_kl < 0)
+        return -1;
+    if (has_kl == 0 && hp->n_embd % hp->n_head != 0) {
+        seterr(L->err, L->errlen,
+               "embedding_length %d is not a multiple of head_count %d",
+               hp->n_embd, hp->n_head);
+        return -1;
+    }
+    int32_t vlen = hp->head_dim;
+    if (hp_u32(L, "attention.value_length", false, 1, MODEL_MAX_HEAD_DIM, &vlen) < 0)
+        return -1;
+    if (vlen != hp->head_dim) {
+        seterr(L->err, L->errlen,
+               "attention key_length %d != value_length %d is not supported",
+               hp->head_dim, vlen);
+        return -1;
+    }
+    if (hp->head_dim < 1 || hp->head_dim > MODEL_MAX_HEAD_DIM) {
+        seterr(L->err, L->errlen, "head dimension %d out of range", hp->head_dim);
+        return -1;
+    }
+    hp->n_rot = hp->head_dim;
+    if (hp_u32(L, "rope.dimension_count", false, 0, MODEL_MAX_HEAD_DIM,
+               &hp->n_rot) < 0)
+        return -1;
+    if (hp->n_rot % 2 != 0 || hp->n_rot > hp->head_dim) {
+        seterr(L->err, L->errlen,
+               "rope.dimension_count %d must be even and at most the head "
+               "dimension %d", hp->n_rot, hp->head_dim);
+        return -1;
+    }
+    if (hp_f32(L, "attention.layer_norm_rms_epsilon", true, &hp->norm_eps) < 0)
+        return -1;
+    if (hp->norm_eps < 0.0f) {
+        seterr(L->err, L->errlen, "layer_norm_rms_epsilon is negative");
+        return -1;
+    }
+    hp->rope_freq_base = 10000.0f;
+    if (hp_f32(L, "rope.freq_base", false, &hp->rope_freq_base) < 0)
+        return -1;
+    if (!(hp->rope_freq_base > 0.0f)) {
+        seterr(L->err, L->errlen, "rope.freq_base must be positive");
+        return -1;
+    }
+
+    /* Vocabulary size: explicit key, else the tokenizer's token list, else
+     * the embedding matrix (its shape is then checked against it anyway). */
+    int rv = hp_u32(L, "vocab_size", false, 1, MODEL_MAX_VOCAB, &hp->n_vocab);
+    if (rv < 0)
+        return -1;
+    if (rv == 0) {
+        const gguf_kv *toks = NULL;
+        const gguf_tensor *te = gguf_find_tensor(L->f, "token_embd.weight");
+        if (gguf_get_arr(L->f, "tokenizer.ggml.tokens", GGUF_VT_STRING, &toks) == 0)
+            hp->n_vocab = toks->arr_len <= MODEL_MAX_VOCAB ? (int32_t)toks->arr_len : -1;
+        else if (te && te->n_dims == 2)
+            hp->n_vocab = te->ne[1] <= MODEL_MAX_VOCAB ? (int32_t)te->ne[1] : -1;
+        else
+            hp->n_vocab = 0;
+        if (hp->n_vocab <= 0) {
+            seterr(L->err, L->errlen, "cannot determine the vocabulary size");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int load_tensors(loader *L)
+{
+    model *m = L->m;
+    model_hparams *hp = &m->hp;
+    int64_t E = hp->n_embd, V = hp->n_vocab, F = hp->n_ff;
+    int64_t QD = (int64_t)hp->n_head * hp->head_dim;
+    int64_t KD = (int64_t)hp->n_head_kv * hp->head_dim;
+
+    if (need_tensor(L, "token_embd.weight", E, V, &m->tok_embd, NULL) < 0 ||
+        need_tensor(L, "output_norm.weight", E, 0, NULL, &m->output_norm) < 0)
+        return -1;
+    if (gguf_find_tensor(L->f, "output.weight")) {
+        if (need_tensor(L, "output.weight", E, V, &m->output, NULL) < 0)
+            return -1;
+        hp->tied_output = false;
+    } else {
+        m->output = m->tok_embd;
+        hp->tied_output = true;
+    }
+
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        seterr(L->err, L->errlen, "out of memory");
+        return -1;
+    }
+    for (int il = 0; il < hp->n_layer; il++) {
+        model_layer *ly = &m->layers[il];
+        if (need_layer_tensor(L, il, "attn_norm.weight", E, 0, NULL, &ly->attn_norm) < 0 ||
+            need_layer_tensor(L, il, "attn_q.weight", E, QD, &ly->wq, NULL) < 0 ||
+            need_layer_tensor(L, il, "attn_k.weight", E, KD, &ly->wk, NULL) < 0 ||
+            need_layer_tensor(L, il, "attn_v.weight", E, KD, &ly->wv, NULL) < 0 ||
+            need_layer_tensor(L, il, "attn_output.weight", QD, E, &ly->wo, NULL) < 0 ||
+            need_layer_tensor(L, il, "ffn_norm.weight", E, 0, NULL, &ly->ffn_norm) < 0 ||
+            need_layer_tensor(L, il, "ffn_gate.weight", E, F, &ly->w_gate, NULL) < 0 ||
+            need_layer_tensor(L, il, "ffn_up.weight", E, F, &ly->w_up, NULL) < 0 ||
+            need_layer_tensor(L, il, "ffn_down.weight", F, E, &ly->w_down, NULL) < 0)
+            return -1;
+        if (hp->qkv_bias) {
+            if (need_layer_tensor(L, il, "attn_q.bias", QD, 0, NULL, &ly->bq) < 0 ||
+                need_layer_tensor(L, il, "attn_k.bias", KD, 0, NULL, &ly->bk) < 0 ||
+                need_layer_tensor(L, il, "attn_v.bias", KD, 0, NULL, &ly->bv) < 0)
+                return -1;
+        }
+    }
+
+    /* Parameter count over every tensor in the file (saturating). */
+    uint64_t total = 0;
+    for (size_t i = 0; i < gguf_n_tensors(L->f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(L->f, i);
+        uint64_t n = 1;
+        for (uint32_t d = 0; d < t->n_dims && d < GGUF_MAX_DIMS; d++)
+            n = (t->ne[d] && n > UINT64_MAX / t->ne[d]) ? UINT64_MAX : n * t->ne[d];
+        total = total > UINT64_MAX - n ? UINT64_MAX : total + n;
+    }
+    m->n_params = total;
+    return 0;
+}
+
+int model_load_gguf(const gguf_file *f, model **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    model *m = calloc(1, sizeof *m);
+    if (!m) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    m->f = f;
+    loader L = {m, f, err, errlen};
+    if (load_hparams(&L) < 0 || load_rope(&L) < 0 || load_tensors(&L) < 0) {
+        model_free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+int model_load(const char *path, model **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    gguf_file *f = NULL;
+    char gerr[256];
+    if (gguf_open(path, &f, gerr, sizeof gerr) != 0) {
+        seterr(err, errlen, "%s: %s", path, gerr);
+        return -1;
+    }
+    char merr[256];
+    model *m;
+    if (model_load_gguf(f, &m, merr, sizeof merr) != 0) {
+        seterr(err, errlen, "%s: %s", path, merr);
+        gguf_close(f);
+        return -1;
+    }
+    m->owned = f;
+    *out = m;
+    return 0;
+}
+
+void model_free(model *m)
+{
+    if (!m)
+        return;
+    free(m->layers);
+    free(m->inv_freq);
+    gguf_close(m->owned);
+    free(m);
+}
+
+const model_hparams *model_hparams_of(const model *m) { return &m->hp; }
+const gguf_file *model_gguf(const model *m) { return m->f; }
+uint64_t model_n_params(const model *m) { return m->n_params; }
+
+int model_kv_new(const model *m, int n_ctx, int n_ctx_cap, int type,
+                 kv_cache **out, char *err, size_t errlen)
+{
+    int n = n_ctx > 0 ? n_ctx : m->hp.n_ctx_train;
+    if (n_ctx_cap > 0 && n > n_ctx_cap)
+        n = n_ctx_cap;
+    return kv_new(m->hp.n_layer, m->hp.n_head_kv * m->hp.head_dim, n, type, out,
+                  err, errlen);
+}
+
+/* ------------------------------------------------------------ scratch */
+
+struct model_ctx {
+    const model *m;
+    int max_batch;
+    /* per token of a slice, rows of the given width: */
+    float *x;      /* (max_batch, n_embd) residual stream */
+    float *xb;     /* (max_batch, max(n_embd, q_dim)) normalized input */
+    float *q;      /* (max_batch, q_dim) */
+    float *k, *v;  /* (max_batch, kv_dim) */
+    float *att;    /* (max_batch, q_dim) attention output */
+    float *hb;     /* (max_batch, n_ff) gate, then the SwiGLU product */
+    float *hb2;    /* (max_batch, n_ff) up */
+    float *cs;     /* (max_batch, n_rot) rope cos/sin */
+    ops_scratch ops; /* row (max_cols), act (max_batch, max_cols), actq */
+    /* per token of the whole batch during validation */
+    kv_cache **seen_kv;
+    int *seen_len;
+    int seen_cap;
+};
+
+static float *alloc_rows(int n, int64_t width, bool *fail)
+{
+    if (*fail)
+        return NULL;
+    size_t cnt = (size_t)n * (size_t)width; /* bounded by the MODEL_MAX_* */
+    float *p = calloc(cnt ? cnt : 1, sizeof(float));
+    if (!p)
+        *fail = true;
+    return p;
+}
+
+int model_ctx_new(const model *m, int max_batch, model_ctx **out, char *err,
+                  size_t errlen)
+{
+    *out = NULL;
+    if (max_batch < 1 || max_batch > 65536) {
+        seterr(err, errlen, "batch size %d out of range [1, 65536]", max_batch);
+        return -1;
+    }
+    const model_hparams *hp = &m->hp;
+    int64_t qd = (int64_t)hp->n_head * hp->head_dim;
+    int64_t kd = (int64_t)hp->n_head_kv * hp->head_dim;
+    int64_t wide = hp->n_embd > qd ? hp->n_embd : qd;
+    int64_t max_cols = wide > hp->n_ff ? wide : hp->n_ff;
+    model_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    c->m = m;
+    c->max_batch = max_batch;
+    bool fail = false;
+    c->x = alloc_rows(max_batch, hp->n_embd, &fail);
+    c->xb = alloc_rows(max_batch, wide, &fail);
+    c->q = alloc_rows(max_batch, qd, &fail);
+    c->k = alloc_rows(max_batch, kd, &fail);
+    c->v = alloc_rows(max_batch, kd, &fail);
+    c->att = alloc_rows(max_batch, qd, &fail);
+    c->hb = alloc_rows(max_batch, hp->n_ff, &fail);
+    c->hb2 = alloc_rows(max_batch, hp->n_ff, &fail);
+    c->cs = alloc_rows(max_batch, hp->n_rot > 0 ? hp->n_rot : 1, &fail);
+    c->ops.row = alloc_rows(1, max_cols, &fail);
+    c->ops.act = alloc_rows(max_batch, max_cols, &fail);
+    c->ops.actq = (unsigned char *)alloc_rows(1, max_cols + 16, &fail);
+    if (fail) {
+        model_ctx_free(c);
+        seterr(err, errlen, "out of memory for a batch of %d tokens", max_batch);
+        return -1;
+    }
+    *out = c;
+    return 0;
+}
+
+void model_ctx_free(model_ctx *c)
+{
+    if (!c)
+        return;
+    free(c->x);
+    free(c->xb);
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->att);
+    free(c->hb);
+    free(c->hb2);
+    free(c->cs);
+    free(c->ops.row);
+    free(c->ops.act);
+    free(c->ops.actq);
+    free(c->seen_kv);
+    free(c->seen_len);
+    free(c);
+}
+
+/* ------------------------------------------------------------ forward */
+
+/* Check the whole batch before touching any cache: ids in range, each
+ * cache shaped for this model, positions appended in order and within the
+ * cache. Also grows the attention-score buffer to the largest position. */
+static int check_batch(model_ctx *c, const model_batch *b, char *err,
+                       size_t errlen)
+{
+    const model_hparams *hp = &c->m->hp;
+    if (b->n < 0 || (b->n > 0 && !b->tok)) {
+        seterr(err, errlen, "invalid batch");
+        return -1;
+    }
+    if (b->n > c->seen_cap) {
+        kv_cache **nk = realloc(c->seen_kv, (size_t)b->n * sizeof *nk);
+        if (nk)
+            c->seen_kv = nk;
+        int *nl = realloc(c->seen_len, (size_t)b->n * sizeof *nl);
+        if (nl)
+            c->seen_len = nl;
+        if (!nk || !nl) {
+            seterr(err, errlen, "out of memory");
+            return -1;
+        }
+        c->seen_cap = b->n;
+    }
+    int n_seen = 0;
+    int kd = hp->n_head_kv * hp->head_dim;
+    for (int i = 0; i < b->n; i++) {
+        const model_token *t = &b->tok[i];
+        if (t->id < 0 || t->id >= hp->n_vocab) {
+            seterr(err, errlen, "batch token %d: id %d out of range [0, %d)", i,
+                   t->id, hp->n_vocab);
+            return -1;
+        }
+        if (!t->kv || kv_n_layer(t->kv) != hp->n_layer || kv_dim(t->kv) != kd) {
+            seterr(err, errlen, "batch token %d: no KV cache for this model", i);
+            return -1;
+        }
+        int s = 0;
+        while (s < n_seen && c->seen_kv[s] != t->kv)
+            s++;
+        if (s == n_seen) {
+            c->seen_kv[s] = t->kv;
+            c->seen_len[s] = kv_len(t->kv);
+            n_seen++;
+        }
+        if (t->pos != c->seen_len[s]) {
+            seterr(err, errlen,
+                   "batch token %d: position %d, but its sequence is at %d", i,
+                   t->pos, c->seen_len[s]);
+            return -1;
+        }
+        if (t->pos >= kv_n_ctx(t->kv)) {
+            seterr(err, errlen, "batch token %d: context full (%d positions)", i,
+                   kv_n_ctx(t->kv));
+            return -1;
+        }
+        c->seen_len[s]++;
+    }
+    return 0;
+}
+
+static void add_bias(float *y, int64_t stride, const float *bias, int64_t n,
+                     int rows)
+{
+    if (!bias)
+        return;
+    for (int t = 0; t < rows; t++)
+        ops_add(y + (int64_t)t * stride, bias, n);
+}
+
+/* Attention of every token of the slice over its own cache, for one layer.
+ * The slice's keys and values are already stored. */
+static void attention(model_ctx *c, const model_token *tok, int n, int il)
+{
+    const model_hparams *hp = &c->m->hp;
+    int hd = hp->head_dim;
+    int qd = hp->n_head * hd;
+    int rep = hp->n_head / hp->n_head_kv;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int t = 0; t < n; t++) {
+        int n_pos = tok[t].pos + 1;
+        for (int h = 0; h < hp->n_head; h++) {
+            const float *qh = c->q + (size_t)t * qd + (size_t)h * hd;
+            int off = (h / rep) * hd;
+            kv_attend(tok[t].kv, il, off, hd, qh, n_pos, scale,
+                      c->att + (size_t)t * qd + (size_t)h * hd);
+        }
+    }
+}
+
+/* One slice of at most max_batch tokens through every layer. */
+static void forward_slice(model_ctx *c, const model_token *tok, int n,
+                          float *logits)
+{
+    const model *m = c->m;
+    const model_hparams *hp = &m->hp;
+    int64_t E = hp->n_embd, F = hp->n_ff;
+    int64_t QD = (int64_t)hp->n_head * hp->head_dim;
+    int64_t KD = (int64_t)hp->n_head_kv * hp->head_dim;
+    int64_t XB = E > QD ? E : QD; /* row stride of xb */
+
+    for (int t = 0; t < n; t++) {
+        ops_get_row(&m->tok_embd, tok[t].id, c->x + t * E);
+        ops_rope_table(c->cs + (size_t)t * (size_t)hp->n_rot, hp->n_rot,
+                       tok[t].pos, m->inv_freq);
+    }
+
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *ly = &m->layers[il];
+
+        /* attention block */
+        for (int t = 0; t < n; t++)
+            ops_rmsnorm(c->xb + t * XB, c->x + t * E, ly->attn_norm, E,
+                        hp->norm_eps);
+        ops_matmul(c->q, QD, &ly->wq, c->xb, XB, n, &c->ops);
+        ops_matmul(c->k, KD, &ly->wk, c->xb, XB, n, &c->ops);
+        ops_matmul(c->v, KD, &ly->wv, c->xb, XB, n, &c->ops);
+        add_bias(c->q, QD, ly->bq, QD, n);
+        add_bias(c->k, KD, ly->bk, KD, n);
+        add_bias(c->v, KD, ly->bv, KD, n);
+        for (int t = 0; t < n; t++) {
+            const float *cs = c->cs + (size_t)t * (size_t)hp->n_rot;
+            ops_rope(c->q + t * QD, hp->n_head, hp->head_dim, hp->n_rot, cs,
+                     hp->rope_neox);
+            ops_rope(c->k + t * KD, hp->n_head_kv, hp->head_dim, hp->n_rot, cs,
+                     hp->rope_neox);
+            kv_store(tok[t].kv, il, tok[t].pos, c->k + t * KD, c->v + t * KD);
+        }
+        attention(c, tok, n, il);
+        ops_matmul(c->xb, XB, &ly->wo, c->att, QD, n, &c->ops);
+        for (int t = 0; t < n; t++)
+            ops_add(c->x + t * E, c->xb + t * XB, E);
+
+        /* feed-forward block */
+        for (int t = 0; t < n; t++)
+            ops_rmsnorm(c->xb + t * XB, c->x + t * E, ly->ffn_norm, E,
+                        hp->norm_eps);
+        ops_matmul(c->hb, F, &ly->w_gate, c->xb, XB, n, &c->ops);
+        ops_matmul(c->hb2, F, &ly->w_up, c->xb, XB, n, &c->ops);
+        for (int t = 0; t < n; t++)
+            ops_swiglu(c->hb + t * F, c->hb2 + t * F, F);
+        ops_matmul(c->xb, XB, &ly->w_down, c->hb, F, n, &c->ops);
+        for (int t = 0; t < n; t++)
+            ops_add(c->x + t * E, c->xb + t * XB, E);
+    }
+
+    for (int t = 0; t < n; t++)
+        kv_set_len(tok[t].kv, tok[t].pos + 1);
+
+    /* Logits only for the tokens that want them: normalize those rows
+     * into xb, packed, and run the output matrix over them at once. */
+    int n_out = 0;
+    for (int t = 0; t < n; t++) {
+        if (!tok[t].want_logits)
+            continue;
+        ops_rmsnorm(c->xb + n_out * XB, c->x + t * E, m->output_norm, E,
+                    hp->norm_eps);
+        n_out++;
+    }
+    if (n_out > 0)
+        ops_matmul(logits, hp->n_vocab, &m->output, c->xb, XB, n_out, &c->ops);
+}
+
+int model_decode(model_ctx *c, const model_batch *b, float *logits,
+                 char *err, size_t errlen)
+{
+    if (check_batch(c, b, err, errlen) < 0)
+        return -1;
+    int n_want = 0;
+    for (int i = 0; i < b->n; i++)
+        n_want += b->tok[i].want_logits ? 1 : 0;
+    if (n_want > 0 && !logits) {
+        seterr(err, errlen, "logits requested but no output buffer given");
+        return -1;
+    }
+    for (int at = 0; at < b->n;) {
+        int n = b->n - at < c->max_batch ? b->n - at : c->max_batch;
+        forward_slice(c, b->tok + at, n, logits);
+        for (int i = at; i < at + n; i++)
+            if (b->tok[i].want_logits)
+                logits += c->m->hp.n_vocab;
+        at += n;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ quantize */
+
+/* llama.cpp's general.file_type numbering (enum llama_ftype), for readers
+ * that show it; the per-tensor types are what actually matter. */
+static uint32_t file_type_of(uint32_t type)
+{
+    switch (type) {
+    case QT_F32: return 0;
+    case QT_F16: return 1;
+    case QT_Q4_0: return 2;
+    case QT_Q4_1: return 3;
+    case QT_Q8_0: return 7;
+    case QT_Q5_0: return 8;
+    case QT_Q5_1: return 9;
+    case QT_Q2_K: return 10;
+    case QT_Q3_K: return 12;
+    case QT_Q4_K: return 14; /* Q4_K_S: every tensor Q4_K */
+    case QT_Q5_K: return 16;
+    case QT_Q6_K: return 18;
+    case QT_BF16: return 32;
+    default: return 0;
+    }
+}
+
+static bool can_write(uint32_t type)
+{
+    if (type == QT_F32 || type == QT_F16)
+        return true;
+    const qt_traits *tr = qt_traits_of(type);
+    return tr && tr->can_quantize;
+}
+
+/* The type a tensor with rows of `cols` values is written in. */
+static uint32_t pick_type(uint32_t want, uint64_t cols)
+{
+    uint64_t rb;
+    if (qt_row_size(want, cols, &rb) == 0)
+        return want;
+    static const uint32_t after_k[] = {QT_Q5_0, QT_Q8_0};
+    const qt_traits *tr = qt_traits_of(want);
+    if (tr && tr->block_size == QK_K) {
+        for (size_t i = 0; i < sizeof after_k / sizeof after_k[0]; i++)
+            if (can_write(after_k[i]) &&
+                qt_row_size(after_k[i], cols, &rb) == 0)
+                return after_k[i];
+    }
+    return QT_F16;
+}
+
+/* Convert one tensor of `rows` rows from F32/F16 into `to`. */
+static void *convert_tensor(const gguf_tensor *t, uint32_t to, uint64_t rows,
+                            uint64_t cols, uint64_t *out_bytes, float *tmp)
+{
+    uint64_t in_rb, out_rb;
+    if (qt_row_size(t->type, cols, &in_rb) != 0 ||
+        qt_row_size(to, cols, &out_rb) != 0)
+        return NULL;
+    if (out_rb && rows > SIZE_MAX / out_rb)
+        return NULL;
+    size_t total = (size_t)(rows * out_rb);
+    unsigned char *buf = malloc(total ? total : 1);
+    if (!buf)
+        return NULL;
+    for (uint64_t r = 0; r < rows; r++) {
+        const unsigned char *src = (const unsigned char *)t->data + r * in_rb;
+        unsigned char *dst = buf + r * out_rb;
+        const float *row;
+        if (t->type == QT_F32) {
+            row = (const float *)src;
+        } else {
+            qt_dequantize_row(t->type, src, tmp, (int64_t)cols);
+            row = tmp;
+        }
+        if (to == QT_F32)
+            memcpy(dst, row, (size_t)cols * sizeof(float));
+        else
+            qt_quantize_row(to, row, dst, (int64_t)cols);
+    }
+    *out_bytes = rows * out_rb;
+    return buf;
+}
+
+int model_quantize(const char *in, const char *out, uint32_t type,
+                   model_quantize_stats *st, char *err, size_t errlen)
+{
+    model_quantize_stats s;
+    memset(&s, 0, sizeof s);
+    if (!can_write(type)) {
+        seterr(err, errlen, "cannot quantize to %s", qt_name(type));
+        return -1;
+    }
+    gguf_file *f = NULL;
+    char gerr[256];
+    if (gguf_open(in, &f, gerr, sizeof gerr) != 0) {
+        seterr(err, errlen, "%s: %s", in, gerr);
+        return -1;
+    }
+    int rc = -1;
+    float *tmp = NULL;
+    size_t tmp_cap = 0;
+    gguf_writer *w = gguf_writer_new();
+    if (!w) {
+        seterr(err, errlen, "out of memory");
+        goto done;
+    }
+    if (gguf_writer_copy_kv(w, f) != 0 ||
+        gguf_writer_set_u32(w, "general.file_type", file_type_of(type)) != 0 ||
+        gguf_writer_set_u32(w, "general.quantization_version", 2) != 0) {
+        seterr(err, errlen, "out of memory copying metadata");
+        goto done;
+    }
+    for (size_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        char name[256];
+        snprintf(name, sizeof name, "%.*s",
+                 (int)(t->name.len < 255 ? t->name.len : 255), t->name.ptr);
+        uint64_t cols = t->ne[0], rows = 1;
+        for (uint32_t d = 1; d < t->n_dims; d++)
+            rows *= t->ne[d]; /* gguf validated the element count */
+        bool is_float = t->type == QT_F32 || t->type == QT_F16;
+        bool matrix = t->n_dims >= 2 && rows > 1;
+        uint32_t to = t->type;
+        if (is_float)
+            to = matrix ? pick_type(type, cols) : QT_F32;
+        s.n_tensors++;
+        s.bytes_in += t->nbytes;
+        if (to == t->type) {
+            /* unchanged: borrow from the mapping, open until the write */
+            if (gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne,
+                                       t->data, true) != 0) {
+                seterr(err, errlen, "tensor '%s': cannot add to output", name);
+                goto done;
+            }
+            s.bytes_out += t->nbytes;
+            if (matrix && is_float && to == type)
+                s.n_quantized++;
+            else
+                s.n_kept++;
+            continue;
+        }
+        if (cols > tmp_cap) {
+            float *nt = realloc(tmp, (size_t)cols * sizeof(float));
+            if (!nt) {
+                seterr(err, errlen, "out of memory");
+                goto done;
+            }
+            tmp = nt;
+            tmp_cap = (size_t)cols;
+        }
+        uint64_t nb = 0;
+        void *data = convert_tensor(t, to, rows, cols, &nb, tmp);
+        if (!data) {
+            seterr(err, errlen, "tensor '%s': cannot convert %s to %s", name,
+                   qt_name(t->type), qt_name(to));
+            goto done;
+        }
+        int arc = gguf_writer_add_tensor(w, name, to, t->n_dims, t->ne, data,
+                                         false);
+        free(data);
+        if (arc != 0) {
+            seterr(err, errlen, "tensor '%s': cannot add to output", name);
+            goto done;
+        }
+        s.bytes_out += nb;
+        if (!matrix)
+            s.n_kept++;
+        else if (to == type)
+            s.n_quantized++;
+        else
+            s.n_fallback++;
+    }
+    if (gguf_writer_write(w, out, gerr, sizeof gerr) != 0) {
+        seterr(err, errlen, "%s: %s", out, gerr);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(tmp);
+    gguf_writer_free(w);
+    gguf_close(f);
+    if (st)
+        *st = s;
+    return rc;
+}

@@ -1,0 +1,129 @@
+/* model.h - transformer architectures loaded from GGUF, and the batched
+ * forward pass.
+ *
+ * Supported: `llama` (Llama 2/3.x, Mistral, TinyLlama, SmolLM: RMSNorm,
+ * rotary embeddings on adjacent pairs, grouped-query attention, SwiGLU,
+ * tied or separate output matrix, Llama-3 rope frequency factors) and
+ * `qwen2` (the same with q/k/v biases and NeoX-ordered rotary pairs).
+ * Anything else - another architecture, a missing tensor, a tensor of the
+ * wrong shape or of a type the engine cannot read - is refused at load with
+ * a message naming it; a model that loads runs as its hyperparameters say.
+ *
+ * Weights are never copied: every matrix points into the GGUF mapping.
+ *
+ * The forward pass takes a batch of tokens; each token carries its own
+ * position and its own sequence's KV cache, so one call can prefill a
+ * prompt, decode the next token of many sequences, or both.
+ */
+#ifndef HEARTH_MODEL_H
+#define HEARTH_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+#include "kv.h"
+
+enum model_arch { MODEL_ARCH_LLAMA = 1, MODEL_ARCH_QWEN2 = 2 };
+
+enum model_rope_scaling {
+    MODEL_ROPE_SCALING_NONE = 0,
+    MODEL_ROPE_SCALING_LINEAR = 1,  /* positions divided by a factor */
+    MODEL_ROPE_SCALING_FREQS = 2    /* per-frequency factors (Llama 3.1+) */
+};
+
+typedef struct model_hparams {
+    int arch;                 /* enum model_arch */
+    const char *arch_name;    /* "llama", "qwen2" */
+    int32_t n_vocab;
+    int32_t n_ctx_train;      /* <arch>.context_length */
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_ff;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t head_dim;         /* <arch>.attention.key_length, or n_embd/n_head */
+    int32_t n_rot;            /* rotated dims per head (even, <= head_dim) */
+    float norm_eps;
+    float rope_freq_base;
+    float rope_freq_scale;    /* 1/factor under linear scaling, else 1 */
+    int rope_scaling;         /* enum model_rope_scaling */
+    bool rope_neox;           /* pairs (j, j+n_rot/2) instead of (2j, 2j+1) */
+    bool qkv_bias;
+    bool tied_output;         /* no output.weight: token_embd is reused */
+} model_hparams;
+
+typedef struct model model;
+
+/* Open a GGUF file and load the model in it. -1 + message on failure. */
+int model_load(const char *path, model **out, char *err, size_t errlen);
+/* Load from a file the caller keeps open for the model's lifetime. */
+int model_load_gguf(const gguf_file *f, model **out, char *err,
+                    size_t errlen);
+void model_free(model *m);
+
+const model_hparams *model_hparams_of(const model *m);
+const gguf_file *model_gguf(const model *m);
+/* Number of weight values (sum over tensors of their element counts). */
+uint64_t model_n_params(const model *m);
+
+/* A KV cache shaped for this model. n_ctx <= 0 means the model's training
+ * context; the result is then capped to n_ctx_cap when n_ctx_cap > 0.
+ * type is KV_F16 or KV_F32. */
+int model_kv_new(const model *m, int n_ctx, int n_ctx_cap, int type,
+                 kv_cache **out, char *err, size_t errlen);
+
+/* ---- forward pass ---- */
+
+typedef struct model_token {
+    int32_t id;        /* token id, 0 <= id < n_vocab */
+    int32_t pos;       /* position in its sequence: must equal the length
+                          its cache has when this token is reached */
+    kv_cache *kv;      /* the sequence's cache (from model_kv_new) */
+    bool want_logits;  /* compute next-token logits for this token */
+} model_token;
+
+typedef struct model_batch {
+    int n;
+    const model_token *tok;
+} model_batch;
+
+/* Scratch memory for forward passes over batches of up to max_batch
+ * tokens at a time (larger batches are processed in slices). One context
+ * per thread that calls model_decode. */
+typedef struct model_ctx model_ctx;
+
+int model_ctx_new(const model *m, int max_batch, model_ctx **out, char *err,
+                  size_t errlen);
+void model_ctx_free(model_ctx *c);
+
+/* Run the batch. For each token with want_logits, n_vocab logits are
+ * written to `logits`, rows in batch order (logits may be NULL when no
+ * token wants them). The batch is checked whole before anything runs: a
+ * bad id, a position that is not its cache's next one, a full cache or a
+ * cache of another shape gives -1 with a message and leaves every cache as
+ * it was. On success each cache holds the new positions. */
+int model_decode(model_ctx *c, const model_batch *b, float *logits,
+                 char *err, size_t errlen);
+
+/* ---- quantization (hearth quantize) ---- */
+
+typedef struct model_quantize_stats {
+    uint64_t bytes_in, bytes_out;   /* tensor data bytes */
+    int n_tensors;
+    int n_quantized;                /* written in the requested type */
+    int n_fallback;                 /* rows did not fit its blocks */
+    int n_kept;                     /* 1-D / already quantized: F32 or as is */
+} model_quantize_stats;
+
+/* Write `out` with the 2-D F32/F16 weight tensors of `in` converted to
+ * `type` (a qt type with quantize support, or F16/F32). A tensor whose rows
+ * do not divide into the type's blocks falls back to a type that fits
+ * (for the K-quants Q5_0 or Q8_0 when available, else F16). 1-D tensors
+ * (norms, biases) are written as F32; tensors of other types are copied
+ * unchanged. All metadata is copied, general.file_type updated. */
+int model_quantize(const char *in, const char *out, uint32_t type,
+                   model_quantize_stats *st, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,87 @@
+/* ops.h - the numeric building blocks of the forward pass: RMSNorm, RoPE,
+ * softmax, SiLU-gated product, and the matrix products over weight rows of
+ * any tensor type (quant.h).
+ *
+ * Everything here works on plain float arrays the caller owns; nothing
+ * allocates. These are scalar C loops written so the compiler can vectorize
+ * them; the faster per-ISA kernels of later issues plug in behind
+ * ops_matmul() and must agree with it.
+ */
+#ifndef HEARTH_OPS_H
+#define HEARTH_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A 2-D weight matrix as stored in a GGUF file: `rows` rows of `cols`
+ * values of `type`, each row `row_bytes` long, rows contiguous. */
+typedef struct ops_matrix {
+    const void *data;
+    uint32_t type;     /* enum qt_type */
+    int64_t rows;      /* output features (ne[1]) */
+    int64_t cols;      /* input features (ne[0]), a multiple of the block size */
+    uint64_t row_bytes;
+} ops_matrix;
+
+/* Sum of a[i]*b[i], accumulated in several float lanes. */
+float ops_dot(const float *a, const float *b, int64_t n);
+
+/* out = x / sqrt(mean(x^2) + eps) * w   (out may alias x; w may be NULL
+ * for a plain normalization). The sum of squares is accumulated in double. */
+void ops_rmsnorm(float *out, const float *x, const float *w, int64_t n,
+                 float eps);
+
+/* In-place softmax of n values; -INFINITY entries get probability 0.
+ * When every entry is -INFINITY the result is all zeros. */
+void ops_softmax(float *x, int64_t n);
+
+/* gate[i] = silu(gate[i]) * up[i]   (the SwiGLU feed-forward product) */
+void ops_swiglu(float *gate, const float *up, int64_t n);
+
+/* y[i] += x[i] */
+void ops_add(float *y, const float *x, int64_t n);
+
+/* Rotary position embedding of one token's heads, in place.
+ * x holds n_heads vectors of head_dim values; the first n_rot values of
+ * each head are rotated (n_rot even, <= head_dim), the rest left alone.
+ * cs holds n_rot/2 (cos, sin) pairs for this token's position.
+ * neox=false: rotate adjacent pairs (x[2j], x[2j+1]) - GGUF llama models,
+ *             whose q/k rows the converter permuted into that order;
+ * neox=true:  rotate (x[j], x[j + n_rot/2]) - qwen2 and other NeoX-style. */
+void ops_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs,
+              bool neox);
+
+/* The (cos, sin) table of one position: cs[2j] = cos(pos * inv_freq[j]),
+ * cs[2j+1] = sin(...), j < n_rot/2. The angle is computed in double. */
+void ops_rope_table(float *cs, int n_rot, int32_t pos, const float *inv_freq);
+
+/* Scratch memory of ops_matmul for rows of up to max_cols values and
+ * batches of up to max_batch vectors (see ops_scratch_size). */
+typedef struct ops_scratch {
+    float *row;            /* (max_cols) one dequantized weight row */
+    float *act;            /* (max_batch, max_cols) rounded activations */
+    unsigned char *actq;   /* one quantized activation row (4 bytes/value) */
+} ops_scratch;
+
+/* Round an activation vector the way a kernel for weight type `wtype`
+ * sees it: through Q8_0 / Q8_1 / Q8_K blocks for quantized weights (the
+ * 8-bit integer dot products of the SIMD kernels, and of llama.cpp), to
+ * F16 / BF16 for F16 / BF16 weights, unchanged for F32. actq needs
+ * 4*n + 64 bytes. */
+void ops_round_act(uint32_t wtype, const float *x, float *dst, int64_t n,
+                   unsigned char *actq);
+
+/* Matrix product over a batch: for each of the n input vectors x[t]
+ * (stride x_stride floats), out[t*out_stride + r] = row_r(W) . x[t],
+ * with x[t] first rounded by ops_round_act. Rows that are not F32 are
+ * dequantized once and reused for the whole batch: this is where the
+ * time goes. */
+void ops_matmul(float *out, int64_t out_stride, const ops_matrix *w,
+                const float *x, int64_t x_stride, int n,
+                const ops_scratch *s);
+
+/* Dequantize row r of W into dst (w->cols floats). */
+void ops_get_row(const ops_matrix *w, int64_t r, float *dst);
+
+#endif

@@ -1,0 +1,950 @@
+/* hearth.c - the command-line companion of hearthd.
+ *
+ *   hearth run       generate text from a prompt
+ *   hearth info      describe a GGUF model
+ *   hearth tokenize  show the token ids of a text
+ *   hearth quantize  convert a model's weights to a smaller type
+ *
+ * Exit status: 0 success, 1 failure (bad file, out of memory...), 2 usage
+ * (unknown command or flag, bad value). Every error is one line on stderr.
+ * New commands (bench, route) join the table at the end of this file.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gguf.h"
+#include "kv.h"
+#include "model.h"
+#include "quant.h"
+#include "sampler.h"
+#include "tok.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "dev"
+#endif
+
+#define EXIT_USAGE 2
+
+/* ------------------------------------------------------------ helpers */
+
+static void die_usage(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error_count;
+
+/* One line on stderr, and the status is 2. */
+static void die_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "hearth%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'hearth %s--help')\n", cmd ? cmd : "");
+    usage_error_count++;
+}
+
+static int fail(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int fail(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "hearth %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return EXIT_FAILURE;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static bool parse_long(const char *s, long lo, long hi, long *out)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+static bool parse_float(const char *s, double lo, double hi, float *out)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !(v >= lo && v <= hi))
+        return false;
+    *out = (float)v;
+    return true;
+}
+
+/* "1.17 MiB" */
+static void fmt_bytes(char *buf, size_t cap, uint64_t n)
+{
+    const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%llu B", (unsigned long long)n);
+    else
+        snprintf(buf, cap, "%.2f %s", v, unit[u]);
+}
+
+/* "260.6K", "56.1M", "7.24B" */
+static void fmt_count(char *buf, size_t cap, uint64_t n)
+{
+    if (n >= 1000000000ULL)
+        snprintf(buf, cap, "%.2fB", (double)n / 1e9);
+    else if (n >= 1000000ULL)
+        snprintf(buf, cap, "%.1fM", (double)n / 1e6);
+    else if (n >= 1000ULL)
+        snprintf(buf, cap, "%.1fK", (double)n / 1e3);
+    else
+        snprintf(buf, cap, "%llu", (unsigned long long)n);
+}
+
+/* The value of a flag: "--flag value" or "--flag=value". *i advances past
+ * what was used. NULL (and a usage error) when the value is missing. */
+static const char *flag_value(const char *cmd, int argc, char **argv, int *i,
+                              const char *inline_val)
+{
+    if (inline_val)
+        return inline_val;
+    if (*i + 1 >= argc) {
+        die_usage(cmd, "flag %s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* Splits "--name=value" into name and value; returns true when argv[i]
+ * is the flag `name` (or its short form). */
+static bool is_flag(const char *arg, const char *lng, const char *shrt,
+                    const char **inline_val)
+{
+    *inline_val = NULL;
+    if (shrt && strcmp(arg, shrt) == 0)
+        return true;
+    size_t n = strlen(lng);
+    if (strncmp(arg, lng, n) != 0)
+        return false;
+    if (arg[n] == 0)
+        return true;
+    if (arg[n] == '=') {
+        *inline_val = arg + n + 1;
+        return true;
+    }
+    return false;
+}
+
+static bool wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            return false;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Writes all of buf to stdout; false on a write error (closed pipe...). */
+static bool out_write(const char *buf, size_t n)
+{
+    return n == 0 || fwrite(buf, 1, n, stdout) == n;
+}
+
+/* ------------------------------------------------------------ run */
+
+static const char run_help[] =
+    "usage: hearth run -m MODEL -p PROMPT [options]\n"
+    "\n"
+    "Print PROMPT, then stream the generated continuation to stdout. A timing\n"
+    "summary goes to stderr.\n"
+    "\n"
+    "  -m, --model FILE        GGUF model (llama or qwen2 architecture)\n"
+    "  -p, --prompt TEXT       prompt text (tokenized with the model's own\n"
+    "                          tokenizer, BOS added when the model asks for it)\n"
+    "  -n, --n-predict N       generate at most N tokens (default 256)\n"
+    "      --temp T            temperature; 0 = greedy, the default: the same\n"
+    "                          prompt always gives the same text\n"
+    "  with --temp > 0:\n"
+    "      --top-k K           keep the K most likely tokens; 0 = off (default 40)\n"
+    "      --top-p P           nucleus sampling; 1 = off (default 0.95)\n"
+    "      --min-p P           drop tokens below P x the best; 0 = off (default 0.05)\n"
+    "      --repeat-penalty R  penalize the last --repeat-last-n tokens; 1 = off\n"
+    "                          (default 1)\n"
+    "      --repeat-last-n N   penalty window in tokens (default 64)\n"
+    "      --seed S            random seed (default: from the clock; printed)\n"
+    "      --ctx N             context size in tokens (default: prompt + N,\n"
+    "                          at most the model's training context)\n"
+    "      --kv-f32            keep the KV cache in F32 instead of F16\n"
+    "      --batch N           prompt tokens per forward pass (default 512)\n"
+    "  -h, --help              show this help\n"
+    "\n"
+    "Generation stops at an end-of-generation token, after N tokens, or when\n"
+    "the context is full.\n";
+
+typedef struct run_opts {
+    const char *model, *prompt;
+    long n_predict, ctx, batch;
+    bool kv_f32, seed_set;
+    sampler_params sp;
+} run_opts;
+
+static int parse_run(int argc, char **argv, run_opts *o)
+{
+    const char *cmd = "run";
+    memset(o, 0, sizeof *o);
+    o->n_predict = 256;
+    o->batch = 512;
+    sampler_params_default(&o->sp);
+    o->sp.temp = 0.0f; /* greedy unless asked: reproducible by default */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *iv, *v;
+        long lv;
+        if (is_flag(a, "--model", "-m", &iv)) {
+            if (!(o->model = flag_value(cmd, argc, argv, &i, iv)))
+                return -1;
+        } else if (is_flag(a, "--prompt", "-p", &iv)) {
+            if (!(o->prompt = flag_value(cmd, argc, argv, &i, iv)))
+                return -1;
+        } else if (is_flag(a, "--n-predict", "-n", &iv)) {
+            if (!(v = flag_value(cmd, argc, argv, &i, iv)))
+                return -1;
+            if (!parse_long(v, 0, INT32_MAX, &o->n_predict)) {
+                die_usage(cmd, "bad value for %s: '%s' (a count >= 0)", a, v);
+                return -1;
+            }
+        } else if (is_flag(a, "--temp", NULL, &iv)) {
+            if (!(v = flag_value(cmd, argc, argv, &i, iv)))
+                return -1;
+            if (!parse_float(v, 0.0, 100.0, &o->sp.temp)) {
+                die_usage(cmd, "bad value for --temp: '%s' (0 to 100)", v);
+                return -1;
+            }
+        } else if (is_flag(a, "--top-k", NULL, &iv)) {
+            if (!(v = flag_value(cmd, argc, argv, &i, iv)))
+                return -1;
+            if (!parse_long(v, 0, INT32_MAX, &lv)) {
+                die_usage(cmd, "bad value for --top-k: '%s' (a count >= 0)", v);
+                return -1;
+            }
+            o->sp.top_k = (int32_t)lv;
+        } else if (is_flag(a, "--top-p", NULL, &iv)) {
+            if (!(v = flag_value(cmd, argc, argv, &i, iv)))
+                return -1;
+            if (!parse_float(v, 0.0, 1.0, &o->sp.top_p)) {
+                die_usage(cmd, "bad value for --top-p: '%s' (0 to 1)", v);
+                return -1;
+            }
+        } else if (is_flag(a, "--min-p", NULL, &iv)) {
+            if (!(v = flag_value(cmd, argc, argv, &i, iv)))
+                return -1;
+            if (!parse_float(v, 0.0, 1.0, &o->sp.min_p)) {
+                die_usage(cmd, "bad value for --min-p: '%s' (0 to 1)", v);
+                return -1;
+            }
+        } else if (is_flag(a, "--repeat-penalty", NULL, &iv)) {
+            if (!(v = flag_value(cmd, argc, argv, &i, iv)))
+                return -1;
+            if (!parse_float(v, 0.01, 100.0, &o->sp.repeat_penalty)) {
+                die_usage(cmd, "bad value for --repeat-penalty: '%s' (0.01 to 100)", v);
+                return -1;
+            }
+        } else if (is_flag(a, "--repeat-last-n", NULL, &iv)) {
+            if (!(v = flag_value(cmd, argc, argv, &i, iv)))
+                return -1;
+            if (!parse_long(v, 0, 8192, &lv)) {
+                die_usage(cmd, "bad value for --repeat-last-n: '%s' (0 to 8192)", v);
+                return -1;
+            }
+            o->sp.penalty_last_n = (int32_t)lv;
+        } else if (is_flag(a, "--seed", NULL, &iv)) {
+            if (!(v = flag_value(cmd, argc, argv, &i, iv)))
+                return -1;
+            if (!parse_u64(v, &o->sp.seed)) {
+                die_usage(cmd, "bad value for --seed: '%s' (an integer >= 0)", v);
+                return -1;
+            }
+            o->seed_set = true;
+        } else if (is_flag(a, "--ctx", "-c", &iv)) {
+            if (!(v = flag_value(cmd, argc, argv, &i, iv)))
+                return -1;
+            if (!parse_long(v, 1, 1 << 24, &o->ctx)) {
+                die_usage(cmd, "bad value for --ctx: '%s' (1 to 16777216)", v);
+                return -1;
+            }
+        } else if (is_flag(a, "--batch", "-b", &iv)) {
+            if (!(v = flag_value(cmd, argc, argv, &i, iv)))
+                return -1;
+            if (!parse_long(v, 1, 65536, &o->batch)) {
+                die_usage(cmd, "bad value for --batch: '%s' (1 to 65536)", v);
+                return -1;
+            }
+        } else if (strcmp(a, "--kv-f32") == 0) {
+            o->kv_f32 = true;
+        } else {
+            die_usage(cmd, "unknown argument '%s'", a);
+            return -1;
+        }
+    }
+    if (!o->model) {
+        die_usage(cmd, "no model given (-m MODEL)");
+        return -1;
+    }
+    if (!o->prompt) {
+        die_usage(cmd, "no prompt given (-p PROMPT)");
+        return -1;
+    }
+    if (!o->seed_set)
+        o->sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    return 0;
+}
+
+/* Streams one token's text; false on an output error. */
+static bool emit_token(tok_stream *ts, const tok_vocab *v, int32_t id,
+                       char **buf, size_t *cap)
+{
+    int need = tok_piece(v, id, false, NULL, 0);
+    if (need < 0)
+        return true; /* not a token of the vocabulary: nothing to show */
+    size_t want = (size_t)need + 64;
+    if (want > *cap) {
+        char *nb = realloc(*buf, want);
+        if (!nb)
+            return false;
+        *buf = nb;
+        *cap = want;
+    }
+    int n = tok_stream_push(ts, id, *buf, *cap);
+    if (n < 0)
+        return true;
+    if (!out_write(*buf, (size_t)n))
+        return false;
+    fflush(stdout);
+    return true;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        fputs(run_help, stdout);
+        return 0;
+    }
+    run_opts o;
+    if (parse_run(argc, argv, &o) != 0)
+        return EXIT_USAGE;
+
+    char err[512];
+    int rc = EXIT_FAILURE;
+    model *m = NULL;
+    tok_vocab *v = NULL;
+    kv_cache *kv = NULL;
+    model_ctx *mc = NULL;
+    sampler *smp = NULL;
+    int32_t *ids = NULL;
+    model_token *toks = NULL;
+    float *logits = NULL;
+    char *obuf = NULL;
+    size_t ocap = 0;
+
+    double t0 = now_s();
+    if (model_load(o.model, &m, err, sizeof err) != 0) {
+        fail("run", "%s", err);
+        goto done;
+    }
+    if (tok_load(model_gguf(m), &v, err, sizeof err) != 0) {
+        fail("run", "%s: tokenizer: %s", o.model, err);
+        goto done;
+    }
+    const model_hparams *hp = model_hparams_of(m);
+    double t_load = now_s() - t0;
+
+    /* tokenize */
+    size_t plen = strlen(o.prompt);
+    if (plen > INT_MAX / 2) {
+        fail("run", "prompt too long");
+        goto done;
+    }
+    int cap = (int)plen + 8;
+    ids = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!ids) {
+        fail("run", "out of memory");
+        goto done;
+    }
+    int n_prompt = tok_encode(v, o.prompt, plen, tok_add_bos_default(v), false,
+                              ids, cap);
+    if (n_prompt > cap) {
+        int32_t *ni = realloc(ids, sizeof(int32_t) * (size_t)n_prompt);
+        if (!ni) {
+            fail("run", "out of memory");
+            goto done;
+        }
+        ids = ni;
+        cap = n_prompt;
+        n_prompt = tok_encode(v, o.prompt, plen, tok_add_bos_default(v), false,
+                              ids, cap);
+    }
+    if (n_prompt < 0) {
+        fail("run", "the prompt is not valid text for this tokenizer");
+        goto done;
+    }
+    if (n_prompt == 0) {
+        fail("run", "the prompt is empty and the model has no BOS token");
+        goto done;
+    }
+    for (int i = 0; i < n_prompt; i++)
+        if (ids[i] < 0 || ids[i] >= hp->n_vocab) {
+            fail("run", "token %d of the prompt is outside the model's "
+                 "vocabulary (%d)", ids[i], hp->n_vocab);
+            goto done;
+        }
+
+    /* context: what was asked, else just enough, within the model's */
+    long n_ctx = o.ctx;
+    if (n_ctx == 0) {
+        long want = (long)n_prompt + o.n_predict;
+        n_ctx = want < hp->n_ctx_train ? want : hp->n_ctx_train;
+    }
+    if (n_prompt > n_ctx) {
+        fail("run", "the prompt has %d tokens, more than the context (%ld)",
+             n_prompt, n_ctx);
+        goto done;
+    }
+    if (model_kv_new(m, (int)n_ctx, 0, o.kv_f32 ? KV_F32 : KV_F16, &kv, err,
+                     sizeof err) != 0 ||
+        model_ctx_new(m, (int)o.batch, &mc, err, sizeof err) != 0 ||
+        sampler_new(&o.sp, hp->n_vocab, &smp, err, sizeof err) != 0) {
+        fail("run", "%s", err);
+        goto done;
+    }
+    toks = malloc(sizeof *toks * (size_t)n_prompt);
+    logits = malloc(sizeof(float) * (size_t)hp->n_vocab);
+    if (!toks || !logits) {
+        fail("run", "out of memory");
+        goto done;
+    }
+
+    if (!out_write(o.prompt, plen)) {
+        fail("run", "cannot write to stdout");
+        goto done;
+    }
+    fflush(stdout);
+
+    /* prefill */
+    double t1 = now_s();
+    for (int i = 0; i < n_prompt; i++) {
+        toks[i] = (model_token){ids[i], i, kv, i == n_prompt - 1};
+        sampler_accept(smp, ids[i]);
+    }
+    model_batch b = {n_prompt, toks};
+    if (model_decode(mc, &b, logits, err, sizeof err) != 0) {
+        fail("run", "%s", err);
+        goto done;
+    }
+    double t_prompt = now_s() - t1;
+
+    /* decode */
+    tok_stream ts;
+    tok_stream_init(&ts, v);
+    const char *stop = "length";
+    long n_gen = 0;
+    double t2 = now_s();
+    int pos = n_prompt;
+    while (n_gen < o.n_predict) {
+        int32_t id = sampler_sample(smp, logits, NULL);
+        if (id < 0) {
+            stop = "no token left to sample";
+            break;
+        }
+        if (tok_is_eog(v, id)) {
+            stop = "end of generation";
+            break;
+        }
+        n_gen++;
+        sampler_accept(smp, id);
+        if (!emit_token(&ts, v, id, &obuf, &ocap)) {
+            fail("run", "cannot write to stdout");
+            goto done;
+        }
+        if (n_gen == o.n_predict)
+            break;
+        if (pos >= kv_n_ctx(kv)) {
+            stop = "context full";
+            break;
+        }
+        model_token t = {id, pos++, kv, true};
+        model_batch one = {1, &t};
+        if (model_decode(mc, &one, logits, err, sizeof err) != 0) {
+            fail("run", "%s", err);
+            goto done;
+        }
+    }
+    double t_gen = now_s() - t2;
+    char tail[64];
+    int nt = tok_stream_flush(&ts, tail, sizeof tail);
+    if (nt > 0 && !out_write(tail, (size_t)nt)) {
+        fail("run", "cannot write to stdout");
+        goto done;
+    }
+    fflush(stdout);
+    fputc('\n', stderr);
+    fprintf(stderr,
+            "hearth run: load %.0f ms; prompt %d tokens in %.1f ms (%.1f tok/s); "
+            "generated %ld tokens in %.1f ms (%.1f tok/s); stop: %s; seed %llu\n",
+            t_load * 1e3, n_prompt, t_prompt * 1e3,
+            t_prompt > 0 ? n_prompt / t_prompt : 0.0, n_gen, t_gen * 1e3,
+            t_gen > 0 ? (double)n_gen / t_gen : 0.0, stop,
+            (unsigned long long)o.sp.seed);
+    rc = 0;
+done:
+    free(obuf);
+    free(logits);
+    free(toks);
+    free(ids);
+    sampler_free(smp);
+    model_ctx_free(mc);
+    kv_free(kv);
+    tok_free(v);
+    model_free(m);
+    return rc;
+}
+
+/* ------------------------------------------------------------ info */
+
+static const char info_help[] =
+    "usage: hearth info MODEL\n"
+    "\n"
+    "Describe a GGUF file: format, architecture and hyperparameters, parameter\n"
+    "count, file size, tensor types, tokenizer. A file the engine cannot run\n"
+    "is still described, with the reason it would be refused (exit status 0:\n"
+    "the description succeeded; 1 when the file is not readable GGUF).\n"
+    "\n"
+    "  -h, --help   show this help\n";
+
+static void print_meta_str(const gguf_file *f, const char *label,
+                           const char *key)
+{
+    gguf_str s;
+    if (gguf_get_str(f, key, &s) == 0)
+        printf("%-16s %.*s\n", label, (int)(s.len > 200 ? 200 : s.len), s.ptr);
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        fputs(info_help, stdout);
+        return 0;
+    }
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] == '-' && argv[i][1] != 0) {
+            die_usage("info", "unknown flag '%s'", argv[i]);
+            return EXIT_USAGE;
+        }
+        if (path) {
+            die_usage("info", "one model at a time ('%s' and '%s')", path, argv[i]);
+            return EXIT_USAGE;
+        }
+        path = argv[i];
+    }
+    if (!path) {
+        die_usage("info", "no model given");
+        return EXIT_USAGE;
+    }
+
+    char err[512];
+    gguf_file *f = NULL;
+    if (gguf_open(path, &f, err, sizeof err) != 0)
+        return fail("info", "%s: %s", path, err);
+
+    char b1[64], b2[64];
+    fmt_bytes(b1, sizeof b1, gguf_file_size(f));
+    printf("%-16s %s\n", "file", path);
+    printf("%-16s %s (%llu bytes)\n", "size", b1,
+           (unsigned long long)gguf_file_size(f));
+    printf("%-16s v%u, %zu tensors, %zu metadata keys, alignment %u\n", "gguf",
+           gguf_version(f), gguf_n_tensors(f), gguf_n_kv(f), gguf_alignment(f));
+    print_meta_str(f, "name", "general.name");
+    print_meta_str(f, "architecture", "general.architecture");
+
+    model *m = NULL;
+    if (model_load_gguf(f, &m, err, sizeof err) == 0) {
+        const model_hparams *hp = model_hparams_of(m);
+        printf("%-16s yes\n", "runnable");
+        printf("%-16s %d\n", "context length", hp->n_ctx_train);
+        printf("%-16s %d\n", "embedding", hp->n_embd);
+        printf("%-16s %d\n", "layers", hp->n_layer);
+        printf("%-16s %d\n", "feed-forward", hp->n_ff);
+        printf("%-16s %d query, %d key/value (head dim %d)\n", "heads",
+               hp->n_head, hp->n_head_kv, hp->head_dim);
+        const char *scal = hp->rope_scaling == MODEL_ROPE_SCALING_LINEAR ? "linear"
+                         : hp->rope_scaling == MODEL_ROPE_SCALING_FREQS
+                               ? "per-frequency factors"
+                               : "none";
+        printf("%-16s %d dims, base %g, %s pairs, scaling %s", "rope", hp->n_rot,
+               (double)hp->rope_freq_base, hp->rope_neox ? "neox (half-split)"
+                                                          : "adjacent",
+               scal);
+        if (hp->rope_scaling == MODEL_ROPE_SCALING_LINEAR)
+            printf(" (x%g)", 1.0 / (double)hp->rope_freq_scale);
+        printf("\n");
+        printf("%-16s %g\n", "rms norm eps", (double)hp->norm_eps);
+        printf("%-16s %d\n", "vocabulary", hp->n_vocab);
+        printf("%-16s %s%s\n", "output", hp->tied_output ? "tied to token_embd" : "separate",
+               hp->qkv_bias ? "; q/k/v biases" : "");
+        model_free(m);
+    } else {
+        printf("%-16s no: %s\n", "runnable", err);
+    }
+
+    /* parameters and tensor types, from the file itself */
+    uint64_t n_params = 0, data_bytes = 0;
+    uint64_t count[QT_TYPE_MAX + 1] = {0};
+    uint64_t bytes[QT_TYPE_MAX + 1] = {0};
+    for (size_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        uint64_t n = 1;
+        for (uint32_t d = 0; d < t->n_dims && d < GGUF_MAX_DIMS; d++)
+            n = (t->ne[d] && n > UINT64_MAX / t->ne[d]) ? UINT64_MAX : n * t->ne[d];
+        n_params = n_params > UINT64_MAX - n ? UINT64_MAX : n_params + n;
+        uint32_t ty = t->type < QT_TYPE_MAX ? t->type : QT_TYPE_MAX;
+        count[ty]++;
+        bytes[ty] += t->nbytes;
+        data_bytes += t->nbytes;
+    }
+    fmt_count(b1, sizeof b1, n_params);
+    fmt_bytes(b2, sizeof b2, data_bytes);
+    printf("%-16s %s (%llu), %s of tensor data", "parameters", b1,
+           (unsigned long long)n_params, b2);
+    if (n_params > 0)
+        printf(", %.2f bits/weight", 8.0 * (double)data_bytes / (double)n_params);
+    printf("\n");
+    printf("%-16s", "tensor types");
+    bool first = true;
+    for (uint32_t ty = 0; ty <= QT_TYPE_MAX; ty++) {
+        if (!count[ty])
+            continue;
+        fmt_bytes(b1, sizeof b1, bytes[ty]);
+        printf("%s %s x%llu (%s)", first ? "" : ",",
+               ty < QT_TYPE_MAX ? qt_name(ty) : "unknown",
+               (unsigned long long)count[ty], b1);
+        first = false;
+    }
+    printf("%s\n", first ? " none" : "");
+    uint32_t ft;
+    if (gguf_get_u32(f, "general.file_type", &ft) == 0)
+        printf("%-16s %u\n", "file type", ft);
+
+    tok_vocab *v = NULL;
+    if (tok_load(f, &v, err, sizeof err) == 0) {
+        printf("%-16s %s, pre-tokenizer %s, %d tokens, bos %d, eos %d%s\n",
+               "tokenizer", tok_kind(v) == TOK_KIND_SPM ? "sentencepiece (spm)"
+                                                        : "byte-level bpe",
+               tok_pre_name(v), tok_n_vocab(v), tok_bos(v), tok_eos(v),
+               tok_add_bos_default(v) ? ", adds bos" : "");
+        tok_free(v);
+    } else {
+        printf("%-16s none usable: %s\n", "tokenizer", err);
+    }
+    print_meta_str(f, "chat template", "tokenizer.chat_template") ;
+    gguf_close(f);
+    return 0;
+}
+
+/* ------------------------------------------------------------ tokenize */
+
+static const char tokenize_help[] =
+    "usage: hearth tokenize -m MODEL [options] TEXT\n"
+    "\n"
+    "Print the token ids of TEXT on one line, separated by spaces. Works on\n"
+    "vocabulary-only GGUF files too.\n"
+    "\n"
+    "  -m, --model FILE   GGUF file with a tokenizer\n"
+    "      --pieces       one token per line: id, then its vocabulary text\n"
+    "      --no-bos       do not add BOS (default: as the model asks)\n"
+    "      --special      match special-token texts such as <|im_end|>\n"
+    "  -h, --help         show this help\n";
+
+/* The vocabulary text of a token, quoted, with control bytes escaped. */
+static void print_piece(const char *s, size_t n)
+{
+    putchar('\'');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\\' || c == '\'')
+            printf("\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            printf("\\x%02x", c);
+        else
+            putchar(c);
+    }
+    putchar('\'');
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        fputs(tokenize_help, stdout);
+        return 0;
+    }
+    const char *path = NULL, *text = NULL;
+    bool pieces = false, no_bos = false, special = false, rest = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *iv;
+        if (!rest && strcmp(a, "--") == 0) {
+            rest = true;
+        } else if (!rest && is_flag(a, "--model", "-m", &iv)) {
+            if (!(path = flag_value("tokenize", argc, argv, &i, iv)))
+                return EXIT_USAGE;
+        } else if (!rest && strcmp(a, "--pieces") == 0) {
+            pieces = true;
+        } else if (!rest && strcmp(a, "--no-bos") == 0) {
+            no_bos = true;
+        } else if (!rest && strcmp(a, "--special") == 0) {
+            special = true;
+        } else if (!rest && a[0] == '-' && a[1] != 0) {
+            die_usage("tokenize", "unknown flag '%s'", a);
+            return EXIT_USAGE;
+        } else if (text) {
+            die_usage("tokenize", "one TEXT argument only (quote it)");
+            return EXIT_USAGE;
+        } else {
+            text = a;
+        }
+    }
+    if (!path) {
+        die_usage("tokenize", "no model given (-m MODEL)");
+        return EXIT_USAGE;
+    }
+    if (!text) {
+        die_usage("tokenize", "no TEXT given");
+        return EXIT_USAGE;
+    }
+    char err[512];
+    gguf_file *f = NULL;
+    if (gguf_open(path, &f, err, sizeof err) != 0)
+        return fail("tokenize", "%s: %s", path, err);
+    tok_vocab *v = NULL;
+    if (tok_load(f, &v, err, sizeof err) != 0) {
+        gguf_close(f);
+        return fail("tokenize", "%s: %s", path, err);
+    }
+    gguf_close(f); /* the vocabulary keeps its own copy */
+
+    size_t len = strlen(text);
+    bool bos = !no_bos && tok_add_bos_default(v);
+    int rc = EXIT_FAILURE;
+    int cap = len > (size_t)INT_MAX / 2 ? INT_MAX / 2 : (int)len + 8;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
+    int n = ids ? tok_encode(v, text, len, bos, special, ids, cap) : -1;
+    if (n > cap) {
+        int32_t *ni = realloc(ids, sizeof(int32_t) * (size_t)n);
+        if (ni) {
+            ids = ni;
+            cap = n;
+            n = tok_encode(v, text, len, bos, special, ids, cap);
+        } else {
+            n = -1;
+        }
+    }
+    if (n < 0 || n > cap) {
+        fail("tokenize", "cannot tokenize the text (invalid input or out of memory)");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        if (pieces) {
+            size_t pl = 0;
+            const char *p = tok_text(v, ids[i], &pl);
+            printf("%d\t", ids[i]);
+            print_piece(p ? p : "", p ? pl : 0);
+            putchar('\n');
+        } else {
+            printf("%s%d", i ? " " : "", ids[i]);
+        }
+    }
+    if (!pieces)
+        putchar('\n');
+    rc = fflush(stdout) == 0 ? 0 : EXIT_FAILURE;
+done:
+    free(ids);
+    tok_free(v);
+    return rc;
+}
+
+/* ------------------------------------------------------------ quantize */
+
+static const char quantize_help[] =
+    "usage: hearth quantize IN OUT TYPE\n"
+    "\n"
+    "Write OUT, a copy of the GGUF model IN whose 2-D F32/F16 weight tensors\n"
+    "are converted to TYPE:\n"
+    "  q4_0   4.5 bits/weight (32-value blocks)\n"
+    "  q8_0   8.5 bits/weight (32-value blocks)\n"
+    "  q4_k   4.5 bits/weight (256-value super-blocks)\n"
+    "  f16    16 bits/weight\n"
+    "(also q4_1, q5_0, q5_1, q2_k, q3_k, q5_k, q6_k, bf16, f32).\n"
+    "Tensors whose rows do not divide into TYPE's blocks fall back to a type\n"
+    "that fits (Q5_0 or Q8_0 for the K types, else F16). Norms, biases and\n"
+    "other 1-D tensors are kept in F32; tensors already quantized are copied\n"
+    "unchanged. All metadata is copied; general.file_type is updated.\n"
+    "One summary line of sizes is printed.\n"
+    "\n"
+    "  -h, --help   show this help\n";
+
+static int cmd_quantize(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        fputs(quantize_help, stdout);
+        return 0;
+    }
+    const char *pos[3];
+    int np = 0;
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] == '-' && argv[i][1] != 0) {
+            die_usage("quantize", "unknown flag '%s'", argv[i]);
+            return EXIT_USAGE;
+        }
+        if (np == 3) {
+            die_usage("quantize", "too many arguments ('%s')", argv[i]);
+            return EXIT_USAGE;
+        }
+        pos[np++] = argv[i];
+    }
+    if (np != 3) {
+        die_usage("quantize", "expected IN OUT TYPE");
+        return EXIT_USAGE;
+    }
+    int type = qt_from_name(pos[2]);
+    const qt_traits *tr = type >= 0 ? qt_traits_of((uint32_t)type) : NULL;
+    if (!tr || !(tr->can_quantize || type == QT_F32 || type == QT_F16) ||
+        type == QT_Q8_K || type == QT_Q8_1) {
+        die_usage("quantize", "unknown or unsupported TYPE '%s' (q4_0, q8_0, q4_k, f16, ...)",
+                  pos[2]);
+        return EXIT_USAGE;
+    }
+    struct stat si, so;
+    if (stat(pos[0], &si) == 0 && stat(pos[1], &so) == 0 &&
+        si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+        return fail("quantize", "OUT is the same file as IN");
+
+    char err[512];
+    model_quantize_stats st;
+    double t0 = now_s();
+    if (model_quantize(pos[0], pos[1], (uint32_t)type, &st, err, sizeof err) != 0)
+        return fail("quantize", "%s", err);
+    char bi[64], bo[64];
+    fmt_bytes(bi, sizeof bi, st.bytes_in);
+    fmt_bytes(bo, sizeof bo, st.bytes_out);
+    printf("%s -> %s (%s): %d tensors (%d %s, %d fell back, %d kept), "
+           "%s -> %s (%.1f%%) in %.2f s\n", pos[0], pos[1], tr->name,
+           st.n_tensors, st.n_quantized, tr->name, st.n_fallback, st.n_kept, bi,
+           bo, st.bytes_in ? 100.0 * (double)st.bytes_out / (double)st.bytes_in : 0.0,
+           now_s() - t0);
+    return 0;
+}
+
+/* ------------------------------------------------------------ main */
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"run", cmd_run, "generate text from a prompt"},
+    {"info", cmd_info, "describe a GGUF model"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"quantize", cmd_quantize, "convert a model's weights to a smaller type"},
+};
+
+static void main_help(FILE *to)
+{
+    fprintf(to, "usage: hearth COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(to, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(to, "\n'hearth COMMAND --help' lists the options of a command.\n"
+                "  -h, --help     show this help\n"
+                "      --version  print the version\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        main_help(stderr);
+        return EXIT_USAGE;
+    }
+    const char *c = argv[1];
+    if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 ||
+        strcmp(c, "help") == 0) {
+        if (argc > 2 && strcmp(c, "help") == 0) {
+            for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+                if (strcmp(argv[2], commands[i].name) == 0) {
+                    char *hargv[] = {argv[2], (char *)"--help", NULL};
+                    return commands[i].run(2, hargv);
+                }
+        }
+        main_help(stdout);
+        return 0;
+    }
+    if (strcmp(c, "--version") == 0) {
+        printf("hearth %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(c, commands[i].name) == 0) {
+            int rc = commands[i].run(argc - 1, argv + 1);
+            return usage_error_count ? EXIT_USAGE : rc;
+        }
+    die_usage(NULL, "unknown command '%s'", c);
+    return EXIT_USAGE;
+}
