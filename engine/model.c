@@ -216,15 +216,64 @@ static int need_layer_tensor(loader *L, int il, const char *what, int64_t cols,
     return need_tensor(L, name, cols, rows, mat, vec);
 }
 
+/* Llama 3.1 frequency-dependent scaling (Meta's published rule): rotations
+ * faster than original_context/high_freq_factor wavelengths are kept,
+ * those slower than original_context/low_freq_factor are divided by
+ * `factor`, and the band between is interpolated linearly in
+ * original_context/wavelength. */
+typedef struct llama3_scaling {
+    double factor, low, high, orig_ctx;
+} llama3_scaling;
+
+static double llama3_scale(const llama3_scaling *s, double freq)
+{
+    const double two_pi = 6.283185307179586;
+    double wavelen = two_pi / freq;
+    if (wavelen < s->orig_ctx / s->high)
+        return freq;
+    if (wavelen > s->orig_ctx / s->low)
+        return freq / s->factor;
+    double smooth = (s->orig_ctx / wavelen - s->low) / (s->high - s->low);
+    return (1.0 - smooth) * freq / s->factor + smooth * freq;
+}
+
+static int load_llama3_scaling(loader *L, llama3_scaling *s)
+{
+    float factor = 0.0f, low = 1.0f, high = 4.0f;
+    int32_t orig = 8192;
+    if (hp_f32(L, "rope.scaling.factor", true, &factor) < 0 ||
+        hp_f32(L, "rope.scaling.low_freq_factor", false, &low) < 0 ||
+        hp_f32(L, "rope.scaling.high_freq_factor", false, &high) < 0 ||
+        hp_u32(L, "rope.scaling.original_context_length", false, 1,
+               INT32_MAX / 2, &orig) < 0)
+        return -1;
+    if (!(factor > 0.0f) || !(low > 0.0f) || !(high > low)) {
+        seterr(L->err, L->errlen,
+               "llama3 rope scaling needs factor > 0 and high_freq_factor > "
+               "low_freq_factor > 0 (have %g, %g, %g)", (double)factor,
+               (double)high, (double)low);
+        return -1;
+    }
+    s->factor = factor;
+    s->low = low;
+    s->high = high;
+    s->orig_ctx = orig;
+    return 0;
+}
+
 /* Read `<arch>.rope.scaling.*` and fill inv_freq. The angle of pair j at
  * position p is p * inv_freq[j], with inv_freq[j] = scale * base^(-2j/n_rot)
- * / factor[j] (factor from rope_freqs.weight when the file has it). */
+ * / factor[j], factor[j] from rope_freqs.weight when the file has it (how
+ * llama.cpp's converter stores Llama 3.1 scaling), else computed from
+ * llama3 scaling parameters. YaRN and other schemes are refused. */
 static int load_rope(loader *L)
 {
     model *m = L->m;
     model_hparams *hp = &m->hp;
     hp->rope_freq_scale = 1.0f;
     hp->rope_scaling = MODEL_ROPE_SCALING_NONE;
+    llama3_scaling l3 = {0, 0, 0, 0};
+    bool use_l3 = false;
 
     char key[128];
     snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch_name);
@@ -246,10 +295,15 @@ static int load_rope(loader *L)
             }
             hp->rope_freq_scale = 1.0f / factor;
             hp->rope_scaling = MODEL_ROPE_SCALING_LINEAR;
+        } else if (gguf_str_eq(st, "llama3")) {
+            if (load_llama3_scaling(L, &l3) < 0)
+                return -1;
+            use_l3 = true;
         } else {
             int len = st.len > 32 ? 32 : (int)st.len;
-            seterr(L->err, L->errlen, "unsupported rope scaling type '%.*s'", len,
-                   st.ptr);
+            seterr(L->err, L->errlen,
+                   "unsupported rope scaling type '%.*s' (supported: none, "
+                   "linear, llama3)", len, st.ptr);
             return -1;
         }
     } else if (rc == -1) {
@@ -274,8 +328,10 @@ static int load_rope(loader *L)
     if (gguf_find_tensor(L->f, "rope_freqs.weight")) {
         if (need_tensor(L, "rope_freqs.weight", half, 0, NULL, &factors) < 0)
             return -1;
-        hp->rope_scaling = MODEL_ROPE_SCALING_FREQS;
+        use_l3 = false; /* the tensor already holds the factors */
     }
+    if (factors || use_l3)
+        hp->rope_scaling = MODEL_ROPE_SCALING_FREQS;
     for (int j = 0; j < half; j++) {
         double f = pow((double)hp->rope_freq_base,
                        -2.0 * (double)j / (double)hp->n_rot) *
@@ -288,6 +344,8 @@ static int load_rope(loader *L)
                 return -1;
             }
             f /= (double)factors[j];
+        } else if (use_l3) {
+            f = llama3_scale(&l3, f);
         }
         m->inv_freq[j] = (float)f;
     }
@@ -629,7 +687,7 @@ void model_ctx_free(model_ctx *c)
 
 /* Check the whole batch before touching any cache: ids in range, each
  * cache shaped for this model, positions appended in order and within the
- * cache. Also grows the attention-score buffer to the largest position. */
+ * cache. Nothing is written until the whole batch passed. */
 static int check_batch(model_ctx *c, const model_batch *b, char *err,
                        size_t errlen)
 {
@@ -879,17 +937,16 @@ static void *convert_tensor(const gguf_tensor *t, uint32_t to, uint64_t rows,
     for (uint64_t r = 0; r < rows; r++) {
         const unsigned char *src = (const unsigned char *)t->data + r * in_rb;
         unsigned char *dst = buf + r * out_rb;
-        const float *row;
-        if (t->type == QT_F32) {
-            row = (const float *)src;
-        } else {
-            qt_dequantize_row(t->type, src, tmp, (int64_t)cols);
-            row = tmp;
+        /* through tmp: the mapping need not be float-aligned here */
+        int rc = qt_dequantize_row(t->type, src, tmp, (int64_t)cols);
+        if (rc == 0 && to == QT_F32)
+            memcpy(dst, tmp, (size_t)cols * sizeof(float));
+        else if (rc == 0)
+            rc = qt_quantize_row(to, tmp, dst, (int64_t)cols);
+        if (rc != 0) {
+            free(buf);
+            return NULL;
         }
-        if (to == QT_F32)
-            memcpy(dst, row, (size_t)cols * sizeof(float));
-        else
-            qt_quantize_row(to, row, dst, (int64_t)cols);
     }
     *out_bytes = rows * out_rb;
     return buf;

@@ -81,6 +81,11 @@ void ops_matmul(float *out, int64_t out_stride, const ops_matrix *w,
                 const float *x, int64_t x_stride, int n,
                 const ops_scratch *s);
 
+/* One row of n values of `type` to floats: the same values as
+ * qt_dequantize_row, with faster loops for F16, Q8_0, Q4_0, Q4_K and
+ * Q6_K. The caller has checked type and n (a multiple of the block). */
+void ops_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+
 /* Dequantize row r of W into dst (w->cols floats). */
 void ops_get_row(const ops_matrix *w, int64_t r, float *dst);
 

@@ -57,7 +57,7 @@ static void die_usage(const char *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (see 'hearth %s--help')\n", cmd ? cmd : "");
+    fprintf(stderr, " (see 'hearth %s%s--help')\n", cmd ? cmd : "", cmd ? " " : "");
     usage_error_count++;
 }
 
@@ -215,18 +215,20 @@ static const char run_help[] =
     "  -n, --n-predict N       generate at most N tokens (default 256)\n"
     "      --temp T            temperature; 0 = greedy, the default: the same\n"
     "                          prompt always gives the same text\n"
-    "  with --temp > 0:\n"
-    "      --top-k K           keep the K most likely tokens; 0 = off (default 40)\n"
-    "      --top-p P           nucleus sampling; 1 = off (default 0.95)\n"
-    "      --min-p P           drop tokens below P x the best; 0 = off (default 0.05)\n"
-    "      --repeat-penalty R  penalize the last --repeat-last-n tokens; 1 = off\n"
-    "                          (default 1)\n"
-    "      --repeat-last-n N   penalty window in tokens (default 64)\n"
-    "      --seed S            random seed (default: from the clock; printed)\n"
-    "      --ctx N             context size in tokens (default: prompt + N,\n"
+    "      --top-k K           (temp > 0) keep the K most likely tokens;\n"
+    "                          0 = off (default 40)\n"
+    "      --top-p P           (temp > 0) nucleus sampling; 1 = off (default 0.95)\n"
+    "      --min-p P           (temp > 0) drop tokens below P x the best;\n"
+    "                          0 = off (default 0.05)\n"
+    "      --seed S            (temp > 0) random seed (default: from the clock;\n"
+    "                          printed in the summary)\n"
+    "      --repeat-penalty R  divide (multiply) the positive (negative) logits\n"
+    "                          of recent tokens by R; 1 = off (default 1)\n"
+    "      --repeat-last-n N   tokens the penalty looks back on (default 64)\n"
+    "  -c, --ctx N             context size in tokens (default: prompt + N,\n"
     "                          at most the model's training context)\n"
     "      --kv-f32            keep the KV cache in F32 instead of F16\n"
-    "      --batch N           prompt tokens per forward pass (default 512)\n"
+    "  -b, --batch N           prompt tokens per forward pass (default 512)\n"
     "  -h, --help              show this help\n"
     "\n"
     "Generation stops at an end-of-generation token, after N tokens, or when\n"
@@ -539,11 +541,14 @@ static int cmd_run(int argc, char **argv)
     fputc('\n', stderr);
     fprintf(stderr,
             "hearth run: load %.0f ms; prompt %d tokens in %.1f ms (%.1f tok/s); "
-            "generated %ld tokens in %.1f ms (%.1f tok/s); stop: %s; seed %llu\n",
+            "generated %ld tokens in %.1f ms (%.1f tok/s); stop: %s; ",
             t_load * 1e3, n_prompt, t_prompt * 1e3,
             t_prompt > 0 ? n_prompt / t_prompt : 0.0, n_gen, t_gen * 1e3,
-            t_gen > 0 ? (double)n_gen / t_gen : 0.0, stop,
-            (unsigned long long)o.sp.seed);
+            t_gen > 0 ? (double)n_gen / t_gen : 0.0, stop);
+    if (o.sp.temp > 0.0f)
+        fprintf(stderr, "seed %llu\n", (unsigned long long)o.sp.seed);
+    else
+        fprintf(stderr, "greedy\n");
     rc = 0;
 done:
     free(obuf);
@@ -695,7 +700,10 @@ static int cmd_info(int argc, char **argv)
     } else {
         printf("%-16s none usable: %s\n", "tokenizer", err);
     }
-    print_meta_str(f, "chat template", "tokenizer.chat_template") ;
+    gguf_str tmpl;
+    if (gguf_get_str(f, "tokenizer.chat_template", &tmpl) == 0)
+        printf("%-16s present (%llu bytes)\n", "chat template",
+               (unsigned long long)tmpl.len);
     gguf_close(f);
     return 0;
 }
