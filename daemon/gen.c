@@ -686,6 +686,8 @@ static int handle(gen_service *g, http_req *r, api_kind kind)
             j->n_stops++;
         }
     }
+    if (kind == API_CHAT)
+        j->stop_token = g->turn_end;
     j->notify = on_news;
     j->notify_arg = gr;
     if (sched_submit(g->s, j, err, sizeof err) < 0) {

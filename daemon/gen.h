@@ -23,6 +23,7 @@ typedef struct gen_service {
     const model *m;
     const tok_vocab *v;
     const chat_template *tmpl; /* never NULL when a model is loaded */
+    int32_t turn_end;          /* the template's end-of-turn token, or -1 */
     sched *s;
     int n_ctx;
     const int *ping_interval;  /* seconds; points into the live config */

@@ -33,6 +33,7 @@ gen_job *gen_job_new(int n_choices)
         return NULL;
     }
     j->n_choices = n_choices;
+    j->stop_token = -1;
     pthread_mutex_init(&j->mu, NULL);
     atomic_init(&j->refs, 1);
     atomic_init(&j->cancel, false);
@@ -253,7 +254,7 @@ static void seq_accept(sched *s, seq *q, const sampler_result *r)
     gen_choice *c = &j->choices[q->choice];
     sampler_accept(q->smp, r->id);
 
-    if (tok_is_eog(s->v, r->id)) {
+    if (tok_is_eog(s->v, r->id) || r->id == j->stop_token) {
         pthread_mutex_lock(&j->mu);
         c->n_gen++;
         pthread_mutex_unlock(&j->mu);

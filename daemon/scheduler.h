@@ -69,6 +69,8 @@ typedef struct gen_job {
     int n_stops;
     bool want_logprobs;
     int top_logprobs;    /* 0..SAMPLER_MAX_TOP */
+    int32_t stop_token;  /* ends generation like EOS (a chat template's
+                            end-of-turn token), or -1 */
 
     void (*notify)(struct gen_job *j, void *arg); /* on the loop thread */
     void *notify_arg;
@@ -88,7 +90,7 @@ typedef struct gen_job {
 } gen_job;
 
 /* A job with n_choices empty choices and one reference (the caller's). */
-gen_job *gen_job_new(int n_choices);
+gen_job *gen_job_new(int n_choices); /* stop_token -1 */
 void gen_job_ref(gen_job *j);
 void gen_job_unref(gen_job *j);
 

@@ -167,6 +167,16 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
         hs->tmpl_source = "default (chatml)";
     }
     int trc = src ? chat_template_parse(src, &hs->tmpl, why, sizeof why) : -1;
+    /* The token that ends an assistant turn, when the model has it and does
+     * not already count it as end of generation (ChatML on a model whose
+     * EOS is another token, for one). */
+    int32_t turn_end = -1;
+    const char *stop_text = trc == 0 ? chat_template_stop(src) : NULL;
+    if (stop_text) {
+        int32_t id = tok_find(hs->vocab, stop_text);
+        if (id >= 0 && !tok_is_eog(hs->vocab, id))
+            turn_end = id;
+    }
     if (trc < 0 && owned) {
         log_warn("model", "the model's chat template cannot be used (%s); using chatml", why);
         trc = chat_template_parse(chat_template_builtin("chatml"), &hs->tmpl, why, sizeof why);
@@ -198,7 +208,8 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
     struct stat st;
     hs->model_created = stat(path, &st) == 0 ? (long long)st.st_mtime : 0;
     hs->gen = (gen_service){.model_id = hs->model_id, .m = hs->model, .v = hs->vocab,
-                            .tmpl = hs->tmpl, .s = hs->sched, .n_ctx = n_ctx,
+                            .tmpl = hs->tmpl, .turn_end = turn_end, .s = hs->sched,
+                            .n_ctx = n_ctx,
                             .ping_interval = &hs->cfg.ping_interval,
                             .request_timeout = &hs->cfg.request_timeout, .loop = &hs->loop};
     log_info("model", "loaded %s: %s, %d layers, %.1fM parameters, context %d x %d "

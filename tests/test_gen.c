@@ -306,6 +306,70 @@ START_TEST(n_choices_and_logprobs)
 }
 END_TEST
 
+static void assert_error(json_t *j, const char *code, const char *param);
+
+static const char *completion_text(const char *body)
+{
+    static char buf[8192];
+    json_t *j = post("/v1/completions", body, 200);
+    const char *t = json_string_value(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "text"));
+    ck_assert_ptr_nonnull(t);
+    snprintf(buf, sizeof buf, "%s", t);
+    json_decref(j);
+    return buf;
+}
+
+/* Each sampling field reaches the sampler: compared against greedy. */
+START_TEST(sampling_parameters_take_effect)
+{
+    SKIP_WITHOUT_DATA();
+    start_with(NULL);
+    json_t *c0 = json_array_get(json_object_get(reference, "cases"), 0);
+    int first = (int)json_integer_value(json_array_get(json_object_get(c0, "greedy_ids"), 0));
+    char body[512];
+    /* top_k 1, a tiny top_p, min_p 1: all leave only the greedy token */
+    const char *greedy = ref_text(0);
+    char want[256];
+    snprintf(want, sizeof want, "%.*s", 40, greedy);
+    const char *variants[] = {"\"top_k\":1", "\"top_p\":0.001,\"top_k\":0", "\"min_p\":1.0,\"top_k\":0"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(body, sizeof body,
+                 "{\"prompt\":\"Once upon a time\",\"max_tokens\":12,\"temperature\":1.5,"
+                 "\"seed\":7,%s,\"user\":\"tester\"}", variants[i]);
+        const char *t = completion_text(body);
+        ck_assert_msg(strncmp(t, greedy, strlen(t)) == 0, "%s gave '%s'", variants[i], t);
+    }
+    /* logit_bias -100 bans the greedy first token (",") */
+    snprintf(body, sizeof body,
+             "{\"prompt\":\"Once upon a time\",\"max_tokens\":3,\"temperature\":0,"
+             "\"logit_bias\":{\"%d\":-100}}", first);
+    const char *t = completion_text(body);
+    ck_assert_msg(t[0] != ',', "banned token still chosen: '%s'", t);
+    /* penalties break the reference's repetition ("The ball was very happy." x4) */
+    const char *rep = ref_text(3);
+    const char *pen[] = {"\"repeat_penalty\":1.5", "\"frequency_penalty\":1.5",
+                         "\"presence_penalty\":1.5"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(body, sizeof body,
+                 "{\"prompt\":\"One day, a big red ball rolled into the park.\","
+                 "\"max_tokens\":32,\"temperature\":0,%s}", pen[i]);
+        t = completion_text(body);
+        ck_assert_msg(strcmp(t, rep) != 0, "%s changed nothing", pen[i]);
+    }
+    /* response_format: text is fine, the others are refused */
+    json_t *j = post("/v1/chat/completions",
+                     "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":2,"
+                     "\"response_format\":{\"type\":\"text\"}}", 200);
+    json_decref(j);
+    j = post("/v1/chat/completions",
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+             "\"response_format\":{\"type\":\"json_object\"}}", 400);
+    assert_error(j, "unsupported_response_format", "response_format");
+    json_decref(j);
+    stop_ok();
+}
+END_TEST
+
 static void assert_error(json_t *j, const char *code, const char *param)
 {
     json_t *e = json_object_get(j, "error");
@@ -595,6 +659,7 @@ static Suite *suite(void)
     tcase_add_test(t, stop_string_cuts_before_match);
     tcase_add_test(t, n_choices_and_logprobs);
     tcase_add_test(t, request_errors);
+    tcase_add_test(t, sampling_parameters_take_effect);
     tcase_add_test(t, no_model_is_503);
     tcase_add_test(t, disconnect_mid_stream_frees_slot);
     tcase_add_test(t, disconnect_while_waiting_nonstream);
