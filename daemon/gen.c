@@ -176,7 +176,7 @@ static void usage_of(const gen_req *gr, api_usage *u)
 {
     u->prompt_tokens = gr->n_prompt;
     u->completion_tokens = 0;
-    u->cached_tokens = 0;
+    u->cached_tokens = gr->job ? gr->job->cached_tokens : 0;
     if (gr->job)
         for (int i = 0; i < gr->job->n_choices; i++)
             u->completion_tokens += gr->job->choices[i].n_gen;

@@ -73,7 +73,10 @@ typedef struct seq {
     sampler *smp;
     api_stop *stop;
     tok_stream ts;
-    int n_fed;      /* prompt tokens fed so far */
+    int n_fed;      /* prompt tokens in the cache so far */
+    int32_t *hist;  /* the tokens whose keys/values the cache holds, kept
+                       after the sequence ends for prefix reuse */
+    int n_hist;
     int32_t next;   /* sampled token to feed in the next step */
     int logit_row;  /* row in the step's logits, or -1 */
 } seq;
@@ -179,7 +182,13 @@ static void seq_release(sched *s, seq *q)
     api_stop_free(q->stop);
     q->smp = NULL;
     q->stop = NULL;
-    kv_clear(q->kv);
+    /* The cache is kept: the next prompt that starts with the same tokens
+     * (a chat's history) reuses it. A failed step may have left the cache
+     * and hist out of step: then forget both. */
+    if (kv_len(q->kv) != q->n_hist) {
+        kv_clear(q->kv);
+        q->n_hist = 0;
+    }
     q->state = SEQ_FREE;
     q->job = NULL;
 }
@@ -313,28 +322,54 @@ static void admit(sched *s)
             continue;
         }
         s->n_running_jobs++;
-        int placed = 0;
-        for (int i = 0; i < s->p.n_slots && placed < j->n_choices; i++) {
-            seq *q = &s->seqs[i];
-            if (q->state != SEQ_FREE)
-                continue;
+        for (int placed = 0; placed < j->n_choices; placed++) {
+            /* the free slot whose cache shares the longest prefix */
+            seq *q = NULL;
+            int best = -1;
+            for (int i = 0; i < s->p.n_slots; i++) {
+                seq *c = &s->seqs[i];
+                if (c->state != SEQ_FREE)
+                    continue;
+                int common = 0;
+                while (common < c->n_hist && common < j->n_prompt &&
+                       c->hist[common] == j->prompt[common])
+                    common++;
+                if (common > best) {
+                    best = common;
+                    q = c;
+                }
+            }
+            /* at least the last prompt token runs, for its logits */
+            int keep = best < j->n_prompt ? best : j->n_prompt - 1;
+            kv_truncate(q->kv, keep);
+            q->n_hist = keep;
+            if (placed == 0) {
+                pthread_mutex_lock(&j->mu);
+                j->cached_tokens = keep;
+                pthread_mutex_unlock(&j->mu);
+            }
             sampler_params sp = j->sp;
             if (placed > 0)
                 sp.seed = j->sp.seed + (uint64_t)placed; /* distinct choices */
             char err[200];
             q->job = j;
             q->choice = placed;
-            q->n_fed = 0;
+            q->n_fed = keep;
             q->state = SEQ_PREFILL;
-            kv_clear(q->kv);
             tok_stream_init(&q->ts, s->v);
-            if (sampler_new(&sp, s->n_vocab, &q->smp, err, sizeof err) < 0 ||
-                api_stop_new((const char *const *)j->stops, (size_t)j->n_stops,
-                             &q->stop) < 0) {
-            }
-            placed++;
+            /* a failure leaves smp or stop NULL: step() fails the job */
+            if (sampler_new(&sp, s->n_vocab, &q->smp, err, sizeof err) == 0)
+                api_stop_new((const char *const *)j->stops, (size_t)j->n_stops, &q->stop);
         }
     }
+}
+
+/* Record a token fed into a sequence's cache. */
+static void hist_push(seq *q, int32_t id)
+{
+    int cap = kv_n_ctx(q->kv);
+    if (q->n_hist < cap)
+        q->hist[q->n_hist++] = id;
 }
 
 /* One engine step. Returns false when there was nothing to do. */
@@ -370,6 +405,7 @@ static bool step(sched *s)
             continue;
         s->batch[n++] = (model_token){.id = q->next, .pos = kv_len(q->kv),
                                       .kv = q->kv, .want_logits = true};
+        hist_push(q, q->next);
         q->logit_row = rows++;
     }
     /* prefill: prompt chunks with what is left of the batch */
@@ -378,7 +414,7 @@ static bool step(sched *s)
         if (q->state != SEQ_PREFILL)
             continue;
         gen_job *j = q->job;
-        if (q->n_fed == 0) {
+        if (!j->started) { /* only this thread writes it */
             pthread_mutex_lock(&j->mu);
             j->started = true;
             pthread_mutex_unlock(&j->mu);
@@ -390,6 +426,7 @@ static bool step(sched *s)
             int k = q->n_fed + t;
             s->batch[n++] = (model_token){.id = j->prompt[k], .pos = k, .kv = q->kv,
                                           .want_logits = k == j->n_prompt - 1};
+            hist_push(q, j->prompt[k]);
         }
         q->n_fed += take;
         if (q->n_fed == j->n_prompt)
@@ -496,9 +533,15 @@ int sched_new(sched **out, const model *m, const tok_vocab *v, const sched_param
     }
     if (model_ctx_new(m, batch_cap, &s->ctx, err, errlen) < 0)
         goto fail;
-    for (int i = 0; i < p->n_slots; i++)
+    for (int i = 0; i < p->n_slots; i++) {
         if (model_kv_new(m, p->n_ctx, 0, KV_F16, &s->seqs[i].kv, err, errlen) < 0)
             goto fail;
+        s->seqs[i].hist = malloc((size_t)kv_n_ctx(s->seqs[i].kv) * sizeof(int32_t));
+        if (!s->seqs[i].hist) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
     uv_async_init(loop, &s->async, on_async);
     s->async.data = s;
     if (pthread_create(&s->thread, NULL, sched_thread, s) != 0) {
@@ -511,8 +554,10 @@ int sched_new(sched **out, const model *m, const tok_vocab *v, const sched_param
     return 0;
 fail:
     if (s->seqs)
-        for (int i = 0; i < p->n_slots; i++)
+        for (int i = 0; i < p->n_slots; i++) {
             kv_free(s->seqs[i].kv);
+            free(s->seqs[i].hist);
+        }
     model_ctx_free(s->ctx);
     free(s->seqs);
     free(s->logits);
@@ -549,8 +594,10 @@ void sched_free(sched *s)
         j->in_wake_list = false;
         gen_job_unref(j);
     }
-    for (int i = 0; i < s->p.n_slots; i++)
+    for (int i = 0; i < s->p.n_slots; i++) {
         kv_free(s->seqs[i].kv);
+        free(s->seqs[i].hist);
+    }
     model_ctx_free(s->ctx);
     free(s->seqs);
     free(s->logits);

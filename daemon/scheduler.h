@@ -80,6 +80,7 @@ typedef struct gen_job {
     atomic_int refs;
     atomic_bool cancel;  /* set by the loop: stop and free the slots */
     bool started;        /* (mu) prompt processing has begun */
+    int cached_tokens;   /* (mu) prompt tokens reused from a slot's cache */
     bool done;           /* (mu) every choice finished */
     char error[256];     /* (mu) non-empty when the scheduler failed it */
     gen_choice *choices; /* n_choices */

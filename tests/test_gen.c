@@ -631,6 +631,60 @@ START_TEST(request_timeout_cancels)
 }
 END_TEST
 
+static json_t *chat_usage(const char *body, char *content, size_t cap)
+{
+    json_t *j = post("/v1/chat/completions", body, 200);
+    const char *t = json_string_value(json_object_get(
+        json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message"), "content"));
+    snprintf(content, cap, "%s", t ? t : "");
+    json_t *u = json_incref(json_object_get(j, "usage"));
+    json_decref(j);
+    return u;
+}
+
+static json_int_t cached_of(json_t *u)
+{
+    return json_integer_value(json_object_get(json_object_get(u, "prompt_tokens_details"),
+                                              "cached_tokens"));
+}
+
+/* A follow-up turn reuses the cache of the conversation so far, and gives
+ * the same text as on a fresh daemon. */
+START_TEST(prefix_cache_reused)
+{
+    SKIP_WITHOUT_DATA();
+    const char *extra[] = {"--parallel", "1", NULL};
+    start_with(extra);
+    char first[2048], second[2048], again[2048], body[4096];
+    json_t *u1 = chat_usage("{\"messages\":[{\"role\":\"user\",\"content\":\"Tell a story\"}],"
+                            "\"max_tokens\":8,\"temperature\":0}", first, sizeof first);
+    ck_assert_int_eq(cached_of(u1), 0);
+    json_int_t p1 = json_integer_value(json_object_get(u1, "prompt_tokens"));
+    json_t *req = json_pack("{s:[{s:s,s:s},{s:s,s:s},{s:s,s:s}], s:i, s:i}", "messages",
+                            "role", "user", "content", "Tell a story", "role", "assistant",
+                            "content", first, "role", "user", "content", "More",
+                            "max_tokens", 8, "temperature", 0);
+    char *dumped = json_dumps(req, JSON_COMPACT);
+    snprintf(body, sizeof body, "%s", dumped);
+    free(dumped);
+    json_decref(req);
+    json_t *u2 = chat_usage(body, second, sizeof second);
+    ck_assert_msg(cached_of(u2) >= p1 - 1, "cached %lld of a %lld-token prefix",
+                  (long long)cached_of(u2), (long long)p1);
+    ck_assert_int_lt(cached_of(u2), json_integer_value(json_object_get(u2, "prompt_tokens")));
+    json_decref(u1);
+    json_decref(u2);
+    stop_ok();
+    /* fresh daemon, same second request: same text, nothing cached */
+    start_with(extra);
+    json_t *u3 = chat_usage(body, again, sizeof again);
+    ck_assert_int_eq(cached_of(u3), 0);
+    ck_assert_str_eq(second, again);
+    json_decref(u3);
+    stop_ok();
+}
+END_TEST
+
 START_TEST(models_lists_loaded_model)
 {
     SKIP_WITHOUT_DATA();
@@ -667,6 +721,7 @@ static Suite *suite(void)
     tcase_add_test(t, keep_alive_stream_and_not);
     tcase_add_test(t, sigterm_finishes_running_generation);
     tcase_add_test(t, request_timeout_cancels);
+    tcase_add_test(t, prefix_cache_reused);
     tcase_add_test(t, models_lists_loaded_model);
     suite_add_tcase(s, t);
     return s;
