@@ -685,6 +685,64 @@ START_TEST(prefix_cache_reused)
 }
 END_TEST
 
+/* Four requests at once run batched together; each gets exactly the text
+ * it gets alone (the reference's greedy continuation). */
+START_TEST(concurrent_requests_batched)
+{
+    SKIP_WITHOUT_DATA();
+    setenv("HEARTH_DEBUG_STEP_DELAY_MS", "5", 1); /* make them overlap */
+    const char *extra[] = {"--parallel", "4", NULL};
+    start_with(extra);
+    unsetenv("HEARTH_DEBUG_STEP_DELAY_MS");
+    json_t *cases = json_object_get(reference, "cases");
+    int fds[4];
+    for (int i = 0; i < 4; i++) {
+        json_t *c = json_array_get(cases, (size_t)i);
+        json_t *req = json_pack("{s:O, s:I, s:i, s:b}", "prompt", json_object_get(c, "prompt"),
+                                "max_tokens", (json_int_t)json_array_size(json_object_get(c, "greedy_ids")),
+                                "temperature", 0, "stream", i % 2);
+        char *body = json_dumps(req, JSON_COMPACT);
+        char head[256];
+        int n = snprintf(head, sizeof head,
+                         "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+                         strlen(body));
+        fds[i] = tu_connect(d.port);
+        ck_assert_int_eq(tu_send(fds[i], head, (size_t)n), 0);
+        ck_assert_int_eq(tu_send(fds[i], body, strlen(body)), 0);
+        free(body);
+        json_decref(req);
+    }
+    for (int i = 0; i < 4; i++) {
+        http_resp r;
+        ck_assert_int_eq(tu_read_response(fds[i], &r, 60000), 0);
+        ck_assert_int_eq(r.status, 200);
+        char text[4096] = "";
+        if (i % 2) { /* streamed: concatenate the text of each event */
+            char *ev[1024];
+            int ne = sse_events(r.body, ev, 1024);
+            for (int k = 0; k < ne - 1; k++) {
+                json_t *j = json_loads(ev[k], 0, NULL);
+                const char *t = json_string_value(json_object_get(
+                    json_array_get(json_object_get(j, "choices"), 0), "text"));
+                if (t)
+                    strncat(text, t, sizeof text - strlen(text) - 1);
+                json_decref(j);
+            }
+            free_events(ev);
+        } else {
+            json_t *j = json_loads(r.body, 0, NULL);
+            snprintf(text, sizeof text, "%s", json_string_value(json_object_get(
+                json_array_get(json_object_get(j, "choices"), 0), "text")));
+            json_decref(j);
+        }
+        ck_assert_str_eq(text, ref_text(i));
+        tu_resp_free(&r);
+        close(fds[i]);
+    }
+    stop_ok();
+}
+END_TEST
+
 START_TEST(models_lists_loaded_model)
 {
     SKIP_WITHOUT_DATA();
@@ -722,6 +780,7 @@ static Suite *suite(void)
     tcase_add_test(t, sigterm_finishes_running_generation);
     tcase_add_test(t, request_timeout_cancels);
     tcase_add_test(t, prefix_cache_reused);
+    tcase_add_test(t, concurrent_requests_batched);
     tcase_add_test(t, models_lists_loaded_model);
     suite_add_tcase(s, t);
     return s;
