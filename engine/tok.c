@@ -118,6 +118,61 @@ static int utf8_scan(const unsigned char *p, size_t avail)
     return need + 1;
 }
 
+/* true when a should come out of the queue before b */
+static bool bigram_before(const tok_bigram *a, const tok_bigram *b)
+{
+    return a->prio > b->prio || (a->prio == b->prio && a->left < b->left);
+}
+
+int tok_queue_push(tok_queue *q, tok_bigram b)
+{
+    if (q->n == q->cap) {
+        size_t nc = q->cap ? q->cap * 2 : 64;
+        tok_bigram *na = realloc(q->heap, nc * sizeof *na);
+        if (!na)
+            return -1;
+        q->heap = na;
+        q->cap = nc;
+    }
+    size_t i = q->n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!bigram_before(&b, &q->heap[p]))
+            break;
+        q->heap[i] = q->heap[p];
+        i = p;
+    }
+    q->heap[i] = b;
+    return 0;
+}
+
+tok_bigram tok_queue_pop(tok_queue *q)
+{
+    tok_bigram top = q->heap[0], last = q->heap[--q->n];
+    size_t i = 0, n = q->n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && bigram_before(&q->heap[c + 1], &q->heap[c]))
+            c++;
+        if (!bigram_before(&q->heap[c], &last))
+            break;
+        q->heap[i] = q->heap[c];
+        i = c;
+    }
+    if (n > 0)
+        q->heap[i] = last;
+    return top;
+}
+
+void tok_queue_free(tok_queue *q)
+{
+    free(q->heap);
+    q->heap = NULL;
+    q->n = q->cap = 0;
+}
+
 size_t tok_utf8_len(const unsigned char *p, size_t avail)
 {
     int r = avail ? utf8_scan(p, avail) : 0;

@@ -327,7 +327,8 @@ static int32_t merge_rank(const tok_vocab *v, const char *l, size_t ln,
 static int load_merges(tok_vocab *v, const gguf_kv *kv, char *err,
                        size_t errlen)
 {
-    if (kv->arr_len > (uint64_t)INT32_MAX - 1) {
+    /* ranks are queued as floats: exact below 2^24 */
+    if (kv->arr_len > (uint64_t)1 << 24) {
         snprintf(err, errlen, "tokenizer.ggml.merges: %llu merges is too many",
                  (unsigned long long)kv->arr_len);
         return -1;
@@ -508,67 +509,14 @@ typedef struct sym {
     int32_t prev, next;
 } sym;
 
-typedef struct bigram {
-    int32_t left, right, rank;
-    uint32_t llen, rlen; /* lengths when queued, to spot stale entries */
-} bigram;
-
-/* true when a should come out of the queue before b */
-static bool bigram_before(const bigram *a, const bigram *b)
-{
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
 
 typedef struct work {
     char *word;   /* the piece in the mapped alphabet */
     size_t word_cap;
     sym *syms;
     size_t syms_cap;
-    bigram *heap;
-    size_t heap_n, heap_cap;
+    tok_queue q;
 } work;
-
-static int heap_push(work *w, bigram b)
-{
-    if (w->heap_n == w->heap_cap) {
-        size_t nc = w->heap_cap ? w->heap_cap * 2 : 64;
-        bigram *na = realloc(w->heap, nc * sizeof *na);
-        if (!na)
-            return -1;
-        w->heap = na;
-        w->heap_cap = nc;
-    }
-    size_t i = w->heap_n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!bigram_before(&b, &w->heap[p]))
-            break;
-        w->heap[i] = w->heap[p];
-        i = p;
-    }
-    w->heap[i] = b;
-    return 0;
-}
-
-static bigram heap_pop(work *w)
-{
-    bigram top = w->heap[0], last = w->heap[--w->heap_n];
-    size_t i = 0, n = w->heap_n;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && bigram_before(&w->heap[c + 1], &w->heap[c]))
-            c++;
-        if (!bigram_before(&w->heap[c], &last))
-            break;
-        w->heap[i] = w->heap[c];
-        i = c;
-    }
-    if (n > 0)
-        w->heap[i] = last;
-    return top;
-}
 
 static int try_pair(const tok_vocab *v, work *w, int32_t l, int32_t r)
 {
@@ -579,8 +527,8 @@ static int try_pair(const tok_vocab *v, work *w, int32_t l, int32_t r)
                               w->word + b->start, b->len);
     if (rank < 0)
         return 0;
-    bigram bg = {l, r, rank, a->len, b->len};
-    return heap_push(w, bg);
+    tok_bigram bg = {l, r, -(float)rank, a->len, b->len}; /* ranks < 2^24: exact */
+    return tok_queue_push(&w->q, bg);
 }
 
 static int emit_symbol(const tok_vocab *v, const char *p, size_t n,
@@ -642,12 +590,12 @@ static int encode_word(const tok_vocab *v, work *w, const unsigned char *p,
         if (id >= 0)
             return tok_ids_push(out, id);
     }
-    w->heap_n = 0;
+    w->q.n = 0;
     for (size_t i = 1; i < n; i++)
         if (try_pair(v, w, (int32_t)i - 1, (int32_t)i))
             return -1;
-    while (w->heap_n > 0) {
-        bigram b = heap_pop(w);
+    while (w->q.n > 0) {
+        tok_bigram b = tok_queue_pop(&w->q);
         sym *l = &w->syms[b.left], *r = &w->syms[b.right];
         /* stale: one side was merged away or grew since it was queued */
         if (l->len != b.llen || r->len != b.rlen || l->next != b.right)
@@ -725,6 +673,6 @@ done:
     free(b.a);
     free(w.word);
     free(w.syms);
-    free(w.heap);
+    tok_queue_free(&w.q);
     return rc;
 }

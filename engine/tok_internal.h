@@ -94,6 +94,26 @@ static inline const char *tok_text_ptr(const tok_vocab *v, int32_t id,
  * continuation, overlong form, surrogate, > U+10FFFF). */
 size_t tok_utf8_len(const unsigned char *p, size_t avail);
 
+/* The merge queue both tokenizers use: candidate merges of two adjacent
+ * symbols, best first (higher `prio`, then the leftmost). Entries go stale
+ * when a neighbour merges first; the lengths recorded at push time let the
+ * caller spot that and skip them. */
+typedef struct tok_bigram {
+    int32_t left, right;
+    float prio;          /* SentencePiece: the merged token's score;
+                            BPE: minus the merge rank */
+    uint32_t llen, rlen; /* symbol lengths when queued */
+} tok_bigram;
+
+typedef struct tok_queue {
+    tok_bigram *heap;
+    size_t n, cap;
+} tok_queue;
+
+int tok_queue_push(tok_queue *q, tok_bigram b); /* -1: out of memory */
+tok_bigram tok_queue_pop(tok_queue *q);         /* q->n > 0 */
+void tok_queue_free(tok_queue *q);
+
 /* SentencePiece: one text fragment (prefix_space adds the leading "▁"). */
 int tok_spm_encode(const tok_vocab *v, const char *text, size_t len,
                    bool prefix_space, tok_ids *out);

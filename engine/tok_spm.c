@@ -22,66 +22,11 @@ typedef struct sym {
     int32_t prev, next;
 } sym;
 
-typedef struct bigram {
-    int32_t left, right;
-    float score;
-    uint32_t size; /* byte length when queued, to spot stale entries */
-} bigram;
-
-/* true when a should come out of the queue before b */
-static bool bigram_before(const bigram *a, const bigram *b)
-{
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
 typedef struct work {
     const char *s;
     sym *syms;
-    bigram *heap;
-    size_t heap_n, heap_cap;
+    tok_queue q;
 } work;
-
-static int heap_push(work *w, bigram b)
-{
-    if (w->heap_n == w->heap_cap) {
-        size_t nc = w->heap_cap ? w->heap_cap * 2 : 64;
-        bigram *na = realloc(w->heap, nc * sizeof *na);
-        if (!na)
-            return -1;
-        w->heap = na;
-        w->heap_cap = nc;
-    }
-    size_t i = w->heap_n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!bigram_before(&b, &w->heap[p]))
-            break;
-        w->heap[i] = w->heap[p];
-        i = p;
-    }
-    w->heap[i] = b;
-    return 0;
-}
-
-static bigram heap_pop(work *w)
-{
-    bigram top = w->heap[0], last = w->heap[--w->heap_n];
-    size_t i = 0, n = w->heap_n;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && bigram_before(&w->heap[c + 1], &w->heap[c]))
-            c++;
-        if (!bigram_before(&w->heap[c], &last))
-            break;
-        w->heap[i] = w->heap[c];
-        i = c;
-    }
-    if (n > 0)
-        w->heap[i] = last;
-    return top;
-}
 
 static int try_pair(const tok_vocab *v, work *w, int32_t l, int32_t r)
 {
@@ -92,8 +37,8 @@ static int try_pair(const tok_vocab *v, work *w, int32_t l, int32_t r)
     int32_t id = tok_lookup(v, w->s + a->start, a->len + b->len);
     if (id < 0)
         return 0;
-    bigram bg = {l, r, v->score[id], a->len + b->len};
-    return heap_push(w, bg);
+    tok_bigram bg = {l, r, v->score[id], a->len, b->len};
+    return tok_queue_push(&w->q, bg);
 }
 
 static int emit_symbol(const tok_vocab *v, const unsigned char *p, size_t n,
@@ -129,7 +74,7 @@ int tok_spm_encode(const tok_vocab *v, const char *text, size_t len,
     int rc = -1;
     char *s = malloc(elen);
     sym *syms = malloc(elen * sizeof *syms);
-    work w = {s, syms, NULL, 0, 0};
+    work w = {.s = s, .syms = syms};
     if (!s || !syms)
         goto done;
     size_t p = 0;
@@ -165,10 +110,10 @@ int tok_spm_encode(const tok_vocab *v, const char *text, size_t len,
     for (int32_t i = 1; i < n; i++)
         if (try_pair(v, &w, i - 1, i))
             goto done;
-    while (w.heap_n > 0) {
-        bigram b = heap_pop(&w);
+    while (w.q.n > 0) {
+        tok_bigram b = tok_queue_pop(&w.q);
         sym *l = &syms[b.left], *r = &syms[b.right];
-        if (l->len == 0 || r->len == 0 || l->len + r->len != b.size ||
+        if (l->len == 0 || r->len == 0 || l->len != b.llen || r->len != b.rlen ||
             l->next != b.right)
             continue;
         l->len += r->len;
@@ -188,6 +133,6 @@ int tok_spm_encode(const tok_vocab *v, const char *text, size_t len,
 done:
     free(s);
     free(syms);
-    free(w.heap);
+    tok_queue_free(&w.q);
     return rc;
 }
