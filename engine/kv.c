@@ -218,7 +218,7 @@ void kv_attend(const kv_cache *kv, int layer, int off, int hd, const float *q,
                 for (int l = 0; l < 4; l++)
                     acc[l] += qh[i + l] * kv_h2f(k[i + l]);
             for (; i < hd; i++)
-                acc[0] += qh[i] * kv_h2f(k[i]);
+                acc[0] += qh[i] * kv_h2f(k[i]); /* cppcheck-suppress uninitvar */
             float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) * scale;
             float ms = 1.0f, vs = 1.0f;
             if (s > M) {
