@@ -533,6 +533,8 @@ int sched_new(sched **out, const model *m, const tok_vocab *v, const sched_param
     }
     if (model_ctx_new(m, batch_cap, &s->ctx, err, errlen) < 0)
         goto fail;
+    if (p->threads > 0 && model_ctx_set_threads(s->ctx, p->threads, err, errlen) < 0)
+        goto fail;
     for (int i = 0; i < p->n_slots; i++) {
         if (model_kv_new(m, p->n_ctx, 0, KV_F16, &s->seqs[i].kv, err, errlen) < 0)
             goto fail;

@@ -33,6 +33,7 @@ typedef struct sched_params {
     int n_ctx;     /* context of each slot (tokens) */
     int max_queue; /* jobs waiting beyond the running ones; more is refused */
     int batch;     /* most tokens in one forward pass */
+    int threads;   /* compute threads; 0: one per core */
 } sched_params;
 
 /* One generated token's log-probabilities (raw model, as sampler reports). */

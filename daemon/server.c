@@ -15,6 +15,7 @@
 #include "chat.h"
 #include "gen.h"
 #include "hconfig.h"
+#include "kernels.h"
 #include "http.h"
 #include "log.h"
 #include "model.h"
@@ -193,7 +194,8 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
     if (n_ctx <= 0 || n_ctx > hp->n_ctx_train)
         n_ctx = hp->n_ctx_train;
     sched_params sp = {.n_slots = hs->cfg.parallel, .n_ctx = n_ctx,
-                       .max_queue = hs->cfg.max_queue, .batch = 256};
+                       .max_queue = hs->cfg.max_queue, .batch = 256,
+                       .threads = hs->cfg.threads};
     if (sched_new(&hs->sched, hs->model, hs->vocab, &sp, &hs->loop, why, sizeof why) < 0) {
         snprintf(err, errlen, "model %s: %s", path, why);
         return -1;
@@ -213,9 +215,10 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
                             .ping_interval = &hs->cfg.ping_interval,
                             .request_timeout = &hs->cfg.request_timeout, .loop = &hs->loop};
     log_info("model", "loaded %s: %s, %d layers, %.1fM parameters, context %d x %d "
-             "slots, chat template %s, in %.0f ms",
+             "slots, chat template %s, %s kernels, in %.0f ms",
              path, hp->arch_name, hp->n_layer, (double)model_n_params(hs->model) / 1e6,
-             n_ctx, sp.n_slots, hs->tmpl_source, (double)(http_now_ns() - t0) / 1e6);
+             n_ctx, sp.n_slots, hs->tmpl_source, kern_get()->name,
+             (double)(http_now_ns() - t0) / 1e6);
     return 0;
 }
 

@@ -1,5 +1,6 @@
 /* kv.c - per-sequence key/value cache (see kv.h). */
 #include "kv.h"
+#include "kernels.h"
 
 #include <limits.h>
 #include <math.h>
@@ -201,6 +202,13 @@ void kv_attend(const kv_cache *kv, int layer, int off, int hd, const float *q,
             S = S * ms + vs;
         }
     } else {
+        const kern_table *kt = kern_get();
+        if (kt->attend_f16 && hd <= KERN_MAX_HEAD_DIM) {
+            kt->attend_f16((const uint16_t *)kv->k + base,
+                           (const uint16_t *)kv->v + base, stride, hd, q,
+                           n_pos, scale, out);
+            return;
+        }
         float qh[KV_MAX_HEAD_DIM];
         uint16_t acc16[KV_MAX_HEAD_DIM];
         for (int i = 0; i < hd; i++) {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool.h"
 #include "ops.h"
 #include "quant.h"
 
@@ -603,6 +604,10 @@ struct model_ctx {
     float *hb2;    /* (max_batch, n_ff) up */
     float *cs;     /* (max_batch, n_rot) rope cos/sin */
     ops_scratch ops; /* row (max_cols), act (max_batch, max_cols), actq */
+    ops_par par;     /* pool, actqb, tiles (see ops.h) */
+    int64_t max_cols;
+    pool *pool;      /* NULL when one thread */
+    int n_threads;
     /* per token of the whole batch during validation */
     kv_cache **seen_kv;
     int *seen_len;
@@ -653,13 +658,59 @@ int model_ctx_new(const model *m, int max_batch, model_ctx **out, char *err,
     c->ops.row = alloc_rows(1, max_cols, &fail);
     c->ops.act = alloc_rows(max_batch, max_cols, &fail);
     c->ops.actq = (unsigned char *)alloc_rows(1, max_cols + 16, &fail);
+    /* quantized activation rows: Q8_K, the widest act type, takes 292
+     * bytes per 256 values (< 5/4 byte per value) */
+    size_t qrow = (size_t)max_cols * 5 / 4 + 320;
+    c->par.actqb = (unsigned char *)alloc_rows(max_batch, (int64_t)(qrow / 4),
+                                               &fail);
+    c->par.actqb_bytes = (size_t)max_batch * (qrow / 4) * 4;
+    c->max_cols = max_cols;
     if (fail) {
         model_ctx_free(c);
         seterr(err, errlen, "out of memory for a batch of %d tokens", max_batch);
         return -1;
     }
+    if (model_ctx_set_threads(c, 0, err, errlen) != 0) {
+        model_ctx_free(c);
+        return -1;
+    }
     *out = c;
     return 0;
+}
+
+int model_ctx_set_threads(model_ctx *c, int n_threads, char *err,
+                          size_t errlen)
+{
+    if (n_threads <= 0)
+        n_threads = pool_default_threads();
+    if (n_threads > POOL_MAX_THREADS) {
+        seterr(err, errlen, "%d threads: at most %d", n_threads,
+               POOL_MAX_THREADS);
+        return -1;
+    }
+    pool *np = NULL;
+    if (n_threads > 1 && pool_new(n_threads, &np, err, errlen) != 0)
+        return -1;
+    int64_t tf = ops_tile_floats(c->max_cols);
+    float *tiles = calloc((size_t)n_threads * (size_t)tf, sizeof(float));
+    if (!tiles) {
+        pool_free(np);
+        seterr(err, errlen, "out of memory for %d threads", n_threads);
+        return -1;
+    }
+    pool_free(c->pool);
+    free(c->par.tiles);
+    c->pool = np;
+    c->par.pool = np;
+    c->par.tiles = tiles;
+    c->par.tile_floats = tf;
+    c->n_threads = n_threads;
+    return 0;
+}
+
+int model_ctx_threads(const model_ctx *c)
+{
+    return c->n_threads;
 }
 
 void model_ctx_free(model_ctx *c)
@@ -678,6 +729,9 @@ void model_ctx_free(model_ctx *c)
     free(c->ops.row);
     free(c->ops.act);
     free(c->ops.actq);
+    free(c->par.actqb);
+    free(c->par.tiles);
+    pool_free(c->pool);
     free(c->seen_kv);
     free(c->seen_len);
     free(c);
@@ -755,6 +809,25 @@ static void add_bias(float *y, int64_t stride, const float *bias, int64_t n,
         ops_add(y + (int64_t)t * stride, bias, n);
 }
 
+typedef struct attn_job {
+    model_ctx *c;
+    const model_token *tok;
+    int il, hd, qd, rep;
+    float scale;
+} attn_job;
+
+static void attn_task(void *arg, int64_t task, int thread)
+{
+    (void)thread;
+    const attn_job *j = arg;
+    int n_head = j->c->m->hp.n_head;
+    int t = (int)(task / n_head), h = (int)(task % n_head);
+    const float *qh = j->c->q + (size_t)t * j->qd + (size_t)h * j->hd;
+    kv_attend(j->tok[t].kv, j->il, (h / j->rep) * j->hd, j->hd, qh,
+              j->tok[t].pos + 1, j->scale,
+              j->c->att + (size_t)t * j->qd + (size_t)h * j->hd);
+}
+
 /* Attention of every token of the slice over its own cache, for one layer.
  * The slice's keys and values are already stored. */
 static void attention(model_ctx *c, const model_token *tok, int n, int il)
@@ -764,15 +837,9 @@ static void attention(model_ctx *c, const model_token *tok, int n, int il)
     int qd = hp->n_head * hd;
     int rep = hp->n_head / hp->n_head_kv;
     float scale = 1.0f / sqrtf((float)hd);
-    for (int t = 0; t < n; t++) {
-        int n_pos = tok[t].pos + 1;
-        for (int h = 0; h < hp->n_head; h++) {
-            const float *qh = c->q + (size_t)t * qd + (size_t)h * hd;
-            int off = (h / rep) * hd;
-            kv_attend(tok[t].kv, il, off, hd, qh, n_pos, scale,
-                      c->att + (size_t)t * qd + (size_t)h * hd);
-        }
-    }
+    attn_job j = {c, tok, il, hd, qd, rep, scale};
+    /* every (token, head) pair is independent: share them among threads */
+    pool_run(c->pool, (int64_t)n * hp->n_head, attn_task, &j);
 }
 
 /* One slice of at most max_batch tokens through every layer. */
@@ -799,9 +866,12 @@ static void forward_slice(model_ctx *c, const model_token *tok, int n,
         for (int t = 0; t < n; t++)
             ops_rmsnorm(c->xb + t * XB, c->x + t * E, ly->attn_norm, E,
                         hp->norm_eps);
-        ops_matmul(c->q, QD, &ly->wq, c->xb, XB, n, &c->ops);
-        ops_matmul(c->k, KD, &ly->wk, c->xb, XB, n, &c->ops);
-        ops_matmul(c->v, KD, &ly->wv, c->xb, XB, n, &c->ops);
+        ops_matmul_par(c->q, QD, &ly->wq, c->xb, XB, n, &c->ops,
+                       &c->par);
+        ops_matmul_par(c->k, KD, &ly->wk, c->xb, XB, n, &c->ops,
+                       &c->par);
+        ops_matmul_par(c->v, KD, &ly->wv, c->xb, XB, n, &c->ops,
+                       &c->par);
         add_bias(c->q, QD, ly->bq, QD, n);
         add_bias(c->k, KD, ly->bk, KD, n);
         add_bias(c->v, KD, ly->bv, KD, n);
@@ -814,7 +884,8 @@ static void forward_slice(model_ctx *c, const model_token *tok, int n,
             kv_store(tok[t].kv, il, tok[t].pos, c->k + t * KD, c->v + t * KD);
         }
         attention(c, tok, n, il);
-        ops_matmul(c->xb, XB, &ly->wo, c->att, QD, n, &c->ops);
+        ops_matmul_par(c->xb, XB, &ly->wo, c->att, QD, n, &c->ops,
+                       &c->par);
         for (int t = 0; t < n; t++)
             ops_add(c->x + t * E, c->xb + t * XB, E);
 
@@ -822,11 +893,14 @@ static void forward_slice(model_ctx *c, const model_token *tok, int n,
         for (int t = 0; t < n; t++)
             ops_rmsnorm(c->xb + t * XB, c->x + t * E, ly->ffn_norm, E,
                         hp->norm_eps);
-        ops_matmul(c->hb, F, &ly->w_gate, c->xb, XB, n, &c->ops);
-        ops_matmul(c->hb2, F, &ly->w_up, c->xb, XB, n, &c->ops);
+        ops_matmul_par(c->hb, F, &ly->w_gate, c->xb, XB, n, &c->ops,
+                       &c->par);
+        ops_matmul_par(c->hb2, F, &ly->w_up, c->xb, XB, n, &c->ops,
+                       &c->par);
         for (int t = 0; t < n; t++)
             ops_swiglu(c->hb + t * F, c->hb2 + t * F, F);
-        ops_matmul(c->xb, XB, &ly->w_down, c->hb, F, n, &c->ops);
+        ops_matmul_par(c->xb, XB, &ly->w_down, c->hb, F, n, &c->ops,
+                       &c->par);
         for (int t = 0; t < n; t++)
             ops_add(c->x + t * E, c->xb + t * XB, E);
     }
@@ -845,7 +919,8 @@ static void forward_slice(model_ctx *c, const model_token *tok, int n,
         n_out++;
     }
     if (n_out > 0)
-        ops_matmul(logits, hp->n_vocab, &m->output, c->xb, XB, n_out, &c->ops);
+        ops_matmul_par(logits, hp->n_vocab, &m->output, c->xb, XB, n_out,
+                       &c->ops, &c->par);
 }
 
 int model_decode(model_ctx *c, const model_batch *b, float *logits,

@@ -98,6 +98,15 @@ int model_ctx_new(const model *m, int max_batch, model_ctx **out, char *err,
                   size_t errlen);
 void model_ctx_free(model_ctx *c);
 
+/* Threads the context's forward passes use (the caller of model_decode
+ * plus persistent workers that sleep when idle). A new context uses one
+ * per online CPU; n_threads <= 0 restores that. -1 + message (and the
+ * context unchanged) when threads or memory cannot be had. Not while a
+ * model_decode on this context runs. */
+int model_ctx_set_threads(model_ctx *c, int n_threads, char *err,
+                          size_t errlen);
+int model_ctx_threads(const model_ctx *c);
+
 /* Run the batch. For each token with want_logits, n_vocab logits are
  * written to `logits`, rows in batch order (logits may be NULL when no
  * token wants them). The batch is checked whole before anything runs: a

@@ -1,9 +1,14 @@
 /* ops.c - scalar forward-pass building blocks (see ops.h). */
 #include "ops.h"
 
+#include <cblas.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h"
+#include "pool.h"
 #include "quant.h"
 
 float ops_dot(const float *a, const float *b, int64_t n)
@@ -241,28 +246,262 @@ void ops_round_act(uint32_t wtype, const float *x, float *dst, int64_t n,
     }
 }
 
+/* ---- matrix products ---- */
+
+/* Rows per task: enough work per hand-off, enough tasks to balance. */
+#define OPS_KERNEL_ROWS 16
+/* Weight rows dequantized per BLAS call: large enough for sgemm to run at
+ * speed, small enough that the tile stays in L2. */
+#define OPS_TILE_ROWS 64
+
+int64_t ops_tile_floats(int64_t max_cols)
+{
+    return OPS_TILE_ROWS * max_cols;
+}
+
+static int blas_min_batch = OPS_BLAS_MIN_BATCH;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_init(void)
+{
+    /* One OpenBLAS thread per call: the pool's threads each run their own
+     * sgemm on their own tiles, and OpenBLAS's threads would fight them
+     * for the same cores. */
+    openblas_set_num_threads(1);
+    const char *e = getenv("HEARTH_BLAS_MIN");
+    if (e && *e) {
+        char *end;
+        long v = strtol(e, &end, 10);
+        if (*end == 0 && v >= 0 && v <= 1 << 20)
+            blas_min_batch = v == 0 ? 0 : (int)v;
+    }
+}
+
+typedef struct mm_job {
+    const ops_matrix *w;
+    float *out;
+    int64_t out_stride;
+    const float *x;        /* rounded activations (BLAS, F32 dot paths) */
+    int64_t x_stride;
+    const void *xq;        /* kernel path: activation rows */
+    size_t xq_stride;
+    int n;
+    int64_t rows_per_task;
+    kern_mm_fn kern;
+    const ops_scratch *s;
+    const ops_par *par;
+} mm_job;
+
+static void mm_kernel_task(void *arg, int64_t task, int thread)
+{
+    (void)thread;
+    const mm_job *j = arg;
+    int64_t r0 = task * j->rows_per_task;
+    int64_t nr = j->w->rows - r0 < j->rows_per_task ? j->w->rows - r0
+                                                    : j->rows_per_task;
+    j->kern(j->w->cols,
+            (const unsigned char *)j->w->data + (uint64_t)r0 * j->w->row_bytes,
+            j->w->row_bytes, nr, j->xq, j->xq_stride, j->n, j->out + r0,
+            j->out_stride);
+}
+
+/* An F32 row of the mapping (GGUF aligns tensor data to at least 32 bytes
+ * and F32 rows are whole floats, so the cast is sound). */
+static const float *row_ptr(const ops_matrix *w, int64_t r)
+{
+    const void *p = (const unsigned char *)w->data + (uint64_t)r * w->row_bytes;
+    return p;
+}
+
+/* Dequantize each row once (into this thread's buffer) and dot it with
+ * every activation row in F32. */
+static void mm_f32_task(void *arg, int64_t task, int thread)
+{
+    const mm_job *j = arg;
+    const ops_matrix *w = j->w;
+    float *buf = j->par->tiles
+                     ? j->par->tiles + (int64_t)thread * j->par->tile_floats
+                     : j->s->row;
+    int64_t r0 = task * j->rows_per_task;
+    int64_t r1 = r0 + j->rows_per_task < w->rows ? r0 + j->rows_per_task
+                                                 : w->rows;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *row;
+        if (w->type == QT_F32) {
+            row = row_ptr(w, r);
+        } else {
+            ops_get_row(w, r, buf);
+            row = buf;
+        }
+        for (int t = 0; t < j->n; t++)
+            j->out[(int64_t)t * j->out_stride + r] =
+                ops_dot(row, j->x + (int64_t)t * j->x_stride, w->cols);
+    }
+}
+
+/* A tile of rows dequantized to floats, times the whole batch. */
+static void mm_blas_task(void *arg, int64_t task, int thread)
+{
+    const mm_job *j = arg;
+    const ops_matrix *w = j->w;
+    int64_t r0 = task * j->rows_per_task;
+    int64_t nr = w->rows - r0 < j->rows_per_task ? w->rows - r0
+                                                 : j->rows_per_task;
+    const float *tile;
+    int64_t ld = w->cols;
+    if (w->type == QT_F32 && w->row_bytes % sizeof(float) == 0) {
+        tile = row_ptr(w, r0);
+        ld = (int64_t)(w->row_bytes / sizeof(float));
+    } else {
+        float *buf = j->par->tiles + (int64_t)thread * j->par->tile_floats;
+        for (int64_t r = 0; r < nr; r++)
+            ops_get_row(w, r0 + r, buf + r * w->cols);
+        tile = buf;
+    }
+    /* out[t][r0 + r] = sum_k x[t][k] * tile[r][k] */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)nr,
+                (int)w->cols, 1.0f, j->x, (int)j->x_stride, tile, (int)ld, 0.0f,
+                j->out + r0, (int)j->out_stride);
+}
+
+typedef struct act_job {
+    uint32_t wtype;
+    const float *x;
+    int64_t x_stride;
+    int64_t cols;
+    unsigned char *xq;
+    size_t xq_stride;
+} act_job;
+
+static void act_quant_task(void *arg, int64_t t, int thread)
+{
+    (void)thread;
+    const act_job *a = arg;
+    (void)qt_quantize_act(a->wtype, a->x + t * a->x_stride,
+                          a->xq + (size_t)t * a->xq_stride, a->cols);
+}
+
+/* Rows per task for the kernels: about four tasks per thread (dynamic
+ * hand-out evens out a slow thread), never fewer than OPS_KERNEL_ROWS. */
+static int64_t kernel_rows(int64_t rows, int threads)
+{
+    int64_t per = rows / ((int64_t)threads * 4);
+    per = (per + 15) / 16 * 16; /* whole cache lines of output */
+    return per < OPS_KERNEL_ROWS ? OPS_KERNEL_ROWS : per;
+}
+
+typedef struct round_job {
+    uint32_t wtype;
+    const float *x;
+    int64_t x_stride, cols;
+    float *dst;             /* (n, cols) */
+    unsigned char *q;       /* quantized-row scratch, q_stride apart */
+    size_t q_stride;        /* 0: one shared row (a single thread) */
+} round_job;
+
+static void round_task(void *arg, int64_t t, int thread)
+{
+    (void)thread;
+    const round_job *r = arg;
+    ops_round_act(r->wtype, r->x + t * r->x_stride, r->dst + t * r->cols,
+                  r->cols, r->q + (size_t)t * r->q_stride);
+}
+
+static int64_t n_tasks_for(int64_t rows, int64_t per)
+{
+    return (rows + per - 1) / per;
+}
+
 void ops_matmul(float *out, int64_t out_stride, const ops_matrix *w,
                 const float *x, int64_t x_stride, int n,
                 const ops_scratch *s)
 {
+    ops_matmul_par(out, out_stride, w, x, x_stride, n, s, NULL);
+}
+
+void ops_matmul_par(float *out, int64_t out_stride, const ops_matrix *w,
+                    const float *x, int64_t x_stride, int n,
+                    const ops_scratch *s, const ops_par *par)
+{
+    static const ops_par none;
+    if (!par)
+        par = &none;
+    if (n <= 0 || w->rows <= 0)
+        return;
+    pthread_once(&blas_once, blas_init);
+    const kern_table *kt = kern_get();
+    kern_mm_fn kern = w->type < QT_TYPE_MAX ? kt->mm[w->type] : NULL;
+    uint32_t at = qt_act_type(w->type);
+    bool blas = par->tiles && par->tile_floats >= ops_tile_floats(w->cols) &&
+                blas_min_batch > 0 && n >= blas_min_batch &&
+                w->cols <= 0x7fffffff;
+    mm_job j = {.w = w, .out = out, .out_stride = out_stride, .n = n,
+                .kern = kern, .s = s, .par = par};
+
+    /* the quantized-activation kernels: quantize the batch once */
+    if (kern && !blas && at != QT_F32 && at != QT_ACT_NONE) {
+        uint64_t rs;
+        if (qt_row_size(at, (uint64_t)w->cols, &rs) == 0 &&
+            par->actqb && (uint64_t)n <= par->actqb_bytes / (rs ? rs : 1)) {
+            act_job a = {w->type, x, x_stride, w->cols, par->actqb, (size_t)rs};
+            pool_run(n > 1 ? par->pool : NULL, n, act_quant_task, &a);
+            j.xq = par->actqb;
+            j.xq_stride = (size_t)rs;
+            j.rows_per_task = kernel_rows(w->rows, pool_size(par->pool));
+            pool_run(par->pool, n_tasks_for(w->rows, j.rows_per_task),
+                     mm_kernel_task, &j);
+            return;
+        }
+        /* no batch buffer: one activation row at a time */
+        for (int t = 0; t < n; t++) {
+            (void)qt_quantize_act(w->type, x + (int64_t)t * x_stride, s->actq,
+                                  w->cols);
+            j.xq = s->actq;
+            j.xq_stride = 0;
+            j.n = 1;
+            j.out = out + (int64_t)t * out_stride;
+            j.rows_per_task = OPS_KERNEL_ROWS;
+            pool_run(par->pool, n_tasks_for(w->rows, j.rows_per_task),
+                     mm_kernel_task, &j);
+        }
+        return;
+    }
+
+    /* the float paths (and F16 kernels): rounded activations in s->act,
+     * token by token in parallel when the batch buffer has room for each
+     * token's quantized row */
     if (w->type != QT_F32) {
-        for (int t = 0; t < n; t++)
-            ops_round_act(w->type, x + (int64_t)t * x_stride,
-                          s->act + (int64_t)t * w->cols, w->cols, s->actq);
+        uint32_t rt = w->type == QT_F16 || w->type == QT_BF16 ? w->type : at;
+        uint64_t rs = 0;
+        round_job rj = {w->type, x, x_stride, w->cols, s->act, s->actq, 0};
+        if (n > 1 && par->actqb && rt != QT_ACT_NONE &&
+            qt_row_size(rt, (uint64_t)w->cols, &rs) == 0 &&
+            (uint64_t)n <= par->actqb_bytes / (rs + 64)) {
+            rj.q = par->actqb;
+            rj.q_stride = (size_t)rs + 64;
+            pool_run(par->pool, n, round_task, &rj);
+        } else {
+            pool_run(NULL, n, round_task, &rj);
+        }
         x = s->act;
         x_stride = w->cols;
     }
-    for (int64_t r = 0; r < w->rows; r++) {
-        const float *row;
-        if (w->type == QT_F32) {
-            row = (const float *)((const unsigned char *)w->data +
-                                  (uint64_t)r * w->row_bytes);
-        } else {
-            ops_get_row(w, r, s->row);
-            row = s->row;
-        }
-        for (int t = 0; t < n; t++)
-            out[(int64_t)t * out_stride + r] =
-                ops_dot(row, x + (int64_t)t * x_stride, w->cols);
+    j.x = x;
+    j.x_stride = x_stride;
+    if (blas) {
+        j.rows_per_task = OPS_TILE_ROWS;
+        pool_run(par->pool, n_tasks_for(w->rows, j.rows_per_task), mm_blas_task,
+                 &j);
+    } else if (kern && at == QT_F32) {
+        j.xq = x;
+        j.xq_stride = (size_t)x_stride * sizeof(float);
+        j.rows_per_task = OPS_KERNEL_ROWS;
+        pool_run(par->pool, n_tasks_for(w->rows, j.rows_per_task),
+                 mm_kernel_task, &j);
+    } else {
+        /* per-thread row buffers only with tiles; else the caller alone */
+        j.rows_per_task = OPS_KERNEL_ROWS;
+        pool_run(par->tiles || w->type == QT_F32 ? par->pool : NULL,
+                 n_tasks_for(w->rows, j.rows_per_task), mm_f32_task, &j);
     }
 }

@@ -64,6 +64,27 @@ typedef struct ops_scratch {
     unsigned char *actq;   /* one quantized activation row (4 bytes/value) */
 } ops_scratch;
 
+/* What ops_matmul_par adds: threads, and memory for whole batches. Any
+ * field may be NULL/0 (then: the caller alone, one activation row at a
+ * time, no BLAS). model_ctx fills it. */
+typedef struct ops_par {
+    struct pool *pool;     /* threads sharing the rows of each product */
+    unsigned char *actqb;  /* (actqb_bytes) the batch's quantized rows */
+    size_t actqb_bytes;
+    float *tiles;          /* pool_size * tile_floats: per-thread weight
+                              tiles (BLAS path) and row buffers */
+    int64_t tile_floats;   /* >= ops_tile_floats(cols) for BLAS */
+} ops_par;
+
+/* Floats of per-thread tile memory for rows of max_cols values. */
+int64_t ops_tile_floats(int64_t max_cols);
+
+/* Batches of at least this many vectors go through cblas_sgemm on
+ * dequantized weight tiles (when tiles are given) instead of the integer
+ * kernels: there the weights' unpacking is paid once per tile, not once
+ * per vector. Overridable for measurements with HEARTH_BLAS_MIN (0 = never). */
+#define OPS_BLAS_MIN_BATCH 32
+
 /* Round an activation vector the way a kernel for weight type `wtype`
  * sees it: through Q8_0 / Q8_1 / Q8_K blocks for quantized weights (the
  * 8-bit integer dot products of the SIMD kernels, and of llama.cpp), to
@@ -74,12 +95,24 @@ void ops_round_act(uint32_t wtype, const float *x, float *dst, int64_t n,
 
 /* Matrix product over a batch: for each of the n input vectors x[t]
  * (stride x_stride floats), out[t*out_stride + r] = row_r(W) . x[t],
- * with x[t] first rounded by ops_round_act. Rows that are not F32 are
- * dequantized once and reused for the whole batch: this is where the
- * time goes. */
+ * with x[t] first rounded by ops_round_act. The rows are shared among the
+ * pool's threads. Three ways, by batch and weight type:
+ *  - the SIMD kernel of kernels.h for the type (activations quantized
+ *    once per product), when there is one;
+ *  - large batches (OPS_BLAS_MIN_BATCH) with tiles: weight tiles
+ *    dequantized to floats once, multiplied by the whole batch with
+ *    cblas_sgemm (OpenBLAS limited to one thread: the pool is the
+ *    parallelism);
+ *  - otherwise each row dequantized once and dotted in F32 with the
+ *    batch (the portable path; HEARTH_KERNEL=scalar forces it).
+ * All three round activations the same way and agree to float rounding. */
 void ops_matmul(float *out, int64_t out_stride, const ops_matrix *w,
                 const float *x, int64_t x_stride, int n,
                 const ops_scratch *s);
+/* The same with threads and batch memory (par may be NULL). */
+void ops_matmul_par(float *out, int64_t out_stride, const ops_matrix *w,
+                    const float *x, int64_t x_stride, int n,
+                    const ops_scratch *s, const ops_par *par);
 
 /* One row of n values of `type` to floats: the same values as
  * qt_dequantize_row, with faster loops for F16, Q8_0, Q4_0, Q4_K and

@@ -12,7 +12,8 @@
  *
  * Types: f16, q8_0, q4_0 (everything but norms/biases in that type) and
  * q4_k_m (the llama.cpp mix: Q4_K, with Q6_K for the output matrix and for
- * attn_v / ffn_down in the layers that get more bits).
+ * attn_v / ffn_down in the layers that get more bits; rows that do not
+ * divide into 256-value blocks fall back to Q5_0 / Q8_0).
  */
 #include <errno.h>
 #include <math.h>
@@ -70,6 +71,14 @@ static int more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - 
 static int add_matrix(gguf_writer *w, const char *name, uint32_t type, int cols, int rows,
                       float scale)
 {
+    /* Rows that do not divide into 256-value super-blocks fall back as
+     * llama.cpp does: Q4_K to Q5_0, Q6_K to Q8_0 (qwen2.5-0.5b's 896). */
+    if (cols % QK_K != 0) {
+        if (type == QT_Q4_K)
+            type = QT_Q5_0;
+        else if (type == QT_Q6_K)
+            type = QT_Q8_0;
+    }
     uint64_t row_bytes;
     if (qt_row_size(type, (uint64_t)cols, &row_bytes) < 0)
         return -1;

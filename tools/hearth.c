@@ -4,6 +4,7 @@
  *   hearth info      describe a GGUF model
  *   hearth tokenize  show the token ids of a text
  *   hearth quantize  convert a model's weights to a smaller type
+ *   hearth bench     measure prompt and generation speed
  *
  * Exit status: 0 success, 1 failure (bad file, out of memory...), 2 usage
  * (unknown command or flag, bad value). Every error is one line on stderr.
@@ -25,11 +26,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "gguf.h"
+#include "kernels.h"
 #include "kv.h"
 #include "model.h"
 #include "quant.h"
@@ -900,6 +903,287 @@ static int cmd_quantize(int argc, char **argv)
     return 0;
 }
 
+/* ------------------------------------------------------------ bench */
+
+static const char bench_help[] =
+    "usage: hearth bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n"
+    "\n"
+    "Measure the forward pass, as llama-bench does: prompt processing (ppN:\n"
+    "one batch of N tokens into an empty cache) and generation (tgN: N tokens\n"
+    "one at a time from an empty cache), in tokens per second, mean and\n"
+    "standard deviation over REPS runs after one warm-up. Token ids are\n"
+    "random (speed does not depend on them). Also prints the kernel path,\n"
+    "the thread count and the peak resident memory of the process.\n"
+    "\n"
+    "  -m, --model FILE    GGUF model\n"
+    "  -p, --prompt N      prompt tokens for pp (default 512; 0 skips pp)\n"
+    "  -n, --gen N         generated tokens for tg (default 128; 0 skips tg)\n"
+    "  -t, --threads N     threads (default: one per online CPU)\n"
+    "  -r, --reps N        repetitions (default 3)\n"
+    "      --kernel NAME   force a kernel path: auto, avx512, avx2, scalar\n"
+    "                      (also HEARTH_KERNEL in the environment)\n"
+    "      --json          one JSON object on stdout instead of the table\n"
+    "  -h, --help          show this help\n";
+
+typedef struct bench_stat {
+    char name[32];
+    long n_tok;
+    double mean, sd;
+    double *samples;
+    int n_samples;
+} bench_stat;
+
+static void bench_summarize(bench_stat *b)
+{
+    double s = 0, ss = 0;
+    for (int i = 0; i < b->n_samples; i++)
+        s += b->samples[i];
+    b->mean = b->n_samples ? s / b->n_samples : 0;
+    for (int i = 0; i < b->n_samples; i++)
+        ss += (b->samples[i] - b->mean) * (b->samples[i] - b->mean);
+    b->sd = b->n_samples > 1 ? sqrt(ss / (b->n_samples - 1)) : 0;
+}
+
+static uint32_t bench_rand(uint32_t *st)
+{
+    uint32_t x = *st;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *st = x;
+}
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+/* One pp run (n tokens in one batch) or tg run (n tokens one at a time),
+ * from an empty cache; tokens per second, or -1 with err set. */
+static double bench_once(model_ctx *mc, kv_cache *kv, model_token *toks,
+                         int n, bool gen, int n_vocab, float *logits,
+                         uint32_t *rng, char *err, size_t errlen)
+{
+    kv_clear(kv);
+    for (int i = 0; i < n; i++)
+        toks[i] = (model_token){(int32_t)(bench_rand(rng) % (uint32_t)n_vocab),
+                                i, kv, gen || i == n - 1};
+    double t0 = now_s();
+    if (gen) {
+        for (int i = 0; i < n; i++) {
+            model_batch b = {1, toks + i};
+            if (model_decode(mc, &b, logits, err, errlen) != 0)
+                return -1;
+        }
+    } else {
+        model_batch b = {n, toks};
+        if (model_decode(mc, &b, logits, err, errlen) != 0)
+            return -1;
+    }
+    double dt = now_s() - t0;
+    return dt > 0 ? n / dt : 0;
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        fputs(bench_help, stdout);
+        return 0;
+    }
+    const char *path = NULL, *kname = NULL;
+    long n_pp = 512, n_tg = 128, threads = 0, reps = 3;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char flag[32];
+        const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        bool inline_value = eq && (size_t)(eq - a) < sizeof flag;
+        if (inline_value) { /* --flag=value */
+            memcpy(flag, a, (size_t)(eq - a));
+            flag[eq - a] = 0;
+            a = flag;
+            v = eq + 1;
+        }
+        if (!strcmp(a, "--json") && !inline_value) {
+            json = true;
+            continue;
+        }
+        static const char *const known[] = {
+            "-m", "--model", "--kernel", "-p", "--prompt", "-n", "--gen",
+            "-t", "--threads", "-r", "--reps"};
+        bool is_known = false;
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+            is_known = is_known || !strcmp(a, known[k]);
+        if (!is_known) {
+            die_usage("bench", "unknown flag '%s'", a);
+            return EXIT_USAGE;
+        }
+        if (!v) {
+            die_usage("bench", "'%s' needs a value", a);
+            return EXIT_USAGE;
+        }
+        bool ok = true;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            path = v;
+        else if (!strcmp(a, "--kernel"))
+            kname = v;
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
+            ok = parse_long(v, 0, 65536, &n_pp);
+        else if (!strcmp(a, "-n") || !strcmp(a, "--gen"))
+            ok = parse_long(v, 0, 65536, &n_tg);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+            ok = parse_long(v, 1, 256, &threads);
+        else if (!strcmp(a, "-r") || !strcmp(a, "--reps"))
+            ok = parse_long(v, 1, 1000, &reps);
+        else {
+            die_usage("bench", "unknown flag '%s'", a);
+            return EXIT_USAGE;
+        }
+        if (!ok) {
+            die_usage("bench", "bad value '%s' for %s", v, a);
+            return EXIT_USAGE;
+        }
+        if (!inline_value)
+            i++;
+    }
+    if (!path) {
+        die_usage("bench", "no model (-m FILE)");
+        return EXIT_USAGE;
+    }
+    if (kname && kern_select(kname) != 0) {
+        die_usage("bench", "unknown kernel path '%s', or this CPU lacks it "
+                  "(auto, avx512, avx2, scalar)", kname);
+        return EXIT_USAGE;
+    }
+    if (n_pp == 0 && n_tg == 0)
+        return fail("bench", "nothing to measure (-p 0 and -n 0)");
+
+    int rc = EXIT_FAILURE;
+    char err[512];
+    model *m = NULL;
+    model_ctx *mc = NULL;
+    kv_cache *kv = NULL;
+    model_token *toks = NULL;
+    float *logits = NULL;
+    bench_stat st[2];
+    int n_st = 0;
+    memset(st, 0, sizeof st);
+
+    if (model_load(path, &m, err, sizeof err) != 0) {
+        fail("bench", "%s", err);
+        goto done;
+    }
+    const model_hparams *hp = model_hparams_of(m);
+    long n_ctx = n_pp > n_tg ? n_pp : n_tg;
+    long n_max = n_ctx;
+    if (n_ctx > hp->n_ctx_train)
+        fprintf(stderr, "hearth bench: note: %ld positions, more than the "
+                "model's training context (%d)\n", n_ctx, hp->n_ctx_train);
+    if (model_kv_new(m, (int)n_ctx, 0, KV_F16, &kv, err, sizeof err) != 0 ||
+        model_ctx_new(m, n_pp > 0 ? (int)n_pp : 1, &mc, err, sizeof err) != 0 ||
+        model_ctx_set_threads(mc, (int)threads, err, sizeof err) != 0) {
+        fail("bench", "%s", err);
+        goto done;
+    }
+    toks = malloc(sizeof *toks * (size_t)n_max);
+    /* one row of logits: pp wants the last token's, tg each token's */
+    logits = malloc(sizeof(float) * (size_t)hp->n_vocab);
+    for (int k = 0; k < 2; k++)
+        st[k].samples = malloc(sizeof(double) * (size_t)reps);
+    if (!toks || !logits || !st[0].samples || !st[1].samples) {
+        fail("bench", "out of memory");
+        goto done;
+    }
+    uint32_t rng = 0x9e3779b9u;
+    for (int k = 0; k < 2; k++) {
+        long n = k == 0 ? n_pp : n_tg;
+        if (n == 0)
+            continue;
+        bench_stat *b = &st[n_st++];
+        snprintf(b->name, sizeof b->name, "%s%ld", k == 0 ? "pp" : "tg", n);
+        b->n_tok = n;
+        /* warm-up: page the weights in, wake the threads */
+        if (bench_once(mc, kv, toks, k == 0 ? (int)n : 2, k == 1, hp->n_vocab,
+                       logits, &rng, err, sizeof err) < 0) {
+            fail("bench", "%s", err);
+            goto done;
+        }
+        for (long r = 0; r < reps; r++) {
+            double tps = bench_once(mc, kv, toks, (int)n, k == 1, hp->n_vocab,
+                                    logits, &rng, err, sizeof err);
+            if (tps < 0) {
+                fail("bench", "%s", err);
+                goto done;
+            }
+            b->samples[b->n_samples++] = tps;
+        }
+        bench_summarize(b);
+    }
+
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    uint64_t rss = (uint64_t)ru.ru_maxrss * 1024u;
+    struct stat fs;
+    uint64_t fbytes = stat(path, &fs) == 0 ? (uint64_t)fs.st_size : 0;
+    uint64_t kvb = kv_bytes(kv);
+    const char *kpath = kern_get()->name;
+    int nth = model_ctx_threads(mc);
+    if (json) {
+        printf("{\"model\": ");
+        json_str(path);
+        printf(", \"arch\": ");
+        json_str(hp->arch_name);
+        printf(", \"params\": %llu, \"file_bytes\": %llu, \"kv_bytes\": %llu, "
+               "\"kernel\": ", (unsigned long long)model_n_params(m),
+               (unsigned long long)fbytes, (unsigned long long)kvb);
+        json_str(kpath);
+        printf(", \"threads\": %d, \"reps\": %ld, \"peak_rss_bytes\": %llu, "
+               "\"results\": [", nth, reps, (unsigned long long)rss);
+        for (int i = 0; i < n_st; i++) {
+            printf("%s{\"test\": \"%s\", \"n_tokens\": %ld, \"tps_mean\": %.3f, "
+                   "\"tps_stddev\": %.3f, \"samples\": [", i ? ", " : "",
+                   st[i].name, st[i].n_tok, st[i].mean, st[i].sd);
+            for (int k = 0; k < st[i].n_samples; k++)
+                printf("%s%.3f", k ? ", " : "", st[i].samples[k]);
+            printf("]}");
+        }
+        printf("]}\n");
+    } else {
+        char fb[64], kb[64], rb[64];
+        fmt_bytes(fb, sizeof fb, fbytes);
+        fmt_bytes(kb, sizeof kb, kvb);
+        fmt_bytes(rb, sizeof rb, rss);
+        printf("model:   %s (%s, %.2fM params, %s)\n", path, hp->arch_name,
+               (double)model_n_params(m) / 1e6, fb);
+        printf("kernel:  %s   threads: %d   reps: %ld\n", kpath, nth, reps);
+        printf("%-8s %16s\n", "test", "t/s");
+        for (int i = 0; i < n_st; i++)
+            printf("%-8s %9.2f ± %5.2f\n", st[i].name, st[i].mean, st[i].sd);
+        printf("peak RSS: %s (file %s + KV cache %s)\n", rb, fb, kb);
+    }
+    rc = 0;
+done:
+    free(st[0].samples);
+    free(st[1].samples);
+    free(toks);
+    free(logits);
+    kv_free(kv);
+    model_ctx_free(mc);
+    model_free(m);
+    return rc;
+}
+
 /* ------------------------------------------------------------ main */
 
 typedef struct command {
@@ -913,6 +1197,7 @@ static const command commands[] = {
     {"info", cmd_info, "describe a GGUF model"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"quantize", cmd_quantize, "convert a model's weights to a smaller type"},
+    {"bench", cmd_bench, "measure prompt and generation speed"},
 };
 
 static void main_help(FILE *to)

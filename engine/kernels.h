@@ -1,0 +1,98 @@
+/* kernels.h - SIMD matrix-product kernels, chosen at run time.
+ *
+ * A kernel computes, for a block of weight rows and a batch of activation
+ * rows, every dot product of one with the other:
+ *
+ *   out[t * out_stride + r] = row_r(W) . act_t     r < n_rows, t < n_act
+ *
+ * so one pass over a tile of weights serves the whole batch (prompt
+ * tokens, or the next token of several sequences). Activations arrive in
+ * the form qt_act_type() names for the weight type - quantized to
+ * Q8_0 / Q8_K blocks (act_stride bytes apart) for the quantized weights,
+ * floats already rounded by ops_round_act() for F16 weights - and the
+ * integer products are summed exactly within a block as quant.c's
+ * qt_dot_q() does; only the order of the floating-point sums of block
+ * results differs from it (tests/test_kernels.c holds them together).
+ *
+ * Paths: "avx512" (AVX-512 F/BW/VL + VNNI, falls back to the AVX2 entry
+ * for a type it has no kernel for), "avx2" (AVX2 + FMA + F16C: Q4_0,
+ * Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, F16) and
+ * "scalar" (no kernels: ops.c dequantizes each row to floats, its portable
+ * path). The best path the CPU supports is used unless the environment
+ * variable HEARTH_KERNEL names another (scalar, avx2, avx512); a path the
+ * CPU lacks is never chosen. ARM NEON kernels do not exist yet: they could
+ * not be built or tested on the development machines, so non-x86 builds
+ * use the scalar path.
+ */
+#ifndef HEARTH_KERNELS_H
+#define HEARTH_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant.h"
+
+/* n: values per row (a multiple of the type's block); w: first weight row,
+ * rows w_stride bytes apart; act: first activation row, act_stride bytes
+ * apart. */
+typedef void (*kern_mm_fn)(int64_t n, const void *w, size_t w_stride,
+                           int64_t n_rows, const void *act, size_t act_stride,
+                           int n_act, float *out, int64_t out_stride);
+
+/* Attention of one query head over an F16 KV cache, exactly as
+ * kv_attend() computes it for KV_F16 (same roundings, same order, so the
+ * results are identical): k and v point at position 0 of the head's
+ * values, positions `stride` values apart; hd <= KERN_MAX_HEAD_DIM,
+ * n_pos >= 1. out gets hd floats. */
+#define KERN_MAX_HEAD_DIM 1024
+typedef void (*kern_attend_fn)(const uint16_t *k, const uint16_t *v,
+                               size_t stride, int hd, const float *q,
+                               int n_pos, float scale, float *out);
+
+typedef struct kern_table {
+    const char *name;               /* "avx512", "avx2", "scalar" */
+    kern_mm_fn mm[QT_TYPE_MAX];     /* NULL: no kernel for that weight type */
+    kern_attend_fn attend_f16;      /* NULL: use kv.c's scalar loop */
+} kern_table;
+
+/* The table in use (chosen once, on first call, from the CPU and
+ * HEARTH_KERNEL). Never NULL. */
+const kern_table *kern_get(void);
+
+/* Use the named path from now on ("scalar", "avx2", "avx512" or "auto").
+ * -1 when the name is unknown or the CPU lacks the instructions. Meant for
+ * tests and benchmarks; not safe while another thread runs a kernel. */
+int kern_select(const char *name);
+
+/* The table of a named path, or NULL if unknown / unsupported here (tests
+ * compare the paths with each other). */
+const kern_table *kern_table_of(const char *name);
+
+/* ---- the per-ISA entry points (kernels_avx2.c, kernels_avx512.c) ----
+ * Only called after the CPU was checked for the instructions. */
+#if defined(__x86_64__) || defined(__i386__)
+void kern_avx2_q4_0(int64_t, const void *, size_t, int64_t, const void *,
+                    size_t, int, float *, int64_t);
+void kern_avx2_q8_0(int64_t, const void *, size_t, int64_t, const void *,
+                    size_t, int, float *, int64_t);
+void kern_avx2_q5_0(int64_t, const void *, size_t, int64_t, const void *,
+                    size_t, int, float *, int64_t);
+void kern_avx2_q4_1(int64_t, const void *, size_t, int64_t, const void *,
+                    size_t, int, float *, int64_t);
+void kern_avx2_q5_1(int64_t, const void *, size_t, int64_t, const void *,
+                    size_t, int, float *, int64_t);
+void kern_avx2_q4_k(int64_t, const void *, size_t, int64_t, const void *,
+                    size_t, int, float *, int64_t);
+void kern_avx2_q6_k(int64_t, const void *, size_t, int64_t, const void *,
+                    size_t, int, float *, int64_t);
+void kern_avx2_f16(int64_t, const void *, size_t, int64_t, const void *,
+                   size_t, int, float *, int64_t);
+void kern_avx2_attend_f16(const uint16_t *, const uint16_t *, size_t, int,
+                          const float *, int, float, float *);
+void kern_avx512_q4_0(int64_t, const void *, size_t, int64_t, const void *,
+                      size_t, int, float *, int64_t);
+void kern_avx512_q8_0(int64_t, const void *, size_t, int64_t, const void *,
+                      size_t, int, float *, int64_t);
+#endif
+
+#endif

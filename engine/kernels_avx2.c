@@ -1,0 +1,389 @@
+/* kernels_avx2.c - AVX2 + FMA + F16C matrix-product kernels (kernels.h).
+ *
+ * Compiled for those instructions by the pragma below whatever the build's
+ * -march; kernels.c calls these only on a CPU that has them.
+ *
+ * Integer products: a weight quant (unsigned, or made signed) times an
+ * activation quant (signed 8-bit) with vpmaddubsw, which multiplies
+ * unsigned by signed bytes and adds adjacent pairs into int16. The operand
+ * ranges keep every pair sum inside int16: |w| <= 63 (K-quants, Q4_0) or
+ * sign-folded Q8_0 (|w| <= 127 against |a| <= 127: 2*127*127 < 32768).
+ * Sums within a block are exact in int32; block results are scaled and
+ * added in float, in a different order from qt_dot_q's double sum.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+#pragma GCC target("avx2,fma,f16c")
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+static inline float h2f(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline float hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v),
+                          _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* signed bytes a*b summed in pairs of pairs to int32 (|a| folded into
+ * the unsigned operand, its sign moved onto b) */
+static inline __m256i dot_s8(__m256i a, __m256i b)
+{
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a),
+                                       _mm256_sign_epi8(b, a));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+/* ---------------------------------------------------------- Q4_0 x Q8_0 */
+
+static inline __m256i unpack_q4(const uint8_t *qs)
+{
+    __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+}
+
+static float dot_q4_0(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int64_t i = 0; i < n; i += 32, w += 18, a += 34) {
+        __m256i q = _mm256_sub_epi8(unpack_q4(w + 2), eight);
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a + 2));
+        __m256 d = _mm256_set1_ps(h2f(w) * h2f(a));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8(q, x)), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* ---------------------------------------------------------- Q8_0 x Q8_0 */
+
+static float dot_q8_0(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 32, w += 34, a += 34) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(w + 2));
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a + 2));
+        __m256 d = _mm256_set1_ps(h2f(w) * h2f(a));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8(q, x)), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* -------------------------------------------- Q5_0 x Q8_0, Q4_1/Q5_1 x Q8_1 */
+
+/* The fifth bits of a Q5 block: bit j of the 32-bit qh goes to byte j,
+ * as 0x10 when set. */
+static inline __m256i q5_high(const uint8_t *qhp)
+{
+    uint32_t qh;
+    memcpy(&qh, qhp, 4);
+    __m256i b = _mm256_shuffle_epi8(
+        _mm256_set1_epi32((int)qh),
+        _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+                          0x0101010101010101LL, 0));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+static float dot_q5_0(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i sixteen = _mm256_set1_epi8(16);
+    for (int64_t i = 0; i < n; i += 32, w += 22, a += 34) {
+        __m256i q = _mm256_or_si256(unpack_q4(w + 6), q5_high(w + 2));
+        q = _mm256_sub_epi8(q, sixteen);
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a + 2));
+        __m256 d = _mm256_set1_ps(h2f(w) * h2f(a));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8(q, x)), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* sum (d q + m)(da qa) = d da sum(q qa) + m s, s = da sum(qa) stored in
+ * the Q8_1 block; q is unsigned (0..15 / 0..31), fine for vpmaddubsw. */
+static float dot_q4_1(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    __m256 acc = _mm256_setzero_ps();
+    float ms = 0.0f;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t i = 0; i < n; i += 32, w += 20, a += 36) {
+        __m256i q = unpack_q4(w + 4);
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a + 4));
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), ones);
+        __m256 d = _mm256_set1_ps(h2f(w) * h2f(a));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+        ms += h2f(w + 2) * h2f(a + 2);
+    }
+    return hsum_ps(acc) + ms;
+}
+
+static float dot_q5_1(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    __m256 acc = _mm256_setzero_ps();
+    float ms = 0.0f;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t i = 0; i < n; i += 32, w += 24, a += 36) {
+        __m256i q = _mm256_or_si256(unpack_q4(w + 8), q5_high(w + 4));
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a + 4));
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), ones);
+        __m256 d = _mm256_set1_ps(h2f(w) * h2f(a));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+        ms += h2f(w + 2) * h2f(a + 2);
+    }
+    return hsum_ps(acc) + ms;
+}
+
+/* ---------------------------------------------------------- Q4_K x Q8_K */
+
+/* The 8 six-bit scales and 8 mins of a Q4_K super-block (12 bytes), as
+ * 8 bytes each: scales/mins 0-3 are the low 6 bits of bytes 0-3 / 4-7;
+ * 4-7 take their low 4 bits from the nibbles of bytes 8-11 and their top
+ * 2 bits from the top of bytes 0-3 / 4-7. */
+static inline void k4_scales(const uint8_t *s, __m128i *sc16, __m128i *mn16)
+{
+    uint32_t u[3];
+    memcpy(u, s, 12);
+    uint32_t sc_lo = u[0] & 0x3f3f3f3fu;
+    uint32_t mn_lo = u[1] & 0x3f3f3f3fu;
+    uint32_t sc_hi = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6) & 0x03030303u) << 4;
+    uint32_t mn_hi =
+        ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 6) & 0x03030303u) << 4;
+    *sc16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc_hi, (int)sc_lo));
+    *mn16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn_hi, (int)mn_lo));
+}
+
+/* Block scales and mins are applied in int32; each super-block's int32
+ * sums are scaled into float accumulators, reduced once per row. */
+static float dot_q4_k(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    /* shuffle masks broadcasting int16 element 2k / 2k+1 of a lane */
+    __m256i bc[8];
+    for (int e = 0; e < 8; e++)
+        bc[e] = _mm256_set1_epi16((short)(0x0100 + 0x0202 * e));
+    __m256 accf = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 256, w += 144, a += 292) {
+        __m128i sc16, mn16;
+        k4_scales(w + 4, &sc16, &mn16);
+        float da;
+        memcpy(&da, a, 4);
+        /* mins: sum over the 16 Q8_K sums of 16 of mn[k/2] * bsum[k] */
+        __m256i bs = _mm256_loadu_si256((const __m256i *)(a + 260));
+        __m256i mn2 = _mm256_set_m128i(_mm_unpackhi_epi16(mn16, mn16),
+                                       _mm_unpacklo_epi16(mn16, mn16));
+        __m256i msum = _mm256_madd_epi16(bs, mn2);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(da * h2f(w + 2)),
+                               _mm256_cvtepi32_ps(msum), accm);
+        __m256i scb = _mm256_broadcastsi128_si256(sc16);
+        const uint8_t *qs = w + 16;
+        const uint8_t *aq = a + 4;
+        __m256i acc = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * k));
+            __m256i lo = _mm256_and_si256(q, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(aq + 64 * k));
+            __m256i x1 =
+                _mm256_loadu_si256((const __m256i *)(aq + 64 * k + 32));
+            __m256i p0 = _mm256_maddubs_epi16(lo, x0);
+            __m256i p1 = _mm256_maddubs_epi16(hi, x1);
+            __m256i s0 = _mm256_shuffle_epi8(scb, bc[2 * k]);
+            __m256i s1 = _mm256_shuffle_epi8(scb, bc[2 * k + 1]);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, s0));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, s1));
+        }
+        accf = _mm256_fmadd_ps(_mm256_set1_ps(da * h2f(w)),
+                               _mm256_cvtepi32_ps(acc), accf);
+    }
+    return hsum_ps(accf) - hsum_ps(accm);
+}
+
+/* ---------------------------------------------------------- Q6_K x Q8_K */
+
+/* value i of a super-block (h = i/128, j = i%128/32, l = i%32):
+ *   low 4 bits  ql[64h + l + 32(j&1)] >> 4(j>>1)
+ *   high 2 bits qh[32h + l] >> 2j
+ * q - 32 with one int8 scale per 16 values. The quants are used unsigned
+ * (0..63) and 32 * sum(scale * activation sum) is taken off afterwards,
+ * from Q8_K's per-16 sums. */
+static float dot_q6_k(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i m3 = _mm256_set1_epi8(0x03);
+    __m256 accf = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 256, w += 210, a += 292) {
+        const int8_t *sc = (const int8_t *)(w + 192);
+        const uint8_t *aq = a + 4;
+        float da;
+        memcpy(&da, a, 4);
+        __m256i sc16 =
+            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        __m256i bs = _mm256_loadu_si256((const __m256i *)(a + 260));
+        __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5);
+        __m256i acc = _mm256_sub_epi32(_mm256_setzero_si256(), corr);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = w + 64 * h, *qh = w + 128 + 32 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+            for (int j = 0; j < 4; j++) {
+                __m256i lb = (j & 1) ? l1 : l0;
+                if (j >> 1)
+                    lb = _mm256_srli_epi16(lb, 4);
+                lb = _mm256_and_si256(lb, m4);
+                __m256i hi = _mm256_and_si256(
+                    _mm256_srli_epi16(hb, 2 * j), m3);
+                __m256i q = _mm256_or_si256(lb, _mm256_slli_epi16(hi, 4));
+                __m256i x = _mm256_loadu_si256(
+                    (const __m256i *)(aq + 128 * h + 32 * j));
+                __m256i p = _mm256_maddubs_epi16(q, x);
+                int s = 8 * h + 2 * j; /* scale of the first 16 values */
+                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[s + 1]),
+                                               _mm_set1_epi16(sc[s]));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scv));
+            }
+        }
+        accf = _mm256_fmadd_ps(_mm256_set1_ps(da * h2f(w + 208)),
+                               _mm256_cvtepi32_ps(acc), accf);
+    }
+    return hsum_ps(accf);
+}
+
+/* ---------------------------------------------------------- F16 x F32 */
+
+static float dot_f16(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    const float *x = (const float *)(const void *)a;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i)));
+        __m256 w1 =
+            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16)));
+        acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), acc0);
+        acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), acc1);
+    }
+    float s = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++)
+        s += h2f(w + 2 * i) * x[i];
+    return s;
+}
+
+/* ---------------------------------------------------------- attention */
+
+static inline __m256 round_f16(__m256 x)
+{
+    return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+}
+
+static inline float round1_f16(float x)
+{
+    return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT));
+}
+
+/* kv_attend's F16 path with F16C conversions, the same operations in the
+ * same order: q rounded to F16; each score a four-lane F32 sum (lane l
+ * takes the values i = l mod 4, then (l0+l1)+(l2+l3)) times scale; the
+ * running value sum kept in F16, rounded after every multiply-add done as
+ * a product and a sum. The results equal kv_attend's bit for bit
+ * (tests/test_kernels.c), NaN payloads aside. */
+void kern_avx2_attend_f16(const uint16_t *k, const uint16_t *v,
+                          size_t stride, int hd, const float *q, int n_pos,
+                          float scale, float *out)
+{
+    float qh[KERN_MAX_HEAD_DIM], acc[KERN_MAX_HEAD_DIM];
+    int i8 = hd / 8 * 8, i4 = hd / 4 * 4;
+    for (int i = 0; i < hd; i++) {
+        qh[i] = round1_f16(q[i]);
+        acc[i] = 0.0f;
+    }
+    float M = -INFINITY, S = 0.0f;
+    for (int p = 0; p < n_pos; p++) {
+        const uint16_t *kp = k + (size_t)p * stride;
+        const uint16_t *vp = v + (size_t)p * stride;
+        __m128 a4 = _mm_setzero_ps();
+        for (int i = 0; i < i4; i += 4)
+            a4 = _mm_add_ps(a4, _mm_mul_ps(_mm_loadu_ps(qh + i),
+                                           _mm_cvtph_ps(_mm_loadl_epi64(
+                                               (const __m128i *)(kp + i)))));
+        float l[4];
+        _mm_storeu_ps(l, a4);
+        for (int i = i4; i < hd; i++)
+            l[0] += qh[i] * _cvtsh_ss(kp[i]);
+        float s = ((l[0] + l[1]) + (l[2] + l[3])) * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            ms = expf(M - s);
+            M = s;
+            __m256 m8 = _mm256_set1_ps(ms);
+            int i = 0;
+            for (; i < i8; i += 8)
+                _mm256_storeu_ps(acc + i, round_f16(_mm256_mul_ps(
+                                              _mm256_loadu_ps(acc + i), m8)));
+            for (; i < hd; i++)
+                acc[i] = round1_f16(acc[i] * ms);
+        } else {
+            vs = expf(s - M);
+        }
+        __m256 v8 = _mm256_set1_ps(vs);
+        int i = 0;
+        for (; i < i8; i += 8) {
+            __m256 vv = _mm256_cvtph_ps(
+                _mm_loadu_si128((const __m128i *)(vp + i)));
+            __m256 sum = _mm256_add_ps(_mm256_loadu_ps(acc + i),
+                                       _mm256_mul_ps(vv, v8));
+            _mm256_storeu_ps(acc + i, round_f16(sum));
+        }
+        for (; i < hd; i++)
+            acc[i] = round1_f16(acc[i] + _cvtsh_ss(vp[i]) * vs);
+        S = S * ms + vs;
+    }
+    float inv = S > 0.0f ? 1.0f / S : 0.0f;
+    for (int i = 0; i < hd; i++)
+        out[i] = acc[i] * inv;
+}
+
+/* ---------------------------------------------------------- drivers */
+
+/* Rows in tiles of 4: each tile's weights stay in L1 while every
+ * activation row of the batch passes over them. */
+#define DEF_MM(NAME, DOT)                                                     \
+    void NAME(int64_t n, const void *w, size_t ws, int64_t nr,                \
+              const void *act, size_t as, int na, float *out, int64_t os)    \
+    {                                                                         \
+        const uint8_t *wb = w, *ab = act;                                     \
+        for (int64_t r0 = 0; r0 < nr; r0 += 4) {                              \
+            int64_t r1 = r0 + 4 < nr ? r0 + 4 : nr;                           \
+            for (int t = 0; t < na; t++)                                      \
+                for (int64_t r = r0; r < r1; r++)                             \
+                    out[(int64_t)t * os + r] =                                \
+                        DOT(n, wb + (size_t)r * ws, ab + (size_t)t * as);     \
+        }                                                                     \
+    }
+
+DEF_MM(kern_avx2_q4_0, dot_q4_0)
+DEF_MM(kern_avx2_q8_0, dot_q8_0)
+DEF_MM(kern_avx2_q5_0, dot_q5_0)
+DEF_MM(kern_avx2_q4_1, dot_q4_1)
+DEF_MM(kern_avx2_q5_1, dot_q5_1)
+DEF_MM(kern_avx2_q4_k, dot_q4_k)
+DEF_MM(kern_avx2_q6_k, dot_q6_k)
+DEF_MM(kern_avx2_f16, dot_f16)
+
+#else
+/* ISO C wants something in every translation unit. */
+typedef int kernels_avx2_unused;
+#endif

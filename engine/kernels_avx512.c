@@ -1,0 +1,131 @@
+/* kernels_avx512.c - AVX-512 VNNI matrix-product kernels (kernels.h).
+ *
+ * Two 32-value blocks per 512-bit register; vpdpbusd multiplies unsigned
+ * by signed bytes and adds groups of four straight into int32 (no int16
+ * intermediate, so no saturation concerns).
+ *   Q4_0: the nibbles are used unsigned (0..15); sum((q-8)*a) is
+ *         sum(q*a) - sum(8*a), the second term one more vpdpbusd.
+ *   Q8_0: |w| is the unsigned operand and w's sign is moved onto a.
+ * An odd trailing block goes through the 256-bit form (AVX-512 VL).
+ * The other types use the AVX2 kernels (kernels.c).
+ */
+#if defined(__x86_64__) || defined(__i386__)
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels.h"
+
+static inline float h2f(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline __m256i unpack_q4(const uint8_t *qs)
+{
+    __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+}
+
+static inline __m512i join(__m256i lo, __m256i hi)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+static inline __m512 scales2(float d0, float d1)
+{
+    __m512d v = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(d0)));
+    v = _mm512_insertf64x4(v, _mm256_castps_pd(_mm256_set1_ps(d1)), 1);
+    return _mm512_castpd_ps(v);
+}
+
+static inline float hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v),
+                          _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static float dot_q4_0(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    int64_t nb = n / 32, i = 0;
+    __m512 acc = _mm512_setzero_ps();
+    const __m512i eight = _mm512_set1_epi8(8);
+    for (; i + 2 <= nb; i += 2, w += 36, a += 68) {
+        __m512i q = join(unpack_q4(w + 2), unpack_q4(w + 20));
+        __m512i x = join(_mm256_loadu_si256((const __m256i *)(a + 2)),
+                         _mm256_loadu_si256((const __m256i *)(a + 36)));
+        __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, x);
+        __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, x);
+        __m512 d = scales2(h2f(w) * h2f(a), h2f(w + 18) * h2f(a + 34));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(s, c)),
+                              acc);
+    }
+    __m256 tail = _mm256_setzero_ps();
+    if (i < nb) {
+        __m256i q = unpack_q4(w + 2);
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a + 2));
+        __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, x);
+        __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(),
+                                        _mm256_set1_epi8(8), x);
+        tail = _mm256_mul_ps(_mm256_set1_ps(h2f(w) * h2f(a)),
+                             _mm256_cvtepi32_ps(_mm256_sub_epi32(s, c)));
+    }
+    return _mm512_reduce_add_ps(acc) + hsum256(tail);
+}
+
+static float dot_q8_0(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    int64_t nb = n / 32, i = 0;
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 2 <= nb; i += 2, w += 68, a += 68) {
+        __m512i q = join(_mm256_loadu_si256((const __m256i *)(w + 2)),
+                         _mm256_loadu_si256((const __m256i *)(w + 36)));
+        __m512i x = join(_mm256_loadu_si256((const __m256i *)(a + 2)),
+                         _mm256_loadu_si256((const __m256i *)(a + 36)));
+        __mmask64 neg = _mm512_movepi8_mask(q);
+        x = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
+        __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                        _mm512_abs_epi8(q), x);
+        __m512 d = scales2(h2f(w) * h2f(a), h2f(w + 34) * h2f(a + 34));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc);
+    }
+    __m256 tail = _mm256_setzero_ps();
+    if (i < nb) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(w + 2));
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a + 2));
+        x = _mm256_sign_epi8(x, q);
+        __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(),
+                                        _mm256_abs_epi8(q), x);
+        tail = _mm256_mul_ps(_mm256_set1_ps(h2f(w) * h2f(a)),
+                             _mm256_cvtepi32_ps(s));
+    }
+    return _mm512_reduce_add_ps(acc) + hsum256(tail);
+}
+
+#define DEF_MM(NAME, DOT)                                                     \
+    void NAME(int64_t n, const void *w, size_t ws, int64_t nr,                \
+              const void *act, size_t as, int na, float *out, int64_t os)    \
+    {                                                                         \
+        const uint8_t *wb = w, *ab = act;                                     \
+        for (int64_t r0 = 0; r0 < nr; r0 += 4) {                              \
+            int64_t r1 = r0 + 4 < nr ? r0 + 4 : nr;                           \
+            for (int t = 0; t < na; t++)                                      \
+                for (int64_t r = r0; r < r1; r++)                             \
+                    out[(int64_t)t * os + r] =                                \
+                        DOT(n, wb + (size_t)r * ws, ab + (size_t)t * as);     \
+        }                                                                     \
+    }
+
+DEF_MM(kern_avx512_q4_0, dot_q4_0)
+DEF_MM(kern_avx512_q8_0, dot_q8_0)
+
+#else
+typedef int kernels_avx512_unused;
+#endif
