@@ -1,11 +1,12 @@
 /* tok.c - vocabulary loading, special-token partitioning, detokenization.
  *
- * The tokenizer algorithms live in tok_spm.c (SentencePiece) and
- * tok_bpe.c (byte-level BPE and its pre-tokenizers); this file builds the
- * vocabulary they share from tokenizer.ggml.* metadata and wraps them:
+ * The tokenizer algorithms live in tok_spm.c (SentencePiece), tok_bpe.c
+ * (byte-level BPE and its pre-tokenizers) and tok_wpm.c (WordPiece); this
+ * file builds the vocabulary they share from tokenizer.ggml.* metadata and
+ * wraps them:
  *
  *   text --(special tokens matched as whole tokens)--> fragments
- *        --(SPM or BPE on each text fragment)--> ids
+ *        --(SPM, BPE or WPM on each text fragment)--> ids
  *   ids  --(pieces: "▁" -> " ", <0xNN> -> byte, GPT-2 map -> bytes)--> text
  *
  * Where llama.cpp decides something by convention rather than metadata
@@ -543,7 +544,7 @@ static void find_byte_tokens(tok_vocab *v)
                 char c = (char)b;
                 id = tok_lookup(v, &c, 1);
             }
-        } else {
+        } else if (v->kind == TOK_KIND_BPE) {
             char u[4];
             uint32_t cp = tok_bpe_byte_cp(b);
             size_t l = cp < 0x80 ? 1 : 2; /* mapped code points < U+0800 */
@@ -582,13 +583,14 @@ int tok_load(const gguf_file *f, tok_vocab **out, char *err, size_t errlen)
         v->kind = TOK_KIND_SPM;
     } else if (gguf_str_eq(model, "gpt2")) {
         v->kind = TOK_KIND_BPE;
+    } else if (gguf_str_eq(model, "bert")) {
+        v->kind = TOK_KIND_WPM;
     } else {
-        const char *what =
-            gguf_str_eq(model, "bert") ? " (WordPiece)" :
-            gguf_str_eq(model, "t5") ? " (Unigram)" : "";
+        const char *what = gguf_str_eq(model, "t5") ? " (Unigram)" : "";
         seterr(err, errlen, "tokenizer model '%.*s'%s is not supported: "
-               "only 'llama' (SentencePiece) and 'gpt2' (byte-level BPE) "
-               "are", (int)(model.len > 32 ? 32 : model.len), model.ptr, what);
+               "only 'llama' (SentencePiece), 'gpt2' (byte-level BPE) and "
+               "'bert' (WordPiece) are",
+               (int)(model.len > 32 ? 32 : model.len), model.ptr, what);
         goto fail;
     }
 
@@ -624,6 +626,17 @@ int tok_load(const gguf_file *f, tok_vocab **out, char *err, size_t errlen)
         v->unk = 0;
         v->add_bos = true;
         v->add_space_prefix = true;
+    } else if (v->kind == TOK_KIND_WPM) {
+        /* llama.cpp's defaults for BERT vocabularies: [UNK] 100,
+         * [CLS] 101 first, [SEP] 102 last. [SEP] serves as EOS here (the
+         * API has no separator), so a caller honouring add_eos ends the
+         * sequence with it as llama.cpp's add_sep does. */
+        v->unk = v->n > 100 ? 100 : -1;
+        v->bos = v->n > 101 ? 101 : -1;
+        v->sep = v->n > 102 ? 102 : -1;
+        v->add_bos = true;
+        v->add_eos = true;
+        tok_wpm_setup(v);
     } else {
         const gguf_kv *merges = gguf_find_kv(f, "tokenizer.ggml.merges");
         if (!merges) {
@@ -661,6 +674,13 @@ int tok_load(const gguf_file *f, tok_vocab **out, char *err, size_t errlen)
         read_bool(f, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix,
                   err, errlen))
         goto fail;
+    if (v->kind == TOK_KIND_WPM) {
+        if (read_special(f, v, "tokenizer.ggml.cls_token_id", &v->bos, true,
+                         err, errlen))
+            goto fail;
+        if (v->eos < 0)
+            v->eos = v->sep;
+    }
 
     mark_eog(v);
     if (build_specials(v)) {
@@ -852,6 +872,8 @@ int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_bos,
                     ? tok_spm_encode(v, text + f->off, f->len,
                                      v->add_space_prefix && prev_special,
                                      &ids)
+                : v->kind == TOK_KIND_WPM
+                    ? tok_wpm_encode(v, text + f->off, f->len, &ids)
                     : tok_bpe_encode(v, text + f->off, f->len, &ids);
         if (r)
             goto done;
@@ -948,9 +970,11 @@ long tok_decode(const tok_vocab *v, const int32_t *ids, size_t n,
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= v->n)
             return -1;
-    /* which piece loses its leading space (SIZE_MAX: none) */
+    /* which piece loses its leading space (SIZE_MAX: none); WordPiece
+     * puts "▁" before every word, the first one included */
     size_t strip_at = SIZE_MAX;
-    if (v->kind == TOK_KIND_SPM && v->add_space_prefix)
+    if ((v->kind == TOK_KIND_SPM && v->add_space_prefix) ||
+        v->kind == TOK_KIND_WPM)
         for (size_t i = 0; i < n; i++) {
             char c;
             if (piece(v, ids[i], special, &c, 1) > 0) {

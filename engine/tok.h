@@ -1,13 +1,14 @@
-/* tok.h - tokenizers built from GGUF metadata: SentencePiece ("llama")
- * and byte-level BPE ("gpt2") with the pre-tokenizer variants named by
- * tokenizer.ggml.pre, plus streaming detokenization that never emits a
- * partial UTF-8 sequence.
+/* tok.h - tokenizers built from GGUF metadata: SentencePiece ("llama"),
+ * byte-level BPE ("gpt2") with the pre-tokenizer variants named by
+ * tokenizer.ggml.pre, and WordPiece ("bert"), plus streaming
+ * detokenization that never emits a partial UTF-8 sequence.
  *
  * The behaviour follows llama.cpp's (the reference the test vectors come
  * from): same special-token partitioning, same merge order, same byte
- * fallback. WordPiece ("bert"), Unigram ("t5") and RWKV vocabularies are
- * refused at load. No Unicode normalisation is applied (none of the
- * supported tokenizers asks for one in llama.cpp either).
+ * fallback. Unigram ("t5") and RWKV vocabularies are refused at load.
+ * Only WordPiece normalises the text (accents stripped, lower-cased,
+ * see tok_wpm.c), so only WordPiece is lossy: decoding gives the
+ * normalised words separated by spaces.
  *
  * A loaded vocabulary is read-only: any number of threads may encode and
  * decode with it at once.
@@ -23,7 +24,7 @@
 
 typedef struct tok_vocab tok_vocab;
 
-enum tok_kind { TOK_KIND_SPM = 1, TOK_KIND_BPE = 2 };
+enum tok_kind { TOK_KIND_SPM = 1, TOK_KIND_BPE = 2, TOK_KIND_WPM = 3 };
 
 /* Build from tokenizer.ggml.* metadata. The vocabulary copies what it
  * needs, so the gguf_file may be closed afterwards. -1 + message on error
@@ -57,24 +58,29 @@ const char *tok_text(const tok_vocab *v, int32_t id, size_t *len);
  * needs (call again with a larger buffer when it exceeds max_out), or -1
  * on bad arguments or out of memory. Text that is not valid UTF-8 is
  * accepted: SentencePiece spells bad bytes with byte tokens, byte-level
- * BPE replaces each with U+FFFD (as llama.cpp does). */
+ * BPE replaces each with U+FFFD, WordPiece drops them (as llama.cpp
+ * does). */
 int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_bos,
                bool parse_special, int32_t *out, int max_out);
 
-/* The bytes a token stands for when detokenized (SentencePiece "▁" turned
- * to spaces, byte tokens <0xNN> to their byte, byte-level BPE mapped back
- * to raw bytes). Control tokens render as empty unless `special` is true.
- * Returns the byte count written (<= cap), or the needed size when larger
- * (nothing useful is written then), or -1 for an id outside the vocabulary. */
+/* The bytes a token stands for when detokenized (SentencePiece and
+ * WordPiece "▁" turned to spaces, byte tokens <0xNN> to their byte,
+ * byte-level BPE mapped back to raw bytes). Control tokens render as
+ * empty unless `special` is true. Returns the byte count written
+ * (<= cap), or the needed size when larger (nothing useful is written
+ * then), or -1 for an id outside the vocabulary. */
 int tok_piece(const tok_vocab *v, int32_t id, bool special, char *buf,
               size_t cap);
 
 /* Whole-sequence detokenization: the pieces of ids[0..n) concatenated. For
  * SentencePiece with add_space_prefix, the space the encoder put in front
  * of the text is dropped from the first non-empty piece, so that
- * tok_decode(tok_encode(s)) == s. Writes at most cap bytes and returns the
- * total length (call again when larger than cap), or -1 on a bad id. The
- * output is not NUL-terminated and may hold partial UTF-8 if the ids do. */
+ * tok_decode(tok_encode(s)) == s. WordPiece likewise drops the first
+ * word's space and gives the normalised words separated by spaces
+ * ("Hello, World!" -> "hello , world !"). Writes at most cap bytes and
+ * returns the total length (call again when larger than cap), or -1 on a
+ * bad id. The output is not NUL-terminated and may hold partial UTF-8 if
+ * the ids do. */
 long tok_decode(const tok_vocab *v, const int32_t *ids, size_t n,
                 bool special, char *buf, size_t cap);
 

@@ -1,5 +1,5 @@
-/* tok_internal.h - what tok.c, tok_spm.c and tok_bpe.c share: the
- * vocabulary layout, the token-text hash, a growable id list, and the
+/* tok_internal.h - what tok.c, tok_spm.c, tok_bpe.c and tok_wpm.c share:
+ * the vocabulary layout, the token-text hash, a growable id list, and the
  * per-algorithm entry points. Not for use outside engine/tok*.c.
  */
 #ifndef HEARTH_TOK_INTERNAL_H
@@ -52,6 +52,7 @@ struct tok_vocab {
     int32_t bos, eos, eot, eom, unk, pad, sep; /* -1 when absent */
     bool add_bos, add_eos, add_space_prefix;
     bool ignore_merges;   /* BPE: a pre-token that is a token is taken whole */
+    size_t max_len;       /* WordPiece: longest token text, in bytes */
 
     int32_t byte_tok[256]; /* SPM: <0xNN>; BPE: the token of the byte's
                             * mapped character; -1 when absent */
@@ -130,5 +131,11 @@ int tok_bpe_encode(const tok_vocab *v, const char *text, size_t len,
 size_t tok_bpe_decode_text(const char *s, size_t n, char *buf, size_t cap);
 /* Unicode code point of byte b under the GPT-2 byte-to-unicode map. */
 uint32_t tok_bpe_byte_cp(unsigned b);
+
+/* WordPiece: record what the encoder needs (the longest token text). */
+void tok_wpm_setup(tok_vocab *v);
+/* WordPiece: normalise, split into words, cut each word greedily. */
+int tok_wpm_encode(const tok_vocab *v, const char *text, size_t len,
+                   tok_ids *out);
 
 #endif

@@ -695,8 +695,9 @@ static int cmd_info(int argc, char **argv)
     tok_vocab *v = NULL;
     if (tok_load(f, &v, err, sizeof err) == 0) {
         printf("%-16s %s, pre-tokenizer %s, %d tokens, bos %d, eos %d%s\n",
-               "tokenizer", tok_kind(v) == TOK_KIND_SPM ? "sentencepiece (spm)"
-                                                        : "byte-level bpe",
+               "tokenizer", tok_kind(v) == TOK_KIND_SPM   ? "sentencepiece (spm)"
+               : tok_kind(v) == TOK_KIND_WPM ? "wordpiece (bert)"
+                                             : "byte-level bpe",
                tok_pre_name(v), tok_n_vocab(v), tok_bos(v), tok_eos(v),
                tok_add_bos_default(v) ? ", adds bos" : "");
         tok_free(v);
