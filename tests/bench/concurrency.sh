@@ -21,7 +21,7 @@ for _ in $(seq 1 200); do
     sleep 0.1
 done
 [ -n "$port" ] || { echo "hearthd did not start"; cat "$log"; exit 1; }
-body="{\"prompt\":\"Once upon a time\",\"max_tokens\":$tokens,\"temperature\":0.8,\"seed\":1,\"stop\":[\"zzzz\"],\"logit_bias\":{\"2\":-100}}"
+body="{\"prompt\":\"Once upon a time\",\"max_tokens\":$tokens,\"temperature\":0,\"seed\":1,\"stop\":[\"zzzz\"],\"logit_bias\":{\"2\":-100}}"
 one() { curl -s -o /dev/null "http://127.0.0.1:$port/v1/completions" -d "$body"; }
 one # warm up
 base=""
