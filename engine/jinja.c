@@ -1532,37 +1532,27 @@ static node *parse_not(parser *P)
     return parse_compare(P);
 }
 
-static node *parse_and(parser *P)
+/* `a and b and ...` / `a or b or ...`: left-associative, each operand
+ * parsed by the next tighter level. */
+static node *parse_logic(parser *P, const char *op, int kind, node *(*next)(parser *))
 {
-    node *l = parse_not(P);
-    while (l && is_name(P, "and")) {
+    node *l = next(P);
+    while (l && is_name(P, op)) {
         int line = cur(P)->line;
         P->i++;
-        node *r = parse_not(P);
-        node *x = r ? binop(P, "and", l, r, line) : NULL;
+        node *r = next(P);
+        node *x = r ? binop(P, op, l, r, line) : NULL;
         if (!x)
             return NULL;
-        x->kind = E_AND;
+        x->kind = kind;
         l = x;
     }
     return l;
 }
 
-static node *parse_or(parser *P)
-{
-    node *l = parse_and(P);
-    while (l && is_name(P, "or")) {
-        int line = cur(P)->line;
-        P->i++;
-        node *r = parse_and(P);
-        node *x = r ? binop(P, "or", l, r, line) : NULL;
-        if (!x)
-            return NULL;
-        x->kind = E_OR;
-        l = x;
-    }
-    return l;
-}
+static node *parse_and(parser *P) { return parse_logic(P, "and", E_AND, parse_not); }
+
+static node *parse_or(parser *P) { return parse_logic(P, "or", E_OR, parse_and); }
 
 static node *parse_expr(parser *P, bool with_condexpr)
 {

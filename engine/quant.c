@@ -717,17 +717,27 @@ static void q_k45(const float *x, uint8_t *b, int bits)
     }
 }
 
-/* Q6_K: symmetric fit per group of 16, int8 group scales against d. */
-static void q_q6_k(const float *x, uint8_t *b)
+/* Fit each of the 16 groups of 16 values symmetrically (q in -qh..qh-1)
+ * into s[]; returns the group scale of largest magnitude, which the
+ * super-block scale is derived from. */
+static float fit_groups16(const float *x, int qh, float *s)
 {
-    float s[16], smax = 0, sm = 0;
+    float smax = 0, sm = 0;
     for (int k = 0; k < 16; k++) {
-        s[k] = fit_sym(x + 16 * k, 16, 32);
+        s[k] = fit_sym(x + 16 * k, 16, qh);
         if (fabsf(s[k]) > smax) {
             smax = fabsf(s[k]);
             sm = s[k];
         }
     }
+    return sm;
+}
+
+/* Q6_K: symmetric fit per group of 16, int8 group scales against d. */
+static void q_q6_k(const float *x, uint8_t *b)
+{
+    float s[16];
+    float sm = fit_groups16(x, 32, s);
     /* the group scale of largest magnitude becomes -128 or 127 */
     uint16_t dh = qt_f32_to_f16(sm != 0 ? sm / -128.0f : 0.0f);
     float d = qt_f16_to_f32(dh);
@@ -750,14 +760,8 @@ static void q_q6_k(const float *x, uint8_t *b)
 /* Q3_K: symmetric fit per group of 16 (q in -4..3), 6-bit signed scales. */
 static void q_q3_k(const float *x, uint8_t *b)
 {
-    float s[16], smax = 0, sm = 0;
-    for (int k = 0; k < 16; k++) {
-        s[k] = fit_sym(x + 16 * k, 16, 4);
-        if (fabsf(s[k]) > smax) {
-            smax = fabsf(s[k]);
-            sm = s[k];
-        }
-    }
+    float s[16];
+    float sm = fit_groups16(x, 4, s);
     uint16_t dh = qt_f32_to_f16(sm != 0 ? sm / -32.0f : 0.0f);
     float d = qt_f16_to_f32(dh);
     int sc[16];
