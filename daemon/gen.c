@@ -614,23 +614,13 @@ static int handle(gen_service *g, http_req *r, api_kind kind)
             gr->echo = strndup(q->prompt, q->prompt_len);
             gr->echo_len = q->prompt_len;
         } else {
-            /* token prompt: its text */
-            size_t cap = 64;
-            gr->echo = malloc(cap);
-            for (int i = 0; gr->echo && i < n; i++) {
-                char piece[256];
-                int pn = tok_piece(g->v, ids[i], false, piece, sizeof piece);
-                if (pn <= 0 || pn > (int)sizeof piece)
-                    continue;
-                if (gr->echo_len + (size_t)pn + 1 > cap) {
-                    cap = (gr->echo_len + (size_t)pn + 1) * 2;
-                    char *ne = realloc(gr->echo, cap);
-                    if (!ne)
-                        break;
-                    gr->echo = ne;
-                }
-                memcpy(gr->echo + gr->echo_len, piece, (size_t)pn);
-                gr->echo_len += (size_t)pn;
+            /* token prompt: its text, as the tokenizer decodes it */
+            long need = tok_decode(g->v, ids, (size_t)n, false, NULL, 0);
+            gr->echo = need >= 0 ? malloc((size_t)need + 1) : NULL;
+            if (gr->echo) {
+                tok_decode(g->v, ids, (size_t)n, false, gr->echo, (size_t)need + 1);
+                gr->echo[need] = '\0';
+                gr->echo_len = (size_t)need;
             }
         }
     }
