@@ -95,4 +95,22 @@ void kern_avx512_q8_0(int64_t, const void *, size_t, int64_t, const void *,
                       size_t, int, float *, int64_t);
 #endif
 
+/* For the ISA files: a kern_mm_fn NAME from a one-row dot product
+ * DOT(n, weight_row, activation_row). Rows in tiles of 4: each tile's
+ * weights stay in L1 while every activation row of the batch passes over
+ * them. Expanded inside each ISA file, so DOT is compiled for its ISA. */
+#define KERN_DEF_MM(NAME, DOT)                                                \
+    void NAME(int64_t n, const void *w, size_t ws, int64_t nr,                \
+              const void *act, size_t as, int na, float *out, int64_t os)    \
+    {                                                                         \
+        const uint8_t *wb = w, *ab = act;                                     \
+        for (int64_t r0 = 0; r0 < nr; r0 += 4) {                              \
+            int64_t r1 = r0 + 4 < nr ? r0 + 4 : nr;                           \
+            for (int t = 0; t < na; t++)                                      \
+                for (int64_t r = r0; r < r1; r++)                             \
+                    out[(int64_t)t * os + r] =                                \
+                        DOT(n, wb + (size_t)r * ws, ab + (size_t)t * as);     \
+        }                                                                     \
+    }
+
 #endif

@@ -358,30 +358,14 @@ void kern_avx2_attend_f16(const uint16_t *k, const uint16_t *v,
 
 /* ---------------------------------------------------------- drivers */
 
-/* Rows in tiles of 4: each tile's weights stay in L1 while every
- * activation row of the batch passes over them. */
-#define DEF_MM(NAME, DOT)                                                     \
-    void NAME(int64_t n, const void *w, size_t ws, int64_t nr,                \
-              const void *act, size_t as, int na, float *out, int64_t os)    \
-    {                                                                         \
-        const uint8_t *wb = w, *ab = act;                                     \
-        for (int64_t r0 = 0; r0 < nr; r0 += 4) {                              \
-            int64_t r1 = r0 + 4 < nr ? r0 + 4 : nr;                           \
-            for (int t = 0; t < na; t++)                                      \
-                for (int64_t r = r0; r < r1; r++)                             \
-                    out[(int64_t)t * os + r] =                                \
-                        DOT(n, wb + (size_t)r * ws, ab + (size_t)t * as);     \
-        }                                                                     \
-    }
-
-DEF_MM(kern_avx2_q4_0, dot_q4_0)
-DEF_MM(kern_avx2_q8_0, dot_q8_0)
-DEF_MM(kern_avx2_q5_0, dot_q5_0)
-DEF_MM(kern_avx2_q4_1, dot_q4_1)
-DEF_MM(kern_avx2_q5_1, dot_q5_1)
-DEF_MM(kern_avx2_q4_k, dot_q4_k)
-DEF_MM(kern_avx2_q6_k, dot_q6_k)
-DEF_MM(kern_avx2_f16, dot_f16)
+KERN_DEF_MM(kern_avx2_q4_0, dot_q4_0)
+KERN_DEF_MM(kern_avx2_q8_0, dot_q8_0)
+KERN_DEF_MM(kern_avx2_q5_0, dot_q5_0)
+KERN_DEF_MM(kern_avx2_q4_1, dot_q4_1)
+KERN_DEF_MM(kern_avx2_q5_1, dot_q5_1)
+KERN_DEF_MM(kern_avx2_q4_k, dot_q4_k)
+KERN_DEF_MM(kern_avx2_q6_k, dot_q6_k)
+KERN_DEF_MM(kern_avx2_f16, dot_f16)
 
 #else
 /* ISO C wants something in every translation unit. */

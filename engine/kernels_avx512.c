@@ -109,22 +109,8 @@ static float dot_q8_0(int64_t n, const uint8_t *w, const uint8_t *a)
     return _mm512_reduce_add_ps(acc) + hsum256(tail);
 }
 
-#define DEF_MM(NAME, DOT)                                                     \
-    void NAME(int64_t n, const void *w, size_t ws, int64_t nr,                \
-              const void *act, size_t as, int na, float *out, int64_t os)    \
-    {                                                                         \
-        const uint8_t *wb = w, *ab = act;                                     \
-        for (int64_t r0 = 0; r0 < nr; r0 += 4) {                              \
-            int64_t r1 = r0 + 4 < nr ? r0 + 4 : nr;                           \
-            for (int t = 0; t < na; t++)                                      \
-                for (int64_t r = r0; r < r1; r++)                             \
-                    out[(int64_t)t * os + r] =                                \
-                        DOT(n, wb + (size_t)r * ws, ab + (size_t)t * as);     \
-        }                                                                     \
-    }
-
-DEF_MM(kern_avx512_q4_0, dot_q4_0)
-DEF_MM(kern_avx512_q8_0, dot_q8_0)
+KERN_DEF_MM(kern_avx512_q4_0, dot_q4_0)
+KERN_DEF_MM(kern_avx512_q8_0, dot_q8_0)
 
 #else
 typedef int kernels_avx512_unused;
