@@ -1198,6 +1198,16 @@ static node *parse_primary(parser *P)
     return NULL;
 }
 
+/* `callee(args...)`, the "(" being the current token. */
+static node *parse_call(parser *P, node *callee, int line)
+{
+    node *x = new_node(P, E_CALL, line);
+    if (!x)
+        return NULL;
+    x->a = callee;
+    return parse_args(P, x) ? NULL : x;
+}
+
 static node *parse_postfix(parser *P, node *nd)
 {
     for (;;) {
@@ -1272,13 +1282,9 @@ static node *parse_postfix(parser *P, node *nd)
             }
             nd = x;
         } else if (is_op(P, "(")) {
-            node *x = new_node(P, E_CALL, line);
-            if (!x)
+            nd = parse_call(P, nd, line);
+            if (!nd)
                 return NULL;
-            x->a = nd;
-            if (parse_args(P, x))
-                return NULL;
-            nd = x;
         } else {
             return nd;
         }
@@ -1363,13 +1369,9 @@ static node *parse_filter_test(parser *P, node *nd)
             }
             nd = x;
         } else if (is_op(P, "(")) {
-            node *x = new_node(P, E_CALL, line);
-            if (!x)
+            nd = parse_call(P, nd, line);
+            if (!nd)
                 return NULL;
-            x->a = nd;
-            if (parse_args(P, x))
-                return NULL;
-            nd = x;
         } else {
             return nd;
         }
