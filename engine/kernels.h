@@ -16,7 +16,7 @@
  *
  * Paths: "avx512" (AVX-512 F/BW/VL + VNNI, falls back to the AVX2 entry
  * for a type it has no kernel for), "avx2" (AVX2 + FMA + F16C: Q4_0,
- * Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, F16) and
+ * Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, F16, F32; SwiGLU) and
  * "scalar" (no kernels: ops.c dequantizes each row to floats, its portable
  * path). The best path the CPU supports is used unless the environment
  * variable HEARTH_KERNEL names another (scalar, avx2, avx512); a path the
@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "quant.h"
+#include "vecmath.h"
 
 /* n: values per row (a multiple of the type's block); w: first weight row,
  * rows w_stride bytes apart; act: first activation row, act_stride bytes
@@ -49,10 +50,14 @@ typedef void (*kern_attend_fn)(const uint16_t *k, const uint16_t *v,
                                size_t stride, int hd, const float *q,
                                int n_pos, float scale, float *out);
 
+/* gate[i] = silu(gate[i]) * up[i], exactly as vm_swiglu() computes it. */
+typedef void (*kern_swiglu_fn)(float *gate, const float *up, int64_t n);
+
 typedef struct kern_table {
     const char *name;               /* "avx512", "avx2", "scalar" */
     kern_mm_fn mm[QT_TYPE_MAX];     /* NULL: no kernel for that weight type */
     kern_attend_fn attend_f16;      /* NULL: use kv.c's scalar loop */
+    kern_swiglu_fn swiglu;          /* NULL: vm_swiglu() */
 } kern_table;
 
 /* The table in use (chosen once, on first call, from the CPU and
@@ -87,6 +92,9 @@ void kern_avx2_q6_k(int64_t, const void *, size_t, int64_t, const void *,
                     size_t, int, float *, int64_t);
 void kern_avx2_f16(int64_t, const void *, size_t, int64_t, const void *,
                    size_t, int, float *, int64_t);
+void kern_avx2_f32(int64_t, const void *, size_t, int64_t, const void *,
+                   size_t, int, float *, int64_t);
+void kern_avx2_swiglu(float *, const float *, int64_t);
 void kern_avx2_attend_f16(const uint16_t *, const uint16_t *, size_t, int,
                           const float *, int, float, float *);
 void kern_avx512_q4_0(int64_t, const void *, size_t, int64_t, const void *,
@@ -98,19 +106,26 @@ void kern_avx512_q8_0(int64_t, const void *, size_t, int64_t, const void *,
 /* For the ISA files: a kern_mm_fn NAME from a one-row dot product
  * DOT(n, weight_row, activation_row). Rows in tiles of 4: each tile's
  * weights stay in L1 while every activation row of the batch passes over
- * them. Expanded inside each ISA file, so DOT is compiled for its ISA. */
-#define KERN_DEF_MM(NAME, DOT)                                                \
+ * them. Expanded inside each ISA file, so DOT is compiled for its ISA.
+ * KERN_DEF_MM2 takes a second DOT for the products vm_use_tile() picks
+ * (the float types, whose summation order follows the batch's shape). */
+#define KERN_DEF_MM2(NAME, DOT, DOT_TILE)                                     \
     void NAME(int64_t n, const void *w, size_t ws, int64_t nr,                \
               const void *act, size_t as, int na, float *out, int64_t os)    \
     {                                                                         \
         const uint8_t *wb = w, *ab = act;                                     \
+        int tile_ = vm_use_tile(n, na);                                       \
         for (int64_t r0 = 0; r0 < nr; r0 += 4) {                              \
             int64_t r1 = r0 + 4 < nr ? r0 + 4 : nr;                           \
             for (int t = 0; t < na; t++)                                      \
                 for (int64_t r = r0; r < r1; r++)                             \
                     out[(int64_t)t * os + r] =                                \
-                        DOT(n, wb + (size_t)r * ws, ab + (size_t)t * as);     \
+                        tile_ ? DOT_TILE(n, wb + (size_t)r * ws,              \
+                                         ab + (size_t)t * as)                 \
+                              : DOT(n, wb + (size_t)r * ws,                   \
+                                    ab + (size_t)t * as);                     \
         }                                                                     \
     }
+#define KERN_DEF_MM(NAME, DOT) KERN_DEF_MM2(NAME, DOT, DOT)
 
 #endif

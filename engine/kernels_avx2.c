@@ -262,24 +262,152 @@ static float dot_q6_k(int64_t n, const uint8_t *w, const uint8_t *a)
     return hsum_ps(accf);
 }
 
-/* ---------------------------------------------------------- F16 x F32 */
+/* ------------------------------------------------ F16 / F32 x F32 rows */
+
+/* vecmath.h's orders: a 16-lane accumulator is two ymm registers (lanes
+ * 0-7, 8-15); folding it is (lo + hi) then hsum_ps's 8->4->(0+2)+(1+3). */
+static inline __m256 ld_h8(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+}
+
+static inline float fold16(__m256 lo, __m256 hi)
+{
+    return hsum_ps(_mm256_add_ps(lo, hi));
+}
+
+#define AVX2_STEPS(LD, w, x, np, out)                                         \
+    do {                                                                      \
+        __m256 a_[4][2];                                                      \
+        for (int j_ = 0; j_ < 4; j_++)                                        \
+            a_[j_][0] = a_[j_][1] = _mm256_setzero_ps();                      \
+        for (int64_t i_ = 0; i_ < (np); i_ += 64)                             \
+            for (int j_ = 0; j_ < 4; j_++)                                    \
+                for (int h_ = 0; h_ < 2; h_++) {                              \
+                    int64_t k_ = i_ + 16 * j_ + 8 * h_;                       \
+                    a_[j_][h_] = _mm256_fmadd_ps(LD((w) + k_),                \
+                                                 _mm256_loadu_ps((x) + k_),   \
+                                                 a_[j_][h_]);                 \
+                }                                                             \
+        for (int h_ = 0; h_ < 2; h_++) {                                      \
+            a_[0][h_] = _mm256_add_ps(a_[0][h_], a_[2][h_]);                  \
+            a_[1][h_] = _mm256_add_ps(a_[1][h_], a_[3][h_]);                  \
+            a_[0][h_] = _mm256_add_ps(a_[0][h_], a_[1][h_]);                  \
+        }                                                                     \
+        (out) = fold16(a_[0][0], a_[0][1]);                                   \
+    } while (0)
+
+#define AVX2_TILE(LD, w, x, n, out)                                           \
+    do {                                                                      \
+        __m256 lo_ = _mm256_setzero_ps(), hi_ = _mm256_setzero_ps();          \
+        for (int64_t i_ = 0; i_ < (n); i_ += 16) {                            \
+            lo_ = _mm256_fmadd_ps(LD((w) + i_), _mm256_loadu_ps((x) + i_),    \
+                                  lo_);                                       \
+            hi_ = _mm256_fmadd_ps(LD((w) + i_ + 8),                           \
+                                  _mm256_loadu_ps((x) + i_ + 8), hi_);        \
+        }                                                                     \
+        (out) = fold16(lo_, hi_);                                             \
+    } while (0)
+
+static inline float dot_f16_vec(int64_t n, const uint16_t *w, const float *x)
+{
+    int64_t np = n / 64 * 64;
+    float head = 0.0f;
+    if (np > 0)
+        AVX2_STEPS(ld_h8, w, x, np, head);
+    double sum = head;
+    for (int64_t i = np; i < n; i++)
+        sum += (double)(_cvtsh_ss(w[i]) * x[i]);
+    return (float)sum;
+}
 
 static float dot_f16(int64_t n, const uint8_t *w, const uint8_t *a)
 {
-    const float *x = (const float *)(const void *)a;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i)));
-        __m256 w1 =
-            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16)));
-        acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), acc0);
-        acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), acc1);
-    }
-    float s = hsum_ps(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++)
-        s += h2f(w + 2 * i) * x[i];
+    return dot_f16_vec(n, (const uint16_t *)(const void *)w,
+                       (const float *)(const void *)a);
+}
+
+static float dot_f16_tile(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    float s;
+    AVX2_TILE(ld_h8, (const uint16_t *)(const void *)w,
+              (const float *)(const void *)a, n, s);
     return s;
+}
+
+static float dot_f32(int64_t n, const uint8_t *wb, const uint8_t *a)
+{
+    const float *w = (const float *)(const void *)wb;
+    const float *x = (const float *)(const void *)a;
+    int64_t np = n / 64 * 64;
+    float s = 0.0f;
+    if (np > 0)
+        AVX2_STEPS(_mm256_loadu_ps, w, x, np, s);
+    for (int64_t i = np; i < n; i++)
+        s = fmaf(w[i], x[i], s);
+    return s;
+}
+
+static float dot_f32_tile(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    float s;
+    AVX2_TILE(_mm256_loadu_ps, (const float *)(const void *)w,
+              (const float *)(const void *)a, n, s);
+    return s;
+}
+
+/* ---------------------------------------------------------- SwiGLU */
+
+/* vm_expf on 8 lanes. 2^n is built in the exponent field, exact for
+ * |n| <= 126; lanes beyond that (x below about -87 or above 87) are
+ * redone one by one by vm_expf. */
+static inline __m256 expf8(__m256 x, int *out_of_range)
+{
+    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+    __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
+    __m256 n = _mm256_sub_ps(z, shift);
+    __m256 b = _mm256_fnmadd_ps(
+        n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+        _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    __m256 u = _mm256_mul_ps(b, b);
+    __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b,
+                                        _mm256_set1_ps(0x1.573e2ep-5f)),
+                        u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b,
+                                        _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u,
+        _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b,
+                        _mm256_set1_ps(1.0f)));
+    __m256 big = _mm256_cmp_ps(
+        _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n), _mm256_set1_ps(126.0f),
+        _CMP_GT_OQ);
+    *out_of_range = _mm256_movemask_ps(big) |
+                    _mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    __m256i e = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(j, _mm256_castsi256_ps(e));
+}
+
+void kern_avx2_swiglu(float *gate, const float *up, int64_t n)
+{
+    int64_t nv = n / VM_LANES * VM_LANES, i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i < nv; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        int bad;
+        __m256 e = expf8(_mm256_sub_ps(_mm256_setzero_ps(), g), &bad);
+        if (bad) { /* rare: the exact scalar path for these 8 */
+            vm_swiglu(gate + i, up + i, 8);
+            continue;
+        }
+        __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
 }
 
 /* ---------------------------------------------------------- attention */
@@ -294,18 +422,17 @@ static inline float round1_f16(float x)
     return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT));
 }
 
-/* kv_attend's F16 path with F16C conversions, the same operations in the
- * same order: q rounded to F16; each score a four-lane F32 sum (lane l
- * takes the values i = l mod 4, then (l0+l1)+(l2+l3)) times scale; the
- * running value sum kept in F16, rounded after every multiply-add done as
- * a product and a sum. The results equal kv_attend's bit for bit
+/* kv_attend's F16 path with F16C conversions and FMA, the same operations
+ * in the same order: q rounded to F16; each score vm_dot_f16's sum times
+ * scale; the running value sum kept in F16, rounded after every fused
+ * multiply-add. The results equal kv_attend's bit for bit
  * (tests/test_kernels.c), NaN payloads aside. */
 void kern_avx2_attend_f16(const uint16_t *k, const uint16_t *v,
                           size_t stride, int hd, const float *q, int n_pos,
                           float scale, float *out)
 {
     float qh[KERN_MAX_HEAD_DIM], acc[KERN_MAX_HEAD_DIM];
-    int i8 = hd / 8 * 8, i4 = hd / 4 * 4;
+    int i8 = hd / 8 * 8;
     for (int i = 0; i < hd; i++) {
         qh[i] = round1_f16(q[i]);
         acc[i] = 0.0f;
@@ -314,16 +441,7 @@ void kern_avx2_attend_f16(const uint16_t *k, const uint16_t *v,
     for (int p = 0; p < n_pos; p++) {
         const uint16_t *kp = k + (size_t)p * stride;
         const uint16_t *vp = v + (size_t)p * stride;
-        __m128 a4 = _mm_setzero_ps();
-        for (int i = 0; i < i4; i += 4)
-            a4 = _mm_add_ps(a4, _mm_mul_ps(_mm_loadu_ps(qh + i),
-                                           _mm_cvtph_ps(_mm_loadl_epi64(
-                                               (const __m128i *)(kp + i)))));
-        float l[4];
-        _mm_storeu_ps(l, a4);
-        for (int i = i4; i < hd; i++)
-            l[0] += qh[i] * _cvtsh_ss(kp[i]);
-        float s = ((l[0] + l[1]) + (l[2] + l[3])) * scale;
+        float s = dot_f16_vec(hd, kp, qh) * scale;
         float ms = 1.0f, vs = 1.0f;
         if (s > M) {
             ms = expf(M - s);
@@ -340,15 +458,12 @@ void kern_avx2_attend_f16(const uint16_t *k, const uint16_t *v,
         }
         __m256 v8 = _mm256_set1_ps(vs);
         int i = 0;
-        for (; i < i8; i += 8) {
-            __m256 vv = _mm256_cvtph_ps(
-                _mm_loadu_si128((const __m128i *)(vp + i)));
-            __m256 sum = _mm256_add_ps(_mm256_loadu_ps(acc + i),
-                                       _mm256_mul_ps(vv, v8));
-            _mm256_storeu_ps(acc + i, round_f16(sum));
-        }
+        for (; i < i8; i += 8)
+            _mm256_storeu_ps(acc + i,
+                             round_f16(_mm256_fmadd_ps(ld_h8(vp + i), v8,
+                                                       _mm256_loadu_ps(acc + i))));
         for (; i < hd; i++)
-            acc[i] = round1_f16(acc[i] + _cvtsh_ss(vp[i]) * vs);
+            acc[i] = round1_f16(fmaf(_cvtsh_ss(vp[i]), vs, acc[i]));
         S = S * ms + vs;
     }
     float inv = S > 0.0f ? 1.0f / S : 0.0f;
@@ -365,7 +480,8 @@ KERN_DEF_MM(kern_avx2_q4_1, dot_q4_1)
 KERN_DEF_MM(kern_avx2_q5_1, dot_q5_1)
 KERN_DEF_MM(kern_avx2_q4_k, dot_q4_k)
 KERN_DEF_MM(kern_avx2_q6_k, dot_q6_k)
-KERN_DEF_MM(kern_avx2_f16, dot_f16)
+KERN_DEF_MM2(kern_avx2_f16, dot_f16, dot_f16_tile)
+KERN_DEF_MM2(kern_avx2_f32, dot_f32, dot_f32_tile)
 
 #else
 /* ISO C wants something in every translation unit. */

@@ -7,7 +7,10 @@
  *         sum(q*a) - sum(8*a), the second term one more vpdpbusd.
  *   Q8_0: |w| is the unsigned operand and w's sign is moved onto a.
  * An odd trailing block goes through the 256-bit form (AVX-512 VL).
- * The other types use the AVX2 kernels (kernels.c).
+ * The block sums are then scaled and added in float exactly as the AVX2
+ * kernels (and ggml's) do: eight lanes, one fused multiply-add per block
+ * in block order. Only the integer work is 512 bits wide, so both paths
+ * give the same bits. The other types use the AVX2 kernels (kernels.c).
  */
 #if defined(__x86_64__) || defined(__i386__)
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
@@ -36,11 +39,15 @@ static inline __m512i join(__m256i lo, __m256i hi)
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-static inline __m512 scales2(float d0, float d1)
+/* acc += d0 * (lanes 0-7 of s) then d1 * (lanes 8-15): two blocks */
+static inline __m256 fma2(__m256 acc, __m512i s, float d0, float d1)
 {
-    __m512d v = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(d0)));
-    v = _mm512_insertf64x4(v, _mm256_castps_pd(_mm256_set1_ps(d1)), 1);
-    return _mm512_castpd_ps(v);
+    __m512 f = _mm512_cvtepi32_ps(s);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm512_castps512_ps256(f), acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(d1),
+                           _mm256_castpd_ps(_mm512_extractf64x4_pd(
+                               _mm512_castps_pd(f), 1)),
+                           acc);
 }
 
 static inline float hsum256(__m256 v)
@@ -55,7 +62,7 @@ static inline float hsum256(__m256 v)
 static float dot_q4_0(int64_t n, const uint8_t *w, const uint8_t *a)
 {
     int64_t nb = n / 32, i = 0;
-    __m512 acc = _mm512_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     const __m512i eight = _mm512_set1_epi8(8);
     for (; i + 2 <= nb; i += 2, w += 36, a += 68) {
         __m512i q = join(unpack_q4(w + 2), unpack_q4(w + 20));
@@ -63,27 +70,25 @@ static float dot_q4_0(int64_t n, const uint8_t *w, const uint8_t *a)
                          _mm256_loadu_si256((const __m256i *)(a + 36)));
         __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, x);
         __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, x);
-        __m512 d = scales2(h2f(w) * h2f(a), h2f(w + 18) * h2f(a + 34));
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(s, c)),
-                              acc);
+        acc = fma2(acc, _mm512_sub_epi32(s, c), h2f(w) * h2f(a),
+                   h2f(w + 18) * h2f(a + 34));
     }
-    __m256 tail = _mm256_setzero_ps();
     if (i < nb) {
         __m256i q = unpack_q4(w + 2);
         __m256i x = _mm256_loadu_si256((const __m256i *)(a + 2));
         __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, x);
         __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(),
                                         _mm256_set1_epi8(8), x);
-        tail = _mm256_mul_ps(_mm256_set1_ps(h2f(w) * h2f(a)),
-                             _mm256_cvtepi32_ps(_mm256_sub_epi32(s, c)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w) * h2f(a)),
+                              _mm256_cvtepi32_ps(_mm256_sub_epi32(s, c)), acc);
     }
-    return _mm512_reduce_add_ps(acc) + hsum256(tail);
+    return hsum256(acc);
 }
 
 static float dot_q8_0(int64_t n, const uint8_t *w, const uint8_t *a)
 {
     int64_t nb = n / 32, i = 0;
-    __m512 acc = _mm512_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     for (; i + 2 <= nb; i += 2, w += 68, a += 68) {
         __m512i q = join(_mm256_loadu_si256((const __m256i *)(w + 2)),
                          _mm256_loadu_si256((const __m256i *)(w + 36)));
@@ -93,20 +98,18 @@ static float dot_q8_0(int64_t n, const uint8_t *w, const uint8_t *a)
         x = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
         __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
                                         _mm512_abs_epi8(q), x);
-        __m512 d = scales2(h2f(w) * h2f(a), h2f(w + 34) * h2f(a + 34));
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc);
+        acc = fma2(acc, s, h2f(w) * h2f(a), h2f(w + 34) * h2f(a + 34));
     }
-    __m256 tail = _mm256_setzero_ps();
     if (i < nb) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(w + 2));
         __m256i x = _mm256_loadu_si256((const __m256i *)(a + 2));
         x = _mm256_sign_epi8(x, q);
         __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(),
                                         _mm256_abs_epi8(q), x);
-        tail = _mm256_mul_ps(_mm256_set1_ps(h2f(w) * h2f(a)),
-                             _mm256_cvtepi32_ps(s));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w) * h2f(a)),
+                              _mm256_cvtepi32_ps(s), acc);
     }
-    return _mm512_reduce_add_ps(acc) + hsum256(tail);
+    return hsum256(acc);
 }
 
 KERN_DEF_MM(kern_avx512_q4_0, dot_q4_0)

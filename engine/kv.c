@@ -1,6 +1,7 @@
 /* kv.c - per-sequence key/value cache (see kv.h). */
 #include "kv.h"
 #include "kernels.h"
+#include "vecmath.h"
 
 #include <limits.h>
 #include <math.h>
@@ -209,6 +210,9 @@ void kv_attend(const kv_cache *kv, int layer, int off, int hd, const float *q,
                            n_pos, scale, out);
             return;
         }
+        /* ggml's F16 flash attention (vecmath.h): q rounded to F16, each
+         * score vm_dot_f16's sum, the value sum kept in F16 and rounded
+         * after every fused multiply-add */
         float qh[KV_MAX_HEAD_DIM];
         uint16_t acc16[KV_MAX_HEAD_DIM];
         for (int i = 0; i < hd; i++) {
@@ -220,25 +224,18 @@ void kv_attend(const kv_cache *kv, int layer, int off, int hd, const float *q,
                 (const uint16_t *)kv->k + base + (size_t)p * stride;
             const uint16_t *v =
                 (const uint16_t *)kv->v + base + (size_t)p * stride;
-            float acc[4] = {0, 0, 0, 0};
-            int i = 0;
-            for (; i + 4 <= hd; i += 4)
-                for (int l = 0; l < 4; l++)
-                    acc[l] += qh[i + l] * kv_h2f(k[i + l]);
-            for (; i < hd; i++)
-                acc[0] += qh[i] * kv_h2f(k[i]); /* cppcheck-suppress uninitvar */
-            float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) * scale;
+            float s = vm_dot_f16(hd, k, qh) * scale;
             float ms = 1.0f, vs = 1.0f;
             if (s > M) {
                 ms = expf(M - s);
                 M = s;
-                for (i = 0; i < hd; i++)
+                for (int i = 0; i < hd; i++)
                     acc16[i] = kv_f2h(kv_h2f(acc16[i]) * ms);
             } else {
                 vs = expf(s - M);
             }
-            for (i = 0; i < hd; i++)
-                acc16[i] = kv_f2h(kv_h2f(acc16[i]) + kv_h2f(v[i]) * vs);
+            for (int i = 0; i < hd; i++)
+                acc16[i] = kv_f2h(fmaf(kv_h2f(v[i]), vs, kv_h2f(acc16[i])));
             S = S * ms + vs;
         }
         for (int i = 0; i < hd; i++)

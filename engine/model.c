@@ -39,7 +39,8 @@ struct model {
     const float *output_norm;        /* (n_embd) */
     ops_matrix output;               /* (n_vocab, n_embd); tok_embd when tied */
     model_layer *layers;             /* n_layer */
-    float *inv_freq;                 /* (n_rot/2) rotation speed per pair */
+    float rope_theta_scale;          /* base^(-2/n_rot) */
+    float *rope_ff;                  /* (n_rot/2) frequency divisors, or NULL */
     uint64_t n_params;
 };
 
@@ -262,11 +263,11 @@ static int load_llama3_scaling(loader *L, llama3_scaling *s)
     return 0;
 }
 
-/* Read `<arch>.rope.scaling.*` and fill inv_freq. The angle of pair j at
- * position p is p * inv_freq[j], with inv_freq[j] = scale * base^(-2j/n_rot)
- * / factor[j], factor[j] from rope_freqs.weight when the file has it (how
- * llama.cpp's converter stores Llama 3.1 scaling), else computed from
- * llama3 scaling parameters. YaRN and other schemes are refused. */
+/* Read `<arch>.rope.scaling.*`. The angle of pair j at position p is
+ * scale * p * base^(-2j/n_rot) / factor[j], factor[j] from rope_freqs.weight
+ * when the file has it (how llama.cpp's converter stores Llama 3.1
+ * scaling), else computed from llama3 scaling parameters, else 1. YaRN and
+ * other schemes are refused. */
 static int load_rope(loader *L)
 {
     model *m = L->m;
@@ -320,23 +321,23 @@ static int load_rope(loader *L)
     }
 
     int half = hp->n_rot / 2;
-    m->inv_freq = malloc((size_t)(half > 0 ? half : 1) * sizeof(float));
-    if (!m->inv_freq) {
-        seterr(L->err, L->errlen, "out of memory");
-        return -1;
-    }
+    m->rope_theta_scale =
+        powf(hp->rope_freq_base, -2.0f / (float)(hp->n_rot > 0 ? hp->n_rot : 1));
     const float *factors = NULL;
     if (gguf_find_tensor(L->f, "rope_freqs.weight")) {
         if (need_tensor(L, "rope_freqs.weight", half, 0, NULL, &factors) < 0)
             return -1;
         use_l3 = false; /* the tensor already holds the factors */
     }
-    if (factors || use_l3)
-        hp->rope_scaling = MODEL_ROPE_SCALING_FREQS;
+    if (!factors && !use_l3)
+        return 0;
+    hp->rope_scaling = MODEL_ROPE_SCALING_FREQS;
+    m->rope_ff = malloc((size_t)(half > 0 ? half : 1) * sizeof(float));
+    if (!m->rope_ff) {
+        seterr(L->err, L->errlen, "out of memory");
+        return -1;
+    }
     for (int j = 0; j < half; j++) {
-        double f = pow((double)hp->rope_freq_base,
-                       -2.0 * (double)j / (double)hp->n_rot) *
-                   (double)hp->rope_freq_scale;
         if (factors) {
             if (!(factors[j] > 0.0f) || !isfinite(factors[j])) {
                 seterr(L->err, L->errlen,
@@ -344,11 +345,12 @@ static int load_rope(loader *L)
                        (double)factors[j]);
                 return -1;
             }
-            f /= (double)factors[j];
-        } else if (use_l3) {
-            f = llama3_scale(&l3, f);
+            m->rope_ff[j] = factors[j];
+        } else {
+            double f = pow((double)hp->rope_freq_base,
+                           -2.0 * (double)j / (double)hp->n_rot);
+            m->rope_ff[j] = (float)(f / llama3_scale(&l3, f));
         }
-        m->inv_freq[j] = (float)f;
     }
     return 0;
 }
@@ -570,7 +572,7 @@ void model_free(model *m)
     if (!m)
         return;
     free(m->layers);
-    free(m->inv_freq);
+    free(m->rope_ff);
     gguf_close(m->owned);
     free(m);
 }
@@ -852,11 +854,13 @@ static void forward_slice(model_ctx *c, const model_token *tok, int n,
     int64_t QD = (int64_t)hp->n_head * hp->head_dim;
     int64_t KD = (int64_t)hp->n_head_kv * hp->head_dim;
     int64_t XB = E > QD ? E : QD; /* row stride of xb */
+    int n_rows = n; /* rows through the feed-forward block */
 
     for (int t = 0; t < n; t++) {
         ops_get_row(&m->tok_embd, tok[t].id, c->x + t * E);
         ops_rope_table(c->cs + (size_t)t * (size_t)hp->n_rot, hp->n_rot,
-                       tok[t].pos, m->inv_freq);
+                       tok[t].pos, m->rope_theta_scale, hp->rope_freq_scale,
+                       m->rope_ff);
     }
 
     for (int il = 0; il < hp->n_layer; il++) {
@@ -889,19 +893,33 @@ static void forward_slice(model_ctx *c, const model_token *tok, int n,
         for (int t = 0; t < n; t++)
             ops_add(c->x + t * E, c->xb + t * XB, E);
 
+        /* On the last layer only the rows that want logits go on: the
+         * feed-forward block of the others feeds nothing. */
+        if (il == hp->n_layer - 1) {
+            int k = 0;
+            for (int t = 0; t < n; t++) {
+                if (!tok[t].want_logits)
+                    continue;
+                if (k != t)
+                    memcpy(c->x + k * E, c->x + t * E, (size_t)E * sizeof(float));
+                k++;
+            }
+            n_rows = k;
+        }
+
         /* feed-forward block */
-        for (int t = 0; t < n; t++)
+        for (int t = 0; t < n_rows; t++)
             ops_rmsnorm(c->xb + t * XB, c->x + t * E, ly->ffn_norm, E,
                         hp->norm_eps);
-        ops_matmul_par(c->hb, F, &ly->w_gate, c->xb, XB, n, &c->ops,
+        ops_matmul_par(c->hb, F, &ly->w_gate, c->xb, XB, n_rows, &c->ops,
                        &c->par);
-        ops_matmul_par(c->hb2, F, &ly->w_up, c->xb, XB, n, &c->ops,
+        ops_matmul_par(c->hb2, F, &ly->w_up, c->xb, XB, n_rows, &c->ops,
                        &c->par);
-        for (int t = 0; t < n; t++)
+        for (int t = 0; t < n_rows; t++)
             ops_swiglu(c->hb + t * F, c->hb2 + t * F, F);
-        ops_matmul_par(c->xb, XB, &ly->w_down, c->hb, F, n, &c->ops,
+        ops_matmul_par(c->xb, XB, &ly->w_down, c->hb, F, n_rows, &c->ops,
                        &c->par);
-        for (int t = 0; t < n; t++)
+        for (int t = 0; t < n_rows; t++)
             ops_add(c->x + t * E, c->xb + t * XB, E);
     }
 
@@ -911,13 +929,11 @@ static void forward_slice(model_ctx *c, const model_token *tok, int n,
     /* Logits only for the tokens that want them: normalize those rows
      * into xb, packed, and run the output matrix over them at once. */
     int n_out = 0;
-    for (int t = 0; t < n; t++) {
-        if (!tok[t].want_logits)
-            continue;
-        ops_rmsnorm(c->xb + n_out * XB, c->x + t * E, m->output_norm, E,
+    for (int t = 0; t < n; t++)
+        n_out += tok[t].want_logits ? 1 : 0;
+    for (int t = 0; t < n_out; t++)
+        ops_rmsnorm(c->xb + t * XB, c->x + t * E, m->output_norm, E,
                     hp->norm_eps);
-        n_out++;
-    }
     if (n_out > 0)
         ops_matmul_par(logits, hp->n_vocab, &m->output, c->xb, XB, n_out,
                        &c->ops, &c->par);

@@ -10,6 +10,7 @@
 #include "kernels.h"
 #include "pool.h"
 #include "quant.h"
+#include "vecmath.h"
 
 float ops_dot(const float *a, const float *b, int64_t n)
 {
@@ -73,10 +74,11 @@ void ops_softmax(float *x, int64_t n)
 
 void ops_swiglu(float *gate, const float *up, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) {
-        float g = gate[i];
-        gate[i] = g / (1.0f + expf(-g)) * up[i];
-    }
+    const kern_table *kt = kern_get();
+    if (kt->swiglu)
+        kt->swiglu(gate, up, n);
+    else
+        vm_swiglu(gate, up, n);
 }
 
 void ops_add(float *y, const float *x, int64_t n)
@@ -85,12 +87,19 @@ void ops_add(float *y, const float *x, int64_t n)
         y[i] += x[i];
 }
 
-void ops_rope_table(float *cs, int n_rot, int32_t pos, const float *inv_freq)
+void ops_rope_table(float *cs, int n_rot, int32_t pos, float theta_scale,
+                    float freq_scale, const float *ff)
 {
+    /* The angle of pair j is pos * theta_scale^j, built by repeated float
+     * multiplication as ggml builds it: the rounding this accumulates is
+     * part of what a GGUF model was run with, and a tiny model's logits
+     * move by hundredths when the angles differ in the last bits. */
+    float theta = (float)pos;
     for (int j = 0; j < n_rot / 2; j++) {
-        double theta = (double)pos * (double)inv_freq[j];
-        cs[2 * j] = (float)cos(theta);
-        cs[2 * j + 1] = (float)sin(theta);
+        float t = freq_scale * (ff ? theta / ff[j] : theta);
+        cs[2 * j] = cosf(t);
+        cs[2 * j + 1] = sinf(t);
+        theta *= theta_scale;
     }
 }
 
@@ -105,8 +114,10 @@ void ops_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs,
             int i0 = neox ? j : 2 * j;
             int i1 = neox ? j + half : 2 * j + 1;
             float a = v[i0], b = v[i1];
-            v[i0] = a * c - b * s;
-            v[i1] = a * s + b * c;
+            /* with the first product fused, as GCC compiles ggml's
+             * rotation on an FMA machine */
+            v[i0] = fmaf(a, c, -(b * s));
+            v[i1] = fmaf(a, s, b * c);
         }
     }
 }
@@ -325,6 +336,27 @@ static void mm_f32_task(void *arg, int64_t task, int thread)
     int64_t r0 = task * j->rows_per_task;
     int64_t r1 = r0 + j->rows_per_task < w->rows ? r0 + j->rows_per_task
                                                  : w->rows;
+    if (w->type == QT_F32 || w->type == QT_F16) {
+        /* the orders ggml uses for these (vecmath.h), so the scalar path
+         * gives the kernels' results */
+        bool tile = vm_use_tile(w->cols, j->n);
+        for (int64_t r = r0; r < r1; r++) {
+            const void *row = (const unsigned char *)w->data +
+                              (uint64_t)r * w->row_bytes;
+            for (int t = 0; t < j->n; t++) {
+                const float *xt = j->x + (int64_t)t * j->x_stride;
+                float d;
+                if (w->type == QT_F32)
+                    d = tile ? vm_dot_f32_tile(w->cols, row, xt)
+                             : vm_dot_f32(w->cols, row, xt);
+                else
+                    d = tile ? vm_dot_f16_tile(w->cols, row, xt)
+                             : vm_dot_f16(w->cols, row, xt);
+                j->out[(int64_t)t * j->out_stride + r] = d;
+            }
+        }
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) {
         const float *row;
         if (w->type == QT_F32) {

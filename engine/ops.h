@@ -52,9 +52,11 @@ void ops_add(float *y, const float *x, int64_t n);
 void ops_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs,
               bool neox);
 
-/* The (cos, sin) table of one position: cs[2j] = cos(pos * inv_freq[j]),
- * cs[2j+1] = sin(...), j < n_rot/2. The angle is computed in double. */
-void ops_rope_table(float *cs, int n_rot, int32_t pos, const float *inv_freq);
+/* The (cos, sin) table of one position: cs[2j] = cos(a_j), cs[2j+1] =
+ * sin(a_j), j < n_rot/2, with a_j = freq_scale * pos * theta_scale^j /
+ * ff[j] (ff may be NULL: all ones). Computed in float in ggml's order. */
+void ops_rope_table(float *cs, int n_rot, int32_t pos, float theta_scale,
+                    float freq_scale, const float *ff);
 
 /* Scratch memory of ops_matmul for rows of up to max_cols values and
  * batches of up to max_batch vectors (see ops_scratch_size). */
