@@ -397,8 +397,11 @@ void kern_avx2_swiglu(float *gate, const float *up, int64_t n)
         __m256 g = _mm256_loadu_ps(gate + i);
         int bad;
         __m256 e = expf8(_mm256_sub_ps(_mm256_setzero_ps(), g), &bad);
-        if (bad) { /* rare: the exact scalar path for these 8 */
-            vm_swiglu(gate + i, up + i, 8);
+        if (bad) { /* rare: these 8 one by one, as vm_swiglu does them */
+            for (int l = 0; l < 8; l++) {
+                float gl = gate[i + l];
+                gate[i + l] = gl / (1.0f + vm_expf(0.0f - gl)) * up[i + l];
+            }
             continue;
         }
         __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, e));

@@ -823,11 +823,18 @@ static void q_q2_k(const float *x, uint8_t *b)
  * (the K-quant dot products use them to apply the mins). */
 static void q_q8_k(const float *x, uint8_t *b)
 {
-    float amax = 0;
-    for (int i = 0; i < QK_K; i++)
-        amax = fmaxf(amax, fabsf(x[i]));
-    float d = amax / 127.0f;
-    float id = d > 0 ? 1.0f / d : 0.0f;
+    /* ggml's Q8_K: the scale from the signed value of largest magnitude,
+     * iscale = -127 / max, d = 1 / iscale (so d may be negative) */
+    float amax = 0, max = 0;
+    for (int i = 0; i < QK_K; i++) {
+        float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    float id = amax > 0 ? -127.0f / max : 0.0f;
+    float d = amax > 0 ? 1.0f / id : 0.0f;
     wrf(b, d);
     for (int k = 0; k < 16; k++) {
         int sum = 0;

@@ -17,6 +17,7 @@
 #include "ops.h"
 #include "pool.h"
 #include "quant.h"
+#include "vecmath.h"
 
 static const char *data_dir(void)
 {
@@ -495,6 +496,130 @@ START_TEST(model_synth_threads_and_paths)
 }
 END_TEST
 
+/* The float kernels (F16, F32 rows, SwiGLU) give vecmath.c's results bit
+ * for bit, in both summation orders; the AVX-512 integer kernels give the
+ * AVX2 ones' (the reference comparison in test_model relies on both). */
+START_TEST(float_kernels_equal_vecmath)
+{
+    const kern_table *tabs[2];
+    int nt = simd_tables(tabs);
+    if (nt == 0) {
+        fprintf(stderr, "SKIP %s: no SIMD path on this CPU\n", __func__);
+        return;
+    }
+    static const int64_t cols[] = {8, 37, 64, 172, 256, 1000};
+    enum { ROWS = 5, MAXC = 1000, MAXB = 3 };
+    static uint16_t w16[ROWS * MAXC];
+    static float w32[ROWS * MAXC], x[MAXB * MAXC], out[MAXB * ROWS];
+    rng_state = 0xfeed;
+    for (int i = 0; i < ROWS * MAXC; i++) {
+        w32[i] = frand(1.0f);
+        w16[i] = qt_f32_to_f16(frand(1.0f));
+    }
+    for (int i = 0; i < MAXB * MAXC; i++)
+        x[i] = qt_f16_to_f32(qt_f32_to_f16(frand(2.0f)));
+    for (int k = 0; k < nt; k++) {
+        for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++) {
+            int64_t n = cols[c];
+            for (int batch = 1; batch <= MAXB; batch++) {
+                bool tile = vm_use_tile(n, batch);
+                tabs[k]->mm[QT_F16](n, w16, (size_t)n * 2, ROWS, x,
+                                    (size_t)n * 4, batch, out, ROWS);
+                for (int t = 0; t < batch; t++)
+                    for (int r = 0; r < ROWS; r++) {
+                        const uint16_t *wr = w16 + r * n;
+                        float want = tile ? vm_dot_f16_tile(n, wr, x + t * n)
+                                          : vm_dot_f16(n, wr, x + t * n);
+                        ck_assert_msg(out[t * ROWS + r] == want,
+                                      "%s F16 n %lld batch %d: %a vs %a",
+                                      tabs[k]->name, (long long)n, batch,
+                                      (double)out[t * ROWS + r], (double)want);
+                    }
+                tabs[k]->mm[QT_F32](n, w32, (size_t)n * 4, ROWS, x,
+                                    (size_t)n * 4, batch, out, ROWS);
+                for (int t = 0; t < batch; t++)
+                    for (int r = 0; r < ROWS; r++) {
+                        const float *wr = w32 + r * n;
+                        float want = tile ? vm_dot_f32_tile(n, wr, x + t * n)
+                                          : vm_dot_f32(n, wr, x + t * n);
+                        ck_assert_msg(out[t * ROWS + r] == want,
+                                      "%s F32 n %lld batch %d", tabs[k]->name,
+                                      (long long)n, batch);
+                    }
+            }
+        }
+        /* SwiGLU over a range that reaches exp's out-of-range lanes and a
+         * length that is not a whole number of 16s */
+        enum { NS = 203 };
+        float g1[NS], g2[NS], up[NS];
+        for (int i = 0; i < NS; i++) {
+            g1[i] = g2[i] = i % 50 == 7 ? (i % 100 == 7 ? 95.0f : -95.0f)
+                                        : frand(12.0f);
+            up[i] = frand(3.0f);
+        }
+        tabs[k]->swiglu(g1, up, NS);
+        vm_swiglu(g2, up, NS);
+        for (int i = 0; i < NS; i++)
+            ck_assert_msg(memcmp(&g1[i], &g2[i], sizeof(float)) == 0,
+                          "%s swiglu [%d]: %a vs %a", tabs[k]->name, i,
+                          (double)g1[i], (double)g2[i]);
+    }
+    /* AVX-512's integer kernels against AVX2's, bit for bit */
+    const kern_table *a2 = kern_table_of("avx2"), *a5 = kern_table_of("avx512");
+    if (a2 && a5) {
+        static const uint32_t types[] = {QT_Q4_0, QT_Q8_0};
+        for (int ti = 0; ti < 2; ti++) {
+            uint32_t type = types[ti];
+            int64_t n = 32 * 7; /* an odd number of blocks: the tail too */
+            uint64_t wrs = 0, ars = 0;
+            ck_assert_int_eq(qt_row_size(type, (uint64_t)n, &wrs), 0);
+            ck_assert_int_eq(qt_row_size(QT_Q8_0, (uint64_t)n, &ars), 0);
+            unsigned char *wq = malloc(wrs * ROWS), *aq = malloc(ars * MAXB);
+            ck_assert(wq && aq);
+            for (int r = 0; r < ROWS; r++)
+                qt_quantize_row(type, w32 + r * n, wq + r * wrs, n);
+            for (int t = 0; t < MAXB; t++)
+                qt_quantize_row(QT_Q8_0, x + t * n, aq + t * ars, n);
+            float o2[MAXB * ROWS], o5[MAXB * ROWS];
+            a2->mm[type](n, wq, wrs, ROWS, aq, ars, MAXB, o2, ROWS);
+            a5->mm[type](n, wq, wrs, ROWS, aq, ars, MAXB, o5, ROWS);
+            ck_assert(memcmp(o2, o5, sizeof o2) == 0);
+            free(wq);
+            free(aq);
+        }
+    }
+}
+END_TEST
+
+/* vecmath's own definitions: the fold's pairing, and exp's accuracy. */
+START_TEST(vecmath_fold_and_exp)
+{
+    /* lanes i and i+8 are added first: 1e8 and -1e8 cancel before the 1
+     * is added, where a running sum would lose the 1 */
+    float l[16] = {0};
+    l[0] = 1e8f;
+    l[8] = -1e8f;
+    l[1] = 1.0f;
+    ck_assert(vm_fold16(l) == 1.0f);
+    float run = 0;
+    for (int i = 0; i < 16; i++)
+        run += l[i];
+    ck_assert(run != 1.0f);
+    /* within a few units in the last place of the C library's expf */
+    double worst = 0;
+    for (float xv = -87.0f; xv <= 88.0f; xv += 0.0137f) {
+        double e = exp((double)xv), got = vm_expf(xv);
+        double rel = fabs(got - e) / e;
+        worst = rel > worst ? rel : worst;
+    }
+    ck_assert_msg(worst < 4e-7, "vm_expf rel error %g", worst);
+    ck_assert(vm_expf(-200.0f) == 0.0f);
+    ck_assert(isinf(vm_expf(200.0f)));
+    ck_assert(isnan(vm_expf(NAN)));
+    ck_assert(vm_expf(0.0f) == 1.0f);
+}
+END_TEST
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -503,6 +628,8 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, kernels_match_scalar_reference);
     tcase_add_test(tc, kernel_selection);
     tcase_add_test(tc, attend_f16_equals_kv_attend);
+    tcase_add_test(tc, float_kernels_equal_vecmath);
+    tcase_add_test(tc, vecmath_fold_and_exp);
     tcase_add_test(tc, matmul_par_matches_serial);
     suite_add_tcase(s, tc);
 
