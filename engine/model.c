@@ -928,9 +928,7 @@ static void forward_slice(model_ctx *c, const model_token *tok, int n,
 
     /* Logits only for the tokens that want them: normalize those rows
      * into xb, packed, and run the output matrix over them at once. */
-    int n_out = 0;
-    for (int t = 0; t < n; t++)
-        n_out += tok[t].want_logits ? 1 : 0;
+    int n_out = n_rows; /* the last layer kept just those rows */
     for (int t = 0; t < n_out; t++)
         ops_rmsnorm(c->xb + t * XB, c->x + t * E, m->output_norm, E,
                     hp->norm_eps);

@@ -358,16 +358,10 @@ static void mm_f32_task(void *arg, int64_t task, int thread)
         return;
     }
     for (int64_t r = r0; r < r1; r++) {
-        const float *row;
-        if (w->type == QT_F32) {
-            row = row_ptr(w, r);
-        } else {
-            ops_get_row(w, r, buf);
-            row = buf;
-        }
+        ops_get_row(w, r, buf);
         for (int t = 0; t < j->n; t++)
             j->out[(int64_t)t * j->out_stride + r] =
-                ops_dot(row, j->x + (int64_t)t * j->x_stride, w->cols);
+                ops_dot(buf, j->x + (int64_t)t * j->x_stride, w->cols);
     }
 }
 
@@ -533,7 +527,8 @@ void ops_matmul_par(float *out, int64_t out_stride, const ops_matrix *w,
     } else {
         /* per-thread row buffers only with tiles; else the caller alone */
         j.rows_per_task = OPS_KERNEL_ROWS;
-        pool_run(par->tiles || w->type == QT_F32 ? par->pool : NULL,
+        pool_run(par->tiles || w->type == QT_F32 || w->type == QT_F16
+                     ? par->pool : NULL,
                  n_tasks_for(w->rows, j.rows_per_task), mm_f32_task, &j);
     }
 }
