@@ -19,22 +19,7 @@
 #include <string.h>
 
 #include "kernels.h"
-
-static inline float h2f(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-static inline float hsum_ps(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v),
-                          _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+#include "kernels_x86.h"
 
 /* signed bytes a*b summed in pairs of pairs to int32 (|a| folded into
  * the unsigned operand, its sign moved onto b) */
@@ -46,13 +31,6 @@ static inline __m256i dot_s8(__m256i a, __m256i b)
 }
 
 /* ---------------------------------------------------------- Q4_0 x Q8_0 */
-
-static inline __m256i unpack_q4(const uint8_t *qs)
-{
-    __m128i raw = _mm_loadu_si128((const __m128i *)qs);
-    __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
-}
 
 static float dot_q4_0(int64_t n, const uint8_t *w, const uint8_t *a)
 {
@@ -398,19 +376,14 @@ void kern_avx2_swiglu(float *gate, const float *up, int64_t n)
         int bad;
         __m256 e = expf8(_mm256_sub_ps(_mm256_setzero_ps(), g), &bad);
         if (bad) { /* rare: these 8 one by one, as vm_swiglu does them */
-            for (int l = 0; l < 8; l++) {
-                float gl = gate[i + l];
-                gate[i + l] = gl / (1.0f + vm_expf(0.0f - gl)) * up[i + l];
-            }
+            for (int l = 0; l < 8; l++)
+                gate[i + l] = vm_silu(gate[i + l]) * up[i + l];
             continue;
         }
         __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, e));
         _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
     }
-    for (; i < n; i++) {
-        float g = gate[i];
-        gate[i] = g / (1.0f + expf(-g)) * up[i];
-    }
+    vm_swiglu(gate + nv, up + nv, n - nv); /* < 16 values: libm's expf */
 }
 
 /* ---------------------------------------------------------- attention */

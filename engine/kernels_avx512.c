@@ -19,20 +19,7 @@
 #include <string.h>
 
 #include "kernels.h"
-
-static inline float h2f(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-static inline __m256i unpack_q4(const uint8_t *qs)
-{
-    __m128i raw = _mm_loadu_si128((const __m128i *)qs);
-    __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
-}
+#include "kernels_x86.h"
 
 static inline __m512i join(__m256i lo, __m256i hi)
 {
@@ -48,15 +35,6 @@ static inline __m256 fma2(__m256 acc, __m512i s, float d0, float d1)
                            _mm256_castpd_ps(_mm512_extractf64x4_pd(
                                _mm512_castps_pd(f), 1)),
                            acc);
-}
-
-static inline float hsum256(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v),
-                          _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 static float dot_q4_0(int64_t n, const uint8_t *w, const uint8_t *a)
@@ -82,7 +60,7 @@ static float dot_q4_0(int64_t n, const uint8_t *w, const uint8_t *a)
         acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w) * h2f(a)),
                               _mm256_cvtepi32_ps(_mm256_sub_epi32(s, c)), acc);
     }
-    return hsum256(acc);
+    return hsum_ps(acc);
 }
 
 static float dot_q8_0(int64_t n, const uint8_t *w, const uint8_t *a)
@@ -109,7 +87,7 @@ static float dot_q8_0(int64_t n, const uint8_t *w, const uint8_t *a)
         acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w) * h2f(a)),
                               _mm256_cvtepi32_ps(s), acc);
     }
-    return hsum256(acc);
+    return hsum_ps(acc);
 }
 
 KERN_DEF_MM(kern_avx512_q4_0, dot_q4_0)

@@ -110,10 +110,8 @@ float vm_expf(float x)
 void vm_swiglu(float *gate, const float *up, int64_t n)
 {
     int64_t nv = n / VM_LANES * VM_LANES, i = 0;
-    for (; i < nv; i++) {
-        float g = gate[i];
-        gate[i] = g / (1.0f + vm_expf(0.0f - g)) * up[i];
-    }
+    for (; i < nv; i++)
+        gate[i] = vm_silu(gate[i]) * up[i];
     for (; i < n; i++) {
         float g = gate[i];
         gate[i] = g / (1.0f + expf(-g)) * up[i];

@@ -55,6 +55,12 @@ float vm_fold16(const float *lanes);
 
 float vm_expf(float x);
 
+/* silu(x) = x / (1 + e^-x) with vm_expf, as ggml's vector lanes do it. */
+static inline float vm_silu(float x)
+{
+    return x / (1.0f + vm_expf(0.0f - x));
+}
+
 /* gate[i] = silu(gate[i]) * up[i], i < n. */
 void vm_swiglu(float *gate, const float *up, int64_t n);
 
