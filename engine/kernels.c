@@ -1,6 +1,8 @@
 /* kernels.c - run-time choice of the matrix-product kernels (kernels.h). */
 #include "kernels.h"
 
+#include "repack.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -61,6 +63,7 @@ static void fill_tables(void)
     avx512_table.swiglu = avx2_table.swiglu;
     avx512_table.mm[QT_Q4_0] = kern_avx512_q4_0;
     avx512_table.mm[QT_Q8_0] = kern_avx512_q8_0;
+    avx512_table.mmx[REPACK_Q4_0_X16] = kern_avx512_q4_0_x16;
 #endif
 }
 

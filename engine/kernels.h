@@ -53,9 +53,24 @@ typedef void (*kern_attend_fn)(const uint16_t *k, const uint16_t *v,
 /* gate[i] = silu(gate[i]) * up[i], exactly as vm_swiglu() computes it. */
 typedef void (*kern_swiglu_fn)(float *gate, const float *up, int64_t n);
 
+/* A kernel for a repacked matrix (repack.h): groups of REPACK_ROWS rows
+ * (repack_group_bytes apart) times activation rows of repack_act blocks
+ * (act_stride bytes apart):
+ *   out[t * out_stride + 16g + r] = row (16g + r) . act_t
+ * with the same bits as repack_mm_ref(). */
+typedef void (*kern_mmx_fn)(int64_t cols, const void *groups,
+                            int64_t n_groups, const void *act,
+                            size_t act_stride, int n_act, float *out,
+                            int64_t out_stride);
+
+#define KERN_LAYOUTS 8 /* > the largest enum repack_layout */
+
 typedef struct kern_table {
     const char *name;               /* "avx512", "avx2", "scalar" */
     kern_mm_fn mm[QT_TYPE_MAX];     /* NULL: no kernel for that weight type */
+    /* kernels for repacked layouts; a model loaded while this table is in
+     * use repacks the matrices whose layout has one */
+    kern_mmx_fn mmx[KERN_LAYOUTS];
     kern_attend_fn attend_f16;      /* NULL: use kv.c's scalar loop */
     kern_swiglu_fn swiglu;          /* NULL: vm_swiglu() */
 } kern_table;
@@ -101,6 +116,8 @@ void kern_avx512_q4_0(int64_t, const void *, size_t, int64_t, const void *,
                       size_t, int, float *, int64_t);
 void kern_avx512_q8_0(int64_t, const void *, size_t, int64_t, const void *,
                       size_t, int, float *, int64_t);
+void kern_avx512_q4_0_x16(int64_t, const void *, int64_t, const void *, size_t,
+                          int, float *, int64_t);
 #endif
 
 /* For the ISA files: a kern_mm_fn NAME from a one-row dot product

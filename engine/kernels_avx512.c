@@ -20,6 +20,7 @@
 
 #include "kernels.h"
 #include "kernels_x86.h"
+#include "repack.h"
 
 static inline __m512i join(__m256i lo, __m256i hi)
 {
@@ -92,6 +93,82 @@ static float dot_q8_0(int64_t n, const uint8_t *w, const uint8_t *a)
 
 KERN_DEF_MM(kern_avx512_q4_0, dot_q4_0)
 KERN_DEF_MM(kern_avx512_q8_0, dot_q8_0)
+
+/* ------------------------------------------------ x16 layouts (repack.h)
+ * Each lane is one of the group's sixteen rows. A tile is the group times
+ * T activation rows: per block, the weight chunks are loaded and unpacked
+ * once and serve all T rows; the four activation bytes that pair with a
+ * chunk are broadcast (vpdpbusd's embedded broadcast). Integer sums per
+ * block, then one fused multiply-add per block and activation row, in
+ * block order, as repack_mm_ref() does: the bits are the same. */
+
+#define X16_T 8 /* activation rows per tile: 2 x 8 accumulators + 5 */
+
+static inline __attribute__((always_inline)) void
+q4_0_x16_tile(int64_t nb, const uint8_t *grp, const uint8_t *act, size_t as,
+              int T, float *out, int64_t os)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 facc[X16_T];
+    for (int t = 0; t < T; t++)
+        facc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, grp += 288) {
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)grp));
+        __m512i iacc[X16_T];
+        for (int t = 0; t < T; t++)
+            iacc[t] = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) {
+            __m512i v = _mm512_loadu_si512(grp + 32 + 64 * c);
+            __m512i lo = _mm512_and_si512(v, m4);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            for (int t = 0; t < T; t++) {
+                const repack_act *a =
+                    (const repack_act *)(const void *)(act + (size_t)t * as) + b;
+                int32_t a0, a1;
+                memcpy(&a0, a->q + 8 * c, 4);
+                memcpy(&a1, a->q + 8 * c + 4, 4);
+                iacc[t] = _mm512_dpbusd_epi32(iacc[t], lo, _mm512_set1_epi32(a0));
+                iacc[t] = _mm512_dpbusd_epi32(iacc[t], hi, _mm512_set1_epi32(a1));
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            const repack_act *a =
+                (const repack_act *)(const void *)(act + (size_t)t * as) + b;
+            __m512i is = _mm512_sub_epi32(iacc[t], _mm512_set1_epi32(8 * a->s));
+            facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is),
+                                      _mm512_mul_ps(dw, _mm512_set1_ps(a->d)),
+                                      facc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++)
+        _mm512_storeu_ps(out + (int64_t)t * os, facc[t]);
+}
+
+#define X16_DRIVER(NAME, TILE, BLOCK_BYTES)                                   \
+    void NAME(int64_t cols, const void *groups, int64_t n_groups,            \
+              const void *act, size_t as, int n_act, float *out, int64_t os) \
+    {                                                                         \
+        int64_t nb = cols / 32;                                               \
+        const uint8_t *g = groups;                                            \
+        const uint8_t *ab = act;                                              \
+        for (int64_t i = 0; i < n_groups; i++, g += (size_t)nb * BLOCK_BYTES) \
+            for (int t0 = 0; t0 < n_act; t0 += X16_T) {                       \
+                const uint8_t *a = ab + (size_t)t0 * as;                      \
+                float *o = out + (int64_t)t0 * os + i * REPACK_ROWS;          \
+                switch (n_act - t0 < X16_T ? n_act - t0 : X16_T) {            \
+                case 1: TILE(nb, g, a, as, 1, o, os); break;                  \
+                case 2: TILE(nb, g, a, as, 2, o, os); break;                  \
+                case 3: TILE(nb, g, a, as, 3, o, os); break;                  \
+                case 4: TILE(nb, g, a, as, 4, o, os); break;                  \
+                case 5: TILE(nb, g, a, as, 5, o, os); break;                  \
+                case 6: TILE(nb, g, a, as, 6, o, os); break;                  \
+                case 7: TILE(nb, g, a, as, 7, o, os); break;                  \
+                default: TILE(nb, g, a, as, 8, o, os); break;                 \
+                }                                                             \
+            }                                                                 \
+    }
+
+X16_DRIVER(kern_avx512_q4_0_x16, q4_0_x16_tile, 288)
 
 #else
 typedef int kernels_avx512_unused;

@@ -42,6 +42,8 @@ struct model {
     float rope_theta_scale;          /* base^(-2/n_rot) */
     float *rope_ff;                  /* (n_rot/2) frequency divisors, or NULL */
     uint64_t n_params;
+    void **repacked;                 /* copies made by ops_matrix_repack */
+    int n_repacked;
 };
 
 /* Sanity limits on hyperparameters: far above any real model, low enough
@@ -528,6 +530,48 @@ static int load_tensors(loader *L)
     return 0;
 }
 
+/* Rearrange every matrix the forward pass multiplies by (not the
+ * embedding table when the output matrix is separate: it is only read a
+ * row at a time) for the kernels in use (ops_matrix_repack). */
+static int repack_one(loader *L, ops_matrix *w)
+{
+    model *m = L->m;
+    void *owned = NULL;
+    if (ops_matrix_repack(w, &owned) != 0) {
+        seterr(L->err, L->errlen, "out of memory rearranging the weights");
+        return -1;
+    }
+    if (owned)
+        m->repacked[m->n_repacked++] = owned;
+    return 0;
+}
+
+static int repack_weights(loader *L)
+{
+    model *m = L->m;
+    int n_max = 7 * m->hp.n_layer + 1;
+    m->repacked = calloc((size_t)n_max, sizeof *m->repacked);
+    if (!m->repacked) {
+        seterr(L->err, L->errlen, "out of memory");
+        return -1;
+    }
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        model_layer *ly = &m->layers[il];
+        ops_matrix *mats[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo,
+                              &ly->w_gate, &ly->w_up, &ly->w_down};
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+            if (repack_one(L, mats[i]) < 0)
+                return -1;
+    }
+    if (m->hp.tied_output) {
+        if (repack_one(L, &m->tok_embd) < 0)
+            return -1;
+        m->output = m->tok_embd;
+        return 0;
+    }
+    return repack_one(L, &m->output);
+}
+
 int model_load_gguf(const gguf_file *f, model **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -538,7 +582,8 @@ int model_load_gguf(const gguf_file *f, model **out, char *err, size_t errlen)
     }
     m->f = f;
     loader L = {m, f, err, errlen};
-    if (load_hparams(&L) < 0 || load_rope(&L) < 0 || load_tensors(&L) < 0) {
+    if (load_hparams(&L) < 0 || load_rope(&L) < 0 || load_tensors(&L) < 0 ||
+        repack_weights(&L) < 0) {
         model_free(m);
         return -1;
     }
@@ -571,6 +616,9 @@ void model_free(model *m)
 {
     if (!m)
         return;
+    for (int i = 0; i < m->n_repacked; i++)
+        free(m->repacked[i]);
+    free(m->repacked);
     free(m->layers);
     free(m->rope_ff);
     gguf_close(m->owned);

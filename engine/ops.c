@@ -6,10 +6,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "kernels.h"
 #include "pool.h"
 #include "quant.h"
+#include "repack.h"
 #include "vecmath.h"
 
 float ops_dot(const float *a, const float *b, int64_t n)
@@ -237,6 +240,10 @@ void ops_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
 
 void ops_get_row(const ops_matrix *w, int64_t r, float *dst)
 {
+    if (w->layout != REPACK_NONE) {
+        repack_get_row(w->layout, w->data, w->cols, r, dst);
+        return;
+    }
     const unsigned char *row =
         (const unsigned char *)w->data + (uint64_t)r * w->row_bytes;
     /* The model checked type and row length at load: this cannot fail. */
@@ -255,6 +262,40 @@ void ops_round_act(uint32_t wtype, const float *x, float *dst, int64_t n,
         if (dst != x)
             memcpy(dst, x, (size_t)n * sizeof(float));
     }
+}
+
+/* ---- repacked weights ---- */
+
+int ops_matrix_repack(ops_matrix *w, void **owned)
+{
+    *owned = NULL;
+    int layout = repack_layout_for(w->type, w->rows, w->cols);
+    if (layout == REPACK_NONE || w->layout != REPACK_NONE ||
+        !kern_get()->mmx[layout])
+        return 0;
+    size_t gb = repack_group_bytes(layout, w->cols);
+    size_t ng = (size_t)(w->rows / REPACK_ROWS);
+    if (gb == 0 || ng > SIZE_MAX / gb)
+        return -1;
+    size_t bytes = (gb * ng + 63) / 64 * 64;
+    void *copy = aligned_alloc(64, bytes);
+    if (!copy)
+        return -1;
+    repack_matrix(layout, w->data, (size_t)w->row_bytes, w->rows, w->cols, copy);
+    /* hand back the whole pages that held only this matrix */
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg > 0) {
+        uintptr_t lo = (uintptr_t)w->data, hi = lo + (uintptr_t)(w->row_bytes *
+                                                                 (uint64_t)w->rows);
+        uintptr_t a = (lo + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg;
+        uintptr_t b = hi / (uintptr_t)pg * (uintptr_t)pg;
+        if (b > a)
+            (void)madvise((void *)a, b - a, MADV_DONTNEED);
+    }
+    w->data = copy;
+    w->layout = layout;
+    *owned = copy;
+    return 0;
 }
 
 /* ---- matrix products ---- */
@@ -445,6 +486,87 @@ void ops_matmul(float *out, int64_t out_stride, const ops_matrix *w,
     ops_matmul_par(out, out_stride, w, x, x_stride, n, s, NULL);
 }
 
+typedef struct mmx_job {
+    const ops_matrix *w;
+    kern_mmx_fn kern;       /* NULL: repack_mm_ref */
+    const void *act;
+    size_t act_stride;
+    int n;
+    float *out;
+    int64_t out_stride;
+    int64_t groups_per_task;
+} mmx_job;
+
+static void mmx_task(void *arg, int64_t task, int thread)
+{
+    (void)thread;
+    const mmx_job *j = arg;
+    int64_t n_groups = j->w->rows / REPACK_ROWS;
+    int64_t g0 = task * j->groups_per_task;
+    int64_t ng = n_groups - g0 < j->groups_per_task ? n_groups - g0
+                                                   : j->groups_per_task;
+    size_t gb = repack_group_bytes(j->w->layout, j->w->cols);
+    const unsigned char *g = (const unsigned char *)j->w->data + (size_t)g0 * gb;
+    float *out = j->out + g0 * REPACK_ROWS;
+    if (j->kern)
+        j->kern(j->w->cols, g, ng, j->act, j->act_stride, j->n, out,
+                j->out_stride);
+    else
+        repack_mm_ref(j->w->layout, j->w->cols, g, ng, j->act, j->act_stride,
+                      j->n, out, j->out_stride);
+}
+
+typedef struct xact_job {
+    const float *x;
+    int64_t x_stride, cols;
+    unsigned char *dst;
+    size_t dst_stride;
+} xact_job;
+
+static void xact_task(void *arg, int64_t t, int thread)
+{
+    (void)thread;
+    const xact_job *a = arg;
+    repack_quantize_act(a->x + t * a->x_stride,
+                        (repack_act *)(void *)(a->dst + (size_t)t * a->dst_stride),
+                        a->cols);
+}
+
+/* A repacked matrix: activations into repack_act blocks (the whole batch
+ * when the batch buffer holds it, else one row at a time), then the
+ * layout's kernel over groups of rows shared among the threads. */
+static void matmul_repacked(float *out, int64_t out_stride, const ops_matrix *w,
+                            const float *x, int64_t x_stride, int n,
+                            const ops_scratch *s, const ops_par *par)
+{
+    kern_mmx_fn kern = kern_get()->mmx[w->layout];
+    size_t rs = (size_t)(w->cols / 32) * sizeof(repack_act);
+    int64_t n_groups = w->rows / REPACK_ROWS;
+    int threads = pool_size(par->pool);
+    int64_t per = n_groups / ((int64_t)threads * 4);
+    if (per < 1)
+        per = 1;
+    mmx_job j = {.w = w, .kern = kern, .act_stride = rs, .out = out,
+                 .out_stride = out_stride, .groups_per_task = per};
+    int64_t n_tasks = (n_groups + per - 1) / per;
+    if (par->actqb && (uint64_t)n <= par->actqb_bytes / rs) {
+        xact_job a = {x, x_stride, w->cols, par->actqb, rs};
+        pool_run(n > 1 ? par->pool : NULL, n, xact_task, &a);
+        j.act = par->actqb;
+        j.n = n;
+        pool_run(par->pool, n_tasks, mmx_task, &j);
+        return;
+    }
+    for (int t = 0; t < n; t++) {
+        repack_quantize_act(x + (int64_t)t * x_stride,
+                            (repack_act *)(void *)s->actq, w->cols);
+        j.act = s->actq;
+        j.n = 1;
+        j.out = out + (int64_t)t * out_stride;
+        pool_run(par->pool, n_tasks, mmx_task, &j);
+    }
+}
+
 void ops_matmul_par(float *out, int64_t out_stride, const ops_matrix *w,
                     const float *x, int64_t x_stride, int n,
                     const ops_scratch *s, const ops_par *par)
@@ -454,6 +576,10 @@ void ops_matmul_par(float *out, int64_t out_stride, const ops_matrix *w,
         par = &none;
     if (n <= 0 || w->rows <= 0)
         return;
+    if (w->layout != REPACK_NONE) {
+        matmul_repacked(out, out_stride, w, x, x_stride, n, s, par);
+        return;
+    }
     pthread_once(&blas_once, blas_init);
     const kern_table *kt = kern_get();
     kern_mm_fn kern = w->type < QT_TYPE_MAX ? kt->mm[w->type] : NULL;

@@ -15,14 +15,27 @@
 #include <stdint.h>
 
 /* A 2-D weight matrix as stored in a GGUF file: `rows` rows of `cols`
- * values of `type`, each row `row_bytes` long, rows contiguous. */
+ * values of `type`, each row `row_bytes` long, rows contiguous - or, when
+ * `layout` is not REPACK_NONE, rearranged for the kernels (repack.h;
+ * row_bytes is then the file's row size, data the rearranged copy). */
 typedef struct ops_matrix {
     const void *data;
     uint32_t type;     /* enum qt_type */
     int64_t rows;      /* output features (ne[1]) */
     int64_t cols;      /* input features (ne[0]), a multiple of the block size */
     uint64_t row_bytes;
+    int layout;        /* enum repack_layout */
 } ops_matrix;
+
+/* Rearrange w for the kernels of the path in use, when that path has a
+ * kernel for the layout repack_layout_for() picks: the copy is allocated
+ * (*owned, for the caller to free()), w points at it, and the pages of the
+ * file mapping that held only this matrix are given back to the kernel
+ * (MADV_DONTNEED: a private read-only mapping reads them again from the
+ * file if they are ever touched), so the copy costs no memory in all.
+ * 0 when w is unchanged (no layout, no kernel: *owned NULL) or repacked;
+ * -1 when the copy cannot be allocated (w unchanged). */
+int ops_matrix_repack(ops_matrix *w, void **owned);
 
 /* Sum of a[i]*b[i], accumulated in several float lanes. */
 float ops_dot(const float *a, const float *b, int64_t n);

@@ -17,6 +17,7 @@
 #include "ops.h"
 #include "pool.h"
 #include "quant.h"
+#include "repack.h"
 #include "vecmath.h"
 
 static const char *data_dir(void)
@@ -365,7 +366,7 @@ START_TEST(matmul_par_matches_serial)
             for (int r = 0; r < ROWS; r++)
                 ck_assert_int_eq(qt_quantize_row(types[k], w + r * COLS,
                                                  wq + r * rb, COLS), 0);
-            ops_matrix m = {wq, types[k], ROWS, COLS, rb};
+            ops_matrix m = {wq, types[k], ROWS, COLS, rb, REPACK_NONE};
             /* batches below and above OPS_BLAS_MIN_BATCH */
             static const int ns[] = {1, 3, BATCH};
             for (int q = 0; q < 3; q++) {

@@ -39,6 +39,7 @@
 #include "model.h"
 #include "ops.h"
 #include "quant.h"
+#include "repack.h"
 #include "tok.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -775,7 +776,7 @@ START_TEST(matmul_rounds_activations_like_the_kernels)
         ck_assert_int_eq(qt_row_size(types[k], COLS, &rb), 0);
         for (int r = 0; r < ROWS; r++)
             ck_assert_int_eq(qt_quantize_row(types[k], w + r * COLS, wq + r * rb, COLS), 0);
-        ops_matrix m = {wq, types[k], ROWS, COLS, rb};
+        ops_matrix m = {wq, types[k], ROWS, COLS, rb, REPACK_NONE};
         static float row[COLS], act[BATCH * COLS];
         static unsigned char actq[COLS * 4 + 64];
         ops_scratch sc = {row, act, actq};
