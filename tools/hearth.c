@@ -835,10 +835,10 @@ done:
 /* ------------------------------------------------------------ quantize */
 
 static const char quantize_help[] =
-    "usage: hearth quantize IN OUT TYPE\n"
+    "usage: hearth quantize [--allow-requantize] IN OUT TYPE\n"
     "\n"
-    "Write OUT, a copy of the GGUF model IN whose 2-D F32/F16 weight tensors\n"
-    "are converted to TYPE:\n"
+    "Write OUT, a copy of the GGUF model IN whose 2-D weight tensors are\n"
+    "converted to TYPE:\n"
     "  q4_0   4.5 bits/weight (32-value blocks)\n"
     "  q8_0   8.5 bits/weight (32-value blocks)\n"
     "  q4_k   4.5 bits/weight (256-value super-blocks)\n"
@@ -846,11 +846,30 @@ static const char quantize_help[] =
     "(also q4_1, q5_0, q5_1, q2_k, q3_k, q5_k, q6_k, bf16, f32).\n"
     "Tensors whose rows do not divide into TYPE's blocks fall back to a type\n"
     "that fits (Q5_0 or Q8_0 for the K types, else F16). Norms, biases and\n"
-    "other 1-D tensors are kept in F32; tensors already quantized are copied\n"
-    "unchanged. All metadata is copied; general.file_type is updated.\n"
-    "One summary line of sizes is printed.\n"
+    "other 1-D tensors are kept in F32. All metadata is copied;\n"
+    "general.file_type names the type most matrices have. OUT is written\n"
+    "under a temporary name and renamed when complete. One summary line of\n"
+    "sizes is printed.\n"
     "\n"
-    "  -h, --help   show this help\n";
+    "  --allow-requantize  convert weight matrices that are already quantized\n"
+    "                      (dequantized, then quantized to TYPE: this loses\n"
+    "                      quality; quantize the F16/F32 model if you have it).\n"
+    "                      Without it such a model is refused.\n"
+    "  -h, --help          show this help\n";
+
+/* "Q4_K, Q6_K" from a bit set of qt types */
+static void type_list(char *buf, size_t cap, uint64_t mask)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    for (uint32_t t = 0; t < 64 && n < cap; t++)
+        if (mask & (UINT64_C(1) << t)) {
+            int k = snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", qt_name(t));
+            if (k < 0)
+                break;
+            n += (size_t)k;
+        }
+}
 
 static int cmd_quantize(int argc, char **argv)
 {
@@ -860,8 +879,18 @@ static int cmd_quantize(int argc, char **argv)
     }
     const char *pos[3];
     int np = 0;
+    unsigned flags = 0;
+    bool flags_done = false;
     for (int i = 1; i < argc; i++) {
-        if (argv[i][0] == '-' && argv[i][1] != 0) {
+        if (!flags_done && strcmp(argv[i], "--") == 0) {
+            flags_done = true;
+            continue;
+        }
+        if (!flags_done && strcmp(argv[i], "--allow-requantize") == 0) {
+            flags |= MODEL_QUANTIZE_ALLOW_REQUANTIZE;
+            continue;
+        }
+        if (!flags_done && argv[i][0] == '-' && argv[i][1] != 0) {
             die_usage("quantize", "unknown flag '%s'", argv[i]);
             return EXIT_USAGE;
         }
@@ -891,15 +920,30 @@ static int cmd_quantize(int argc, char **argv)
     char err[512];
     model_quantize_stats st;
     double t0 = now_s();
-    if (model_quantize(pos[0], pos[1], (uint32_t)type, &st, err, sizeof err) != 0)
+    int qrc = model_quantize(pos[0], pos[1], (uint32_t)type, flags, &st, err,
+                             sizeof err);
+    if (qrc == MODEL_QUANTIZE_NEEDS_REQUANT)
+        return fail("quantize", "%s, which loses quality: quantize the "
+                    "F16/F32 model, or pass --allow-requantize", err);
+    if (qrc != MODEL_QUANTIZE_OK)
         return fail("quantize", "%s", err);
-    char bi[64], bo[64];
+    if (st.n_requantized) {
+        char from[256];
+        type_list(from, sizeof from, st.requant_from);
+        fprintf(stderr, "hearth quantize: warning: %d matrices requantized "
+                "from %s through F32; requantizing loses quality\n",
+                st.n_requantized, from);
+    }
+    char bi[64], bo[64], ft[64] = "";
     fmt_bytes(bi, sizeof bi, st.bytes_in);
     fmt_bytes(bo, sizeof bo, st.bytes_out);
-    printf("%s -> %s (%s): %d tensors (%d %s, %d fell back, %d kept), "
+    if (st.main_type != (uint32_t)type)
+        snprintf(ft, sizeof ft, "; most matrices %s (file type %u)",
+                 qt_name(st.main_type), st.file_type);
+    printf("%s -> %s (%s): %d tensors (%d %s, %d fell back, %d kept%s), "
            "%s -> %s (%.1f%%) in %.2f s\n", pos[0], pos[1], tr->name,
-           st.n_tensors, st.n_quantized, tr->name, st.n_fallback, st.n_kept, bi,
-           bo, st.bytes_in ? 100.0 * (double)st.bytes_out / (double)st.bytes_in : 0.0,
+           st.n_tensors, st.n_quantized, tr->name, st.n_fallback, st.n_kept, ft,
+           bi, bo, st.bytes_in ? 100.0 * (double)st.bytes_out / (double)st.bytes_in : 0.0,
            now_s() - t0);
     return 0;
 }
