@@ -1368,6 +1368,17 @@ END_TEST
 
 /* ------------------------------------------------------------ hearth quantize */
 
+/* $HEARTH, or NULL after a visible SKIP line when it is not built. */
+static const char *hearth_bin(const char *test)
+{
+    const char *bin = getenv("HEARTH");
+    if (!bin || access(bin, X_OK) != 0) {
+        fprintf(stderr, "SKIP %s: $HEARTH not built\n", test);
+        return NULL;
+    }
+    return bin;
+}
+
 /* Runs `hearth ARGS`, stdout and stderr into files; the exit status. */
 static int run_hearth(const char *bin, const char *args, const char *so,
                       const char *se)
@@ -1389,11 +1400,9 @@ static int count_lines(const char *s)
 
 START_TEST(hearth_quantize_requantize_flag)
 {
-    const char *bin = getenv("HEARTH");
-    if (!bin || access(bin, X_OK) != 0) {
-        fprintf(stderr, "SKIP %s: $HEARTH not built\n", __func__);
+    const char *bin = hearth_bin(__func__);
+    if (!bin)
         return;
-    }
     tiny_opts o = {.weight_type = QT_Q4_0};
     char in[128];
     write_tiny(&o, in, sizeof in);
@@ -1433,16 +1442,115 @@ START_TEST(hearth_quantize_requantize_flag)
 }
 END_TEST
 
+/* ------------------------------------------------------------ hearth bench */
+
+/* The table: setup lines, one row per test, the peak RSS; nothing on a
+ * stderr that is not a terminal. --json: one object with every field. */
+START_TEST(hearth_bench_output)
+{
+    const char *bin = hearth_bin(__func__);
+    if (!bin)
+        return;
+    tiny_opts o = {.weight_type = QT_Q8_0};
+    char in[128], so[160], se[160], args[512], buf[4096];
+    write_tiny(&o, in, sizeof in);
+    snprintf(so, sizeof so, "%s.stdout", in);
+    snprintf(se, sizeof se, "%s.stderr", in);
+
+    snprintf(args, sizeof args, "bench -m '%s' -p 8 -n 4 -r 2 -t 1 "
+             "--kernel scalar", in);
+    ck_assert_int_eq(run_hearth(bin, args, so, se), 0);
+    read_small(se, buf, sizeof buf);
+    ck_assert_str_eq(buf, "");
+    read_small(so, buf, sizeof buf);
+    const char *want[] = {"model:   ", "kernel:  scalar   threads: 1   reps: 2\n",
+                          "test ", "pp8 ", "tg4 ", "peak RSS: "};
+    const char *line = buf;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ck_assert_msg(line && strncmp(line, want[i], strlen(want[i])) == 0,
+                      "line %zu: want '%s' in:\n%s", i, want[i], buf);
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    ck_assert_msg(line && *line == 0, "%s", buf);
+    ck_assert(strstr(buf, " ± ") != NULL);
+
+    snprintf(args, sizeof args, "bench -m '%s' -p 8 -n 4 -r 2 -t 1 --json", in);
+    ck_assert_int_eq(run_hearth(bin, args, so, se), 0);
+    json_error_t je;
+    json_t *root = json_load_file(so, 0, &je);
+    ck_assert_msg(root != NULL, "%s", je.text);
+    ck_assert(json_is_object(root));
+    ck_assert_str_eq(json_string_value(json_object_get(root, "arch")), "llama");
+    ck_assert(json_string_length(json_object_get(root, "kernel")) > 0);
+    ck_assert(json_string_value(json_object_get(root, "model")) != NULL);
+    const char *ints[] = {"params", "file_bytes", "kv_bytes", "threads",
+                          "reps", "peak_rss_bytes"};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        ck_assert_msg(json_integer_value(json_object_get(root, ints[i])) > 0,
+                      "%s", ints[i]);
+    json_t *res = json_object_get(root, "results");
+    ck_assert_int_eq((int)json_array_size(res), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *r = json_array_get(res, i);
+        ck_assert_str_eq(json_string_value(json_object_get(r, "test")),
+                         i ? "tg4" : "pp8");
+        ck_assert_int_eq(json_integer_value(json_object_get(r, "n_tokens")),
+                         i ? 4 : 8);
+        ck_assert(json_number_value(json_object_get(r, "tps_mean")) > 0);
+        ck_assert(json_is_number(json_object_get(r, "tps_stddev")));
+        ck_assert_int_eq((int)json_array_size(json_object_get(r, "samples")), 2);
+    }
+    json_decref(root);
+    unlink(so);
+    unlink(se);
+    unlink(in);
+}
+END_TEST
+
+/* On a terminal (script(1) makes one) each repetition shows on stderr,
+ * erased before the row. */
+START_TEST(hearth_bench_progress_on_a_terminal)
+{
+    const char *bin = hearth_bin(__func__);
+    if (!bin)
+        return;
+    if (system("script -qc true /dev/null >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "SKIP %s: no script(1) to make a terminal\n",
+                __func__);
+        return;
+    }
+    tiny_opts o = {.weight_type = QT_F32};
+    char in[128], so[160], cmd[1024], buf[4096];
+    write_tiny(&o, in, sizeof in);
+    snprintf(so, sizeof so, "%s.tty", in);
+    snprintf(cmd, sizeof cmd, "script -qc \"'%s' bench -m '%s' -p 8 -n 4 -r 2 "
+             "-t 1\" /dev/null >'%s' 2>&1 </dev/null", bin, in, so);
+    ck_assert_int_eq(system(cmd), 0);
+    read_small(so, buf, sizeof buf);
+    const char *order[] = {"test ", "pp8: warm-up", "pp8: rep 1/2, last ",
+                           "pp8: rep 2/2, last ", "\r\033[Kpp8 ",
+                           "tg4: rep 2/2", "\r\033[Ktg4 ", "peak RSS"};
+    const char *at = buf;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        const char *hit = strstr(at, order[i]);
+        ck_assert_msg(hit != NULL, "'%s' missing after offset %td in:\n%s",
+                      order[i], at - buf, buf);
+        at = hit + strlen(order[i]);
+    }
+    unlink(so);
+    unlink(in);
+}
+END_TEST
+
 /* ------------------------------------------------------------ hearth run */
 
 START_TEST(hearth_run_prints_reference_story)
 {
     SKIP_WITHOUT_DATA(dir);
-    const char *bin = getenv("HEARTH");
-    if (!bin || access(bin, X_OK) != 0) {
-        fprintf(stderr, "SKIP %s: $HEARTH not built\n", __func__);
+    const char *bin = hearth_bin(__func__);
+    if (!bin)
         return;
-    }
     char cmd[9000];
     snprintf(cmd, sizeof cmd,
              "'%s' run -m '%s/models/stories260K.gguf' -p 'Once upon a time' "
@@ -1498,6 +1606,11 @@ static Suite *model_suite(void)
     tcase_add_test(t, quantize_float_sources_unchanged);
     tcase_add_test(t, quantize_refuses_undequantizable_type);
     tcase_add_test(t, hearth_quantize_requantize_flag);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("bench");
+    tcase_add_test(t, hearth_bench_output);
+    tcase_add_test(t, hearth_bench_progress_on_a_terminal);
     suite_add_tcase(s, t);
 
     t = tcase_create("ops");

@@ -951,14 +951,17 @@ static int cmd_quantize(int argc, char **argv)
 /* ------------------------------------------------------------ bench */
 
 static const char bench_help[] =
-    "usage: hearth bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n"
+    "usage: hearth bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS]\n"
+    "                    [--kernel PATH] [--json]\n"
     "\n"
     "Measure the forward pass, as llama-bench does: prompt processing (ppN:\n"
     "one batch of N tokens into an empty cache) and generation (tgN: N tokens\n"
     "one at a time from an empty cache), in tokens per second, mean and\n"
     "standard deviation over REPS runs after one warm-up. Token ids are\n"
     "random (speed does not depend on them). Also prints the kernel path,\n"
-    "the thread count and the peak resident memory of the process.\n"
+    "the thread count and the peak resident memory of the process. Each\n"
+    "row is printed as soon as it is measured; on a terminal, stderr shows\n"
+    "the progress of every repetition.\n"
     "\n"
     "  -m, --model FILE    GGUF model\n"
     "  -p, --prompt N      prompt tokens for pp (default 512; 0 skips pp)\n"
@@ -1011,6 +1014,37 @@ static void json_str(const char *s)
             putchar(ch);
     }
     putchar('"');
+}
+
+/* Progress of a long run, on stderr when it is a terminal: one line
+ * rewritten in place ("pp512: rep 2/3, last 213.09 t/s"), erased before
+ * anything else is printed, so stdout (the table or the JSON) is the same
+ * whether or not the progress shows. */
+typedef struct bench_progress {
+    bool on;
+    bool shown;
+} bench_progress;
+
+static void progress_clear(bench_progress *p)
+{
+    if (p->shown) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+        p->shown = false;
+    }
+}
+
+static void progress_show(bench_progress *p, const bench_stat *b, long reps)
+{
+    if (!p->on)
+        return;
+    if (b->n_samples == 0)
+        fprintf(stderr, "\r\033[K%s: warm-up", b->name);
+    else
+        fprintf(stderr, "\r\033[K%s: rep %d/%ld, last %.2f t/s", b->name,
+                b->n_samples, reps, b->samples[b->n_samples - 1]);
+    fflush(stderr);
+    p->shown = true;
 }
 
 /* One pp run (n tokens in one batch) or tg run (n tokens one at a time),
@@ -1150,6 +1184,23 @@ static int cmd_bench(int argc, char **argv)
         fail("bench", "out of memory");
         goto done;
     }
+    struct stat fs;
+    uint64_t fbytes = stat(path, &fs) == 0 ? (uint64_t)fs.st_size : 0;
+    uint64_t kvb = kv_bytes(kv);
+    const char *kpath = kern_get()->name;
+    int nth = model_ctx_threads(mc);
+    char fb[64], kb[64], rb[64];
+    fmt_bytes(fb, sizeof fb, fbytes);
+    fmt_bytes(kb, sizeof kb, kvb);
+    if (!json) {
+        /* the setup first, then each row as soon as it is measured */
+        printf("model:   %s (%s, %.2fM params, %s)\n", path, hp->arch_name,
+               (double)model_n_params(m) / 1e6, fb);
+        printf("kernel:  %s   threads: %d   reps: %ld\n", kpath, nth, reps);
+        printf("%-8s %16s\n", "test", "t/s");
+        fflush(stdout);
+    }
+    bench_progress prog = {isatty(STDERR_FILENO) == 1, false};
     uint32_t rng = 0x9e3779b9u;
     for (int k = 0; k < 2; k++) {
         long n = k == 0 ? n_pp : n_tg;
@@ -1158,9 +1209,11 @@ static int cmd_bench(int argc, char **argv)
         bench_stat *b = &st[n_st++];
         snprintf(b->name, sizeof b->name, "%s%ld", k == 0 ? "pp" : "tg", n);
         b->n_tok = n;
+        progress_show(&prog, b, reps);
         /* warm-up: page the weights in, wake the threads */
         if (bench_once(mc, kv, toks, k == 0 ? (int)n : 2, k == 1, hp->n_vocab,
                        logits, &rng, err, sizeof err) < 0) {
+            progress_clear(&prog);
             fail("bench", "%s", err);
             goto done;
         }
@@ -1168,22 +1221,24 @@ static int cmd_bench(int argc, char **argv)
             double tps = bench_once(mc, kv, toks, (int)n, k == 1, hp->n_vocab,
                                     logits, &rng, err, sizeof err);
             if (tps < 0) {
+                progress_clear(&prog);
                 fail("bench", "%s", err);
                 goto done;
             }
             b->samples[b->n_samples++] = tps;
+            progress_show(&prog, b, reps);
         }
         bench_summarize(b);
+        progress_clear(&prog);
+        if (!json) {
+            printf("%-8s %9.2f ± %5.2f\n", b->name, b->mean, b->sd);
+            fflush(stdout);
+        }
     }
 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     uint64_t rss = (uint64_t)ru.ru_maxrss * 1024u;
-    struct stat fs;
-    uint64_t fbytes = stat(path, &fs) == 0 ? (uint64_t)fs.st_size : 0;
-    uint64_t kvb = kv_bytes(kv);
-    const char *kpath = kern_get()->name;
-    int nth = model_ctx_threads(mc);
     if (json) {
         printf("{\"model\": ");
         json_str(path);
@@ -1205,17 +1260,12 @@ static int cmd_bench(int argc, char **argv)
         }
         printf("]}\n");
     } else {
-        char fb[64], kb[64], rb[64];
-        fmt_bytes(fb, sizeof fb, fbytes);
-        fmt_bytes(kb, sizeof kb, kvb);
         fmt_bytes(rb, sizeof rb, rss);
-        printf("model:   %s (%s, %.2fM params, %s)\n", path, hp->arch_name,
-               (double)model_n_params(m) / 1e6, fb);
-        printf("kernel:  %s   threads: %d   reps: %ld\n", kpath, nth, reps);
-        printf("%-8s %16s\n", "test", "t/s");
-        for (int i = 0; i < n_st; i++)
-            printf("%-8s %9.2f ± %5.2f\n", st[i].name, st[i].mean, st[i].sd);
         printf("peak RSS: %s (file %s + KV cache %s)\n", rb, fb, kb);
+    }
+    if (fflush(stdout) != 0) {
+        fail("bench", "cannot write the results: %s", strerror(errno));
+        goto done;
     }
     rc = 0;
 done:
