@@ -1399,8 +1399,9 @@ out:
     return r;
 }
 
-int gguf_writer_write(gguf_writer *w, const char *path, char *err,
-                      size_t errlen)
+/* Write the whole file to `path` (already created or truncated). */
+static int write_to(gguf_writer *w, const char *path, char *err,
+                    size_t errlen)
 {
     sink s = {0};
     s.fp = fopen(path, "wb");
@@ -1410,13 +1411,79 @@ int gguf_writer_write(gguf_writer *w, const char *path, char *err,
         return -1;
     }
     int r = write_all(w, &s, err, errlen);
+    if (r == 0 && fflush(s.fp) != 0) {
+        seterr(err, errlen, "gguf writer: cannot write '%s': %s", path,
+               strerror(errno));
+        r = -1;
+    }
+    /* on disk before the rename makes it visible under its final name */
+    if (r == 0 && fsync(fileno(s.fp)) != 0 && errno != EINVAL) {
+        seterr(err, errlen, "gguf writer: cannot sync '%s': %s", path,
+               strerror(errno));
+        r = -1;
+    }
     if (fclose(s.fp) != 0 && r == 0) {
         seterr(err, errlen, "gguf writer: cannot write '%s': %s", path,
                strerror(errno));
         r = -1;
     }
+    return r;
+}
+
+/* A regular file (or nothing yet) at `path` is replaced by writing a
+ * temporary file next to it ("<path>.tmp-<pid>-<n>": same directory, so
+ * same file system) and renaming it over `path`: a failed write never
+ * leaves a truncated file under the final name, and an existing file stays
+ * intact until the new one is complete. A symlink is followed (its target
+ * is replaced the same way). Anything else (a device, a FIFO) is written
+ * in place. An interrupted process can leave the temporary file behind,
+ * never a partial `path`. */
+int gguf_writer_write(gguf_writer *w, const char *path, char *err,
+                      size_t errlen)
+{
+    struct stat st;
+    char *real = NULL;
+    const char *dst = path;
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode) &&
+        (real = realpath(path, NULL)) != NULL)
+        dst = real;
+    if (stat(dst, &st) == 0 && !S_ISREG(st.st_mode)) {
+        int r = write_to(w, dst, err, errlen);
+        free(real);
+        return r;
+    }
+    size_t cap = strlen(dst) + 48;
+    char *tmp = malloc(cap);
+    if (!tmp) {
+        seterr(err, errlen, "gguf writer: out of memory");
+        free(real);
+        return -1;
+    }
+    int fd = -1;
+    for (int k = 0; k < 100 && fd < 0; k++) {
+        snprintf(tmp, cap, "%s.tmp-%ld-%d", dst, (long)getpid(), k);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    int r = -1;
+    if (fd < 0) {
+        seterr(err, errlen, "gguf writer: cannot create a temporary file "
+               "next to '%s': %s", path, strerror(errno));
+        goto done;
+    }
+    close(fd);
+    r = write_to(w, tmp, err, errlen);
+    if (r == 0 && rename(tmp, dst) != 0) {
+        seterr(err, errlen, "gguf writer: cannot rename '%s' to '%s': %s",
+               tmp, dst, strerror(errno));
+        r = -1;
+    }
     if (r < 0)
-        remove(path);
+        remove(tmp);
+done:
+    free(tmp);
+    free(real);
     return r;
 }
 

@@ -166,7 +166,10 @@ int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,
                            uint32_t n_dims, const uint64_t *ne,
                            const void *data, bool borrow);
 /* Write a GGUF v3 file. The alignment is general.alignment when set (a
- * uint32 power of two), else GGUF_DEFAULT_ALIGNMENT. */
+ * uint32 power of two), else GGUF_DEFAULT_ALIGNMENT. A regular file is
+ * written under a temporary name in the same directory, synced and renamed
+ * over `path` (a symlink's target is replaced): on failure `path` is as it
+ * was before (absent, or the old file) and the temporary file is removed. */
 int gguf_writer_write(gguf_writer *w, const char *path, char *err,
                       size_t errlen);
 /* The same file into a malloc'ed buffer (*out, *outlen; free() it). */

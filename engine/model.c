@@ -1057,7 +1057,8 @@ static uint32_t pick_type(uint32_t want, uint64_t cols)
     return QT_F16;
 }
 
-/* Convert one tensor of `rows` rows from F32/F16 into `to`. */
+/* Convert one tensor of `rows` rows into `to`, through F32 (from a
+ * quantized type too: that is requantization). */
 static void *convert_tensor(const gguf_tensor *t, uint32_t to, uint64_t rows,
                             uint64_t cols, uint64_t *out_bytes, float *tmp)
 {
@@ -1089,31 +1090,110 @@ static void *convert_tensor(const gguf_tensor *t, uint32_t to, uint64_t rows,
     return buf;
 }
 
+static bool is_float_type(uint32_t t)
+{
+    return t == QT_F32 || t == QT_F16 || t == QT_BF16;
+}
+
+/* A weight matrix: 2-D or more, more than one row. */
+static bool is_matrix(const gguf_tensor *t, uint64_t *rows)
+{
+    uint64_t r = 1;
+    for (uint32_t d = 1; d < t->n_dims; d++)
+        r *= t->ne[d]; /* gguf validated the element count */
+    *rows = r;
+    return t->n_dims >= 2 && r > 1;
+}
+
+/* The type tensor t is written in when `type` is asked for: matrices get
+ * `type` or its fallback, 1-D float tensors F32, other 1-D ones stay. */
+static uint32_t target_of(const gguf_tensor *t, uint32_t type)
+{
+    uint64_t rows;
+    if (is_matrix(t, &rows))
+        return pick_type(type, t->ne[0]);
+    return is_float_type(t->type) ? QT_F32 : t->type;
+}
+
+static void tensor_name(const gguf_tensor *t, char *name, size_t cap)
+{
+    snprintf(name, cap, "%.*s", (int)(t->name.len < cap - 1 ? t->name.len
+                                                            : cap - 1),
+             t->name.ptr);
+}
+
+/* Before any work: the quantized matrices that would change type must be
+ * dequantizable, and may only be converted when the caller allows it. */
+static int check_requantize(const gguf_file *f, const char *in,
+                            uint32_t type, unsigned flags, char *err,
+                            size_t errlen)
+{
+    int n_need = 0;
+    char first[256] = "";
+    uint32_t first_from = 0, first_to = 0;
+    for (size_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        uint64_t rows;
+        uint32_t to = target_of(t, type);
+        if (!is_matrix(t, &rows) || is_float_type(t->type) || to == t->type)
+            continue;
+        const qt_traits *tr = qt_traits_of(t->type);
+        if (!tr || !tr->can_dequantize) {
+            char name[256];
+            tensor_name(t, name, sizeof name);
+            seterr(err, errlen, "%s: tensor '%s' is %s, which cannot be "
+                   "dequantized to convert it to %s", in, name,
+                   qt_name(t->type), qt_name(to));
+            return MODEL_QUANTIZE_ERROR;
+        }
+        if (n_need++ == 0) {
+            tensor_name(t, first, sizeof first);
+            first_from = t->type;
+            first_to = to;
+        }
+    }
+    if (n_need && !(flags & MODEL_QUANTIZE_ALLOW_REQUANTIZE)) {
+        seterr(err, errlen, "%s: %d weight matrices are already quantized "
+               "('%s' is %s); converting them to %s would requantize them",
+               in, n_need, first, qt_name(first_from), qt_name(first_to));
+        return MODEL_QUANTIZE_NEEDS_REQUANT;
+    }
+    return MODEL_QUANTIZE_OK;
+}
+
 int model_quantize(const char *in, const char *out, uint32_t type,
-                   model_quantize_stats *st, char *err, size_t errlen)
+                   unsigned flags, model_quantize_stats *st, char *err,
+                   size_t errlen)
 {
     model_quantize_stats s;
     memset(&s, 0, sizeof s);
+    if (st)
+        *st = s;
     if (!can_write(type)) {
         seterr(err, errlen, "cannot quantize to %s", qt_name(type));
-        return -1;
+        return MODEL_QUANTIZE_ERROR;
     }
     gguf_file *f = NULL;
     char gerr[256];
     if (gguf_open(in, &f, gerr, sizeof gerr) != 0) {
         seterr(err, errlen, "%s: %s", in, gerr);
-        return -1;
+        return MODEL_QUANTIZE_ERROR;
     }
-    int rc = -1;
+    int rc = check_requantize(f, in, type, flags, err, errlen);
+    if (rc != MODEL_QUANTIZE_OK) {
+        gguf_close(f);
+        return rc;
+    }
+    rc = MODEL_QUANTIZE_ERROR;
     float *tmp = NULL;
     size_t tmp_cap = 0;
+    int n_matrix_of[QT_TYPE_MAX] = {0}; /* output matrices per type */
     gguf_writer *w = gguf_writer_new();
     if (!w) {
         seterr(err, errlen, "out of memory");
         goto done;
     }
     if (gguf_writer_copy_kv(w, f) != 0 ||
-        gguf_writer_set_u32(w, "general.file_type", file_type_of(type)) != 0 ||
         gguf_writer_set_u32(w, "general.quantization_version", 2) != 0) {
         seterr(err, errlen, "out of memory copying metadata");
         goto done;
@@ -1121,18 +1201,20 @@ int model_quantize(const char *in, const char *out, uint32_t type,
     for (size_t i = 0; i < gguf_n_tensors(f); i++) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
         char name[256];
-        snprintf(name, sizeof name, "%.*s",
-                 (int)(t->name.len < 255 ? t->name.len : 255), t->name.ptr);
-        uint64_t cols = t->ne[0], rows = 1;
-        for (uint32_t d = 1; d < t->n_dims; d++)
-            rows *= t->ne[d]; /* gguf validated the element count */
-        bool is_float = t->type == QT_F32 || t->type == QT_F16;
-        bool matrix = t->n_dims >= 2 && rows > 1;
-        uint32_t to = t->type;
-        if (is_float)
-            to = matrix ? pick_type(type, cols) : QT_F32;
+        tensor_name(t, name, sizeof name);
+        uint64_t cols = t->ne[0], rows;
+        bool matrix = is_matrix(t, &rows);
+        uint32_t to = target_of(t, type);
         s.n_tensors++;
         s.bytes_in += t->nbytes;
+        if (!matrix)
+            s.n_kept++;
+        else if (to == type)
+            s.n_quantized++;
+        else
+            s.n_fallback++; /* rows do not divide into type's blocks */
+        if (matrix && to < QT_TYPE_MAX)
+            n_matrix_of[to]++;
         if (to == t->type) {
             /* unchanged: borrow from the mapping, open until the write */
             if (gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne,
@@ -1141,11 +1223,12 @@ int model_quantize(const char *in, const char *out, uint32_t type,
                 goto done;
             }
             s.bytes_out += t->nbytes;
-            if (matrix && is_float && to == type)
-                s.n_quantized++;
-            else
-                s.n_kept++;
             continue;
+        }
+        if (matrix && !is_float_type(t->type)) {
+            s.n_requantized++;
+            if (t->type < 64)
+                s.requant_from |= UINT64_C(1) << t->type;
         }
         if (cols > tmp_cap) {
             float *nt = realloc(tmp, (size_t)cols * sizeof(float));
@@ -1171,18 +1254,25 @@ int model_quantize(const char *in, const char *out, uint32_t type,
             goto done;
         }
         s.bytes_out += nb;
-        if (!matrix)
-            s.n_kept++;
-        else if (to == type)
-            s.n_quantized++;
-        else
-            s.n_fallback++;
+    }
+    /* general.file_type names what most matrices are (llama.cpp's MOSTLY_*
+     * reading, the way its loader guesses a missing one), so a fallback-
+     * heavy result, e.g. stories260K under q4_k (every matrix Q5_0 or
+     * F16), is not labelled with a type none of its tensors has. */
+    s.main_type = type;
+    for (uint32_t ty = 0; ty < QT_TYPE_MAX; ty++)
+        if (n_matrix_of[ty] > n_matrix_of[s.main_type])
+            s.main_type = ty;
+    s.file_type = file_type_of(s.main_type);
+    if (gguf_writer_set_u32(w, "general.file_type", s.file_type) != 0) {
+        seterr(err, errlen, "out of memory copying metadata");
+        goto done;
     }
     if (gguf_writer_write(w, out, gerr, sizeof gerr) != 0) {
         seterr(err, errlen, "%s: %s", out, gerr);
         goto done;
     }
-    rc = 0;
+    rc = MODEL_QUANTIZE_OK;
 done:
     free(tmp);
     gguf_writer_free(w);

@@ -121,18 +121,46 @@ int model_decode(model_ctx *c, const model_batch *b, float *logits,
 typedef struct model_quantize_stats {
     uint64_t bytes_in, bytes_out;   /* tensor data bytes */
     int n_tensors;
-    int n_quantized;                /* written in the requested type */
-    int n_fallback;                 /* rows did not fit its blocks */
-    int n_kept;                     /* 1-D / already quantized: F32 or as is */
+    int n_quantized;                /* matrices written in the requested type */
+    int n_fallback;                 /* matrices whose rows do not fit its
+                                     * blocks, written in another type */
+    int n_kept;                     /* 1-D tensors (F32 or as they were) and
+                                     * matrices copied as they were */
+    int n_requantized;              /* of quantized + fallback: converted
+                                     * from an already quantized type */
+    uint64_t requant_from;          /* bit t set: some came from qt type t */
+    uint32_t main_type;             /* the type most output matrices have */
+    uint32_t file_type;             /* general.file_type written */
 } model_quantize_stats;
 
-/* Write `out` with the 2-D F32/F16 weight tensors of `in` converted to
- * `type` (a qt type with quantize support, or F16/F32). A tensor whose rows
- * do not divide into the type's blocks falls back to a type that fits
- * (for the K-quants Q5_0 or Q8_0 when available, else F16). 1-D tensors
- * (norms, biases) are written as F32; tensors of other types are copied
- * unchanged. All metadata is copied, general.file_type updated. */
+/* model_quantize flags */
+#define MODEL_QUANTIZE_ALLOW_REQUANTIZE 1u /* convert quantized matrices too */
+
+/* model_quantize results */
+enum {
+    MODEL_QUANTIZE_OK = 0,
+    MODEL_QUANTIZE_ERROR = -1,        /* err says why */
+    MODEL_QUANTIZE_NEEDS_REQUANT = -2 /* quantized matrices would have to be
+                                       * requantized and the flag is absent */
+};
+
+/* Write `out` with the 2-D weight tensors of `in` converted to `type` (a
+ * qt type with quantize support, or F16/F32). A tensor whose rows do not
+ * divide into the type's blocks falls back to a type that fits (for the
+ * K-quants Q5_0 or Q8_0 when available, else F16). 1-D F32/F16/BF16
+ * tensors (norms, biases) are written as F32, other 1-D tensors copied.
+ * F32/F16/BF16 matrices are converted; a matrix already in the type it
+ * would be written in is copied. A quantized matrix that would change type
+ * is requantized (dequantized to F32, then quantized) only with
+ * MODEL_QUANTIZE_ALLOW_REQUANTIZE; without it the result is
+ * MODEL_QUANTIZE_NEEDS_REQUANT, checked before any work, and nothing is
+ * written. All metadata is copied; general.file_type is llama.cpp's
+ * number for the type most output matrices have (ties: `type`), so it
+ * never names a type the tensors do not have. The file is written under a
+ * temporary name and renamed (gguf_writer_write): on failure `out` is
+ * untouched. `st` (may be NULL) is filled in every case. */
 int model_quantize(const char *in, const char *out, uint32_t type,
-                   model_quantize_stats *st, char *err, size_t errlen);
+                   unsigned flags, model_quantize_stats *st, char *err,
+                   size_t errlen);
 
 #endif

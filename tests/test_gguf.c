@@ -5,9 +5,11 @@
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -378,6 +380,102 @@ START_TEST(writer_roundtrip_file)
     check_full(f);
     gguf_close(f);
     unlink(path);
+}
+END_TEST
+
+/* Entries of a directory other than . and .. */
+static int dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_eq(fputs(text, fp) >= 0, 1);
+    ck_assert_int_eq(fclose(fp), 0);
+}
+
+/* An existing file is replaced whole, through a temporary file that does
+ * not stay behind; a symlink's target is replaced, the link kept. */
+START_TEST(writer_replaces_file_by_rename)
+{
+    char dir[] = "/tmp/test_gguf_dir_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[64], link[64];
+    snprintf(path, sizeof path, "%s/m.gguf", dir);
+    snprintf(link, sizeof link, "%s/l.gguf", dir);
+    write_text(path, "an old file, longer than nothing");
+    struct stat before;
+    ck_assert_int_eq(stat(path, &before), 0);
+    ck_assert_int_eq(symlink("m.gguf", link), 0);
+
+    gguf_writer *w = full_writer();
+    char err[256];
+    ck_assert_msg(gguf_writer_write(w, link, err, sizeof err) == 0, "%s", err);
+    gguf_writer_free(w);
+    struct stat lst, after;
+    ck_assert_int_eq(lstat(link, &lst), 0);
+    ck_assert(S_ISLNK(lst.st_mode));
+    ck_assert_int_eq(stat(path, &after), 0);
+    ck_assert(before.st_ino != after.st_ino); /* a new file, renamed in */
+    gguf_file *f = NULL;
+    ck_assert_msg(gguf_open(path, &f, err, sizeof err) == 0, "%s", err);
+    check_full(f);
+    gguf_close(f);
+    ck_assert_int_eq(dir_entries(dir), 2); /* no temporary left */
+    unlink(link);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+/* A write that fails half-way (the file size limit stops it) leaves the
+ * old file as it was and no temporary file. */
+START_TEST(writer_write_error_keeps_old_file)
+{
+    char dir[] = "/tmp/test_gguf_dir_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/m.gguf", dir);
+    write_text(path, "old");
+
+    gguf_writer *w = gguf_writer_new();
+    ck_assert_ptr_nonnull(w);
+    uint64_t ne[2] = {1024, 64}; /* 256 KiB of zeros */
+    ck_assert_int_eq(gguf_writer_add_tensor(w, "t", QT_F32, 2, ne, NULL,
+                                            false), 0);
+    struct rlimit old_lim, lim;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old_lim), 0);
+    lim = old_lim;
+    lim.rlim_cur = 65536;
+    void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    char err[256] = "";
+    int rc = gguf_writer_write(w, path, err, sizeof err);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old_lim), 0);
+    signal(SIGXFSZ, old_sig);
+    gguf_writer_free(w);
+
+    ck_assert_int_ne(rc, 0);
+    ck_assert_msg(strstr(err, "write") != NULL, "%s", err);
+    char buf[16] = "";
+    FILE *fp = fopen(path, "r");
+    ck_assert_ptr_nonnull(fp);
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = 0;
+    ck_assert_str_eq(buf, "old");
+    ck_assert_int_eq(dir_entries(dir), 1);
+    unlink(path);
+    rmdir(dir);
 }
 END_TEST
 
@@ -1250,6 +1348,8 @@ static Suite *gguf_suite(void)
     TCase *tc = tcase_create("writer");
     tcase_add_test(tc, writer_roundtrip_mem);
     tcase_add_test(tc, writer_roundtrip_file);
+    tcase_add_test(tc, writer_replaces_file_by_rename);
+    tcase_add_test(tc, writer_write_error_keeps_old_file);
     tcase_add_test(tc, writer_copy_kv_identical);
     tcase_add_test(tc, writer_replaces_existing_key);
     tcase_add_test(tc, writer_custom_alignment);

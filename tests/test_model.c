@@ -1,7 +1,7 @@
 /* test_model.c - architectures, forward pass and KV cache against the
  * reference outputs of llama.cpp ($HEARTH_TEST_DATA/reference), refusal
  * of bad models built here with the GGUF writer, batch/KV consistency,
- * and the quantize round trip.
+ * and quantization (round trip, requantization, the hearth quantize CLI).
  *
  * About the reference comparison. stories260K (dim 64, head dim 8) is so
  * small that any difference in the last bit of one float operation flips
@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gguf.h"
@@ -669,13 +670,13 @@ END_TEST
 
 static void assert_close(const float *a, const float *b, int n, float tol);
 
-/* Logits after feeding 8 tokens to a tiny model written with o. */
-static void tiny_logits(const tiny_opts *o, float *out, int *scaling)
+/* Logits after feeding 8 tokens to the model in `path`. */
+static void file_logits(const char *path, float *out, int *scaling)
 {
-    char path[128], err[256];
-    write_tiny(o, path, sizeof path);
+    char err[256];
     model *m = load_or_fail(path);
-    *scaling = model_hparams_of(m)->rope_scaling;
+    if (scaling)
+        *scaling = model_hparams_of(m)->rope_scaling;
     kv_cache *kv = NULL;
     model_ctx *mc = NULL;
     ck_assert(model_kv_new(m, 16, 0, KV_F32, &kv, err, sizeof err) == 0);
@@ -688,6 +689,14 @@ static void tiny_logits(const tiny_opts *o, float *out, int *scaling)
     model_ctx_free(mc);
     kv_free(kv);
     model_free(m);
+}
+
+/* Logits after feeding 8 tokens to a tiny model written with o. */
+static void tiny_logits(const tiny_opts *o, float *out, int *scaling)
+{
+    char path[128];
+    write_tiny(o, path, sizeof path);
+    file_logits(path, out, scaling);
     unlink(path);
 }
 
@@ -992,7 +1001,7 @@ START_TEST(quantize_round_trip)
         ck_assert_int_ge(fd, 0);
         close(fd);
         model_quantize_stats st;
-        ck_assert_msg(model_quantize(in, out, types[k], &st, err, sizeof err) == 0,
+        ck_assert_msg(model_quantize(in, out, types[k], 0, &st, err, sizeof err) == 0,
                       "%s", err);
         printf("quantize %s: %d tensors, %d quantized, %d fallback, %d kept; "
                "%llu -> %llu bytes\n", qt_name(types[k]), st.n_tensors,
@@ -1013,7 +1022,9 @@ START_TEST(quantize_round_trip)
         ck_assert_uint_eq(toks->arr_len, 512);
         uint32_t ft = 99;
         ck_assert_int_eq(gguf_get_u32(f, "general.file_type", &ft), 0);
-        ck_assert_uint_eq(ft, types[k] == QT_Q8_0 ? 7 : types[k] == QT_Q4_0 ? 2 : 14);
+        /* q4_k: every matrix falls back (rows of 64), most to Q5_0 */
+        ck_assert_uint_eq(ft, types[k] == QT_Q8_0 ? 7 : types[k] == QT_Q4_0 ? 2 : 8);
+        ck_assert_uint_eq(st.file_type, ft);
         const gguf_tensor *t = gguf_find_tensor(f, "blk.0.ffn_down.weight");
         ck_assert_uint_eq(t->type, QT_F16); /* rows of 172 */
         t = gguf_find_tensor(f, "blk.0.attn_norm.weight");
@@ -1021,8 +1032,10 @@ START_TEST(quantize_round_trip)
         t = gguf_find_tensor(f, "blk.0.attn_q.weight");
         if (types[k] == QT_Q4_K) {
             /* rows of 64 do not hold a 256-value super-block */
-            ck_assert_uint_ne(t->type, QT_Q4_K);
+            ck_assert_uint_eq(t->type, QT_Q5_0);
             ck_assert_int_eq(st.n_quantized, 0);
+            ck_assert_int_eq(st.n_fallback, 37);
+            ck_assert_uint_eq(st.main_type, QT_Q5_0);
         } else {
             ck_assert_uint_eq(t->type, types[k]);
             ck_assert_int_eq(st.n_quantized, 32);
@@ -1062,10 +1075,472 @@ START_TEST(quantize_round_trip)
         unlink(out);
     }
     /* a type without quantize support is refused before anything is written */
-    ck_assert_int_ne(model_quantize(in, "/tmp/hearth_never_written", QT_TYPE_MAX + 1,
+    ck_assert_int_ne(model_quantize(in, "/tmp/hearth_never_written", QT_TYPE_MAX + 1, 0,
                                     NULL, err, sizeof err), 0);
     ck_assert_int_ne(access("/tmp/hearth_never_written", F_OK), 0);
     ref_free(&rf);
+}
+END_TEST
+
+/* The tiny llama model: 16 matrices (token_embd, output, 7 per layer)
+ * and 5 norms. */
+enum { TINY_MATRICES = 2 + 7 * T_LAYERS, TINY_NORMS = 1 + 2 * T_LAYERS };
+
+/* Every matrix of `path` is `want`, every 1-D tensor F32, and
+ * general.file_type is `ft`. */
+static void assert_file_types(const char *path, uint32_t want, uint32_t ft)
+{
+    char err[256];
+    gguf_file *f = NULL;
+    ck_assert_msg(gguf_open(path, &f, err, sizeof err) == 0, "%s", err);
+    int n_matrix = 0;
+    for (size_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        bool matrix = t->n_dims >= 2 && t->ne[1] > 1;
+        n_matrix += matrix;
+        ck_assert_msg(t->type == (matrix ? want : QT_F32), "%.*s is %s",
+                      (int)t->name.len, t->name.ptr, qt_name(t->type));
+    }
+    ck_assert_int_eq(n_matrix, TINY_MATRICES);
+    uint32_t got = 99;
+    ck_assert_int_eq(gguf_get_u32(f, "general.file_type", &got), 0);
+    ck_assert_uint_eq(got, ft);
+    gguf_close(f);
+}
+
+/* Stats of a tiny model quantized with every matrix in the type asked. */
+static void assert_tiny_stats(const model_quantize_stats *st,
+                              int n_requantized, uint32_t ft)
+{
+    ck_assert_int_eq(st->n_tensors, TINY_MATRICES + TINY_NORMS);
+    ck_assert_int_eq(st->n_quantized, TINY_MATRICES);
+    ck_assert_int_eq(st->n_fallback, 0);
+    ck_assert_int_eq(st->n_kept, TINY_NORMS);
+    ck_assert_int_eq(st->n_requantized, n_requantized);
+    ck_assert_uint_eq(st->file_type, ft);
+}
+
+static float max_diff(const float *a, const float *b, int n)
+{
+    float d = 0;
+    for (int i = 0; i < n; i++)
+        d = fmaxf(d, fabsf(a[i] - b[i]));
+    return d;
+}
+
+static int count_dir(const char *dir)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    int n = -1;
+    ck_assert_int_eq(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+static void read_small(const char *path, char *buf, size_t cap)
+{
+    FILE *fp = fopen(path, "r");
+    ck_assert_ptr_nonnull(fp);
+    size_t n = fread(buf, 1, cap - 1, fp);
+    buf[n] = 0;
+    fclose(fp);
+}
+
+START_TEST(quantize_refuses_requantize_without_flag)
+{
+    tiny_opts o = {.weight_type = QT_Q4_0};
+    char in[128], err[512] = "";
+    write_tiny(&o, in, sizeof in);
+    char dir[] = "/tmp/hearth_test_qdir_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char out[64];
+    snprintf(out, sizeof out, "%s/out.gguf", dir);
+
+    model_quantize_stats st;
+    memset(&st, 0xff, sizeof st);
+    int rc = model_quantize(in, out, QT_Q8_0, 0, &st, err, sizeof err);
+    ck_assert_int_eq(rc, MODEL_QUANTIZE_NEEDS_REQUANT);
+    ck_assert_msg(strstr(err, "16 weight matrices are already quantized") &&
+                  strstr(err, "is Q4_0") && strstr(err, "Q8_0"), "%s", err);
+    ck_assert_int_eq(st.n_tensors, 0); /* refused before any work */
+    ck_assert_int_eq(count_dir(dir), 0);
+
+    /* an existing OUT is left as it was */
+    FILE *fp = fopen(out, "w");
+    ck_assert_ptr_nonnull(fp);
+    fputs("keep", fp);
+    fclose(fp);
+    rc = model_quantize(in, out, QT_F16, 0, &st, err, sizeof err);
+    ck_assert_int_eq(rc, MODEL_QUANTIZE_NEEDS_REQUANT);
+    char buf[16];
+    read_small(out, buf, sizeof buf);
+    ck_assert_str_eq(buf, "keep");
+    ck_assert_int_eq(count_dir(dir), 1);
+
+    /* Q4_0 matrices asked for as Q4_0 need no requantization: copied */
+    rc = model_quantize(in, out, QT_Q4_0, 0, &st, err, sizeof err);
+    ck_assert_msg(rc == MODEL_QUANTIZE_OK, "%s", err);
+    assert_tiny_stats(&st, 0, 2);
+    ck_assert_uint_eq(st.bytes_out, st.bytes_in);
+    assert_file_types(out, QT_Q4_0, 2);
+    unlink(out);
+    rmdir(dir);
+    unlink(in);
+}
+END_TEST
+
+START_TEST(quantize_requantizes_when_allowed)
+{
+    /* the same random weights as F32 and as Q4_0 (write_tiny is seeded) */
+    tiny_opts of = {.weight_type = QT_F32}, oq = {.weight_type = QT_Q4_0};
+    float lf[T_VOCAB], lq[T_VOCAB], lr[T_VOCAB];
+    tiny_logits(&of, lf, NULL);
+    char in[128], out[160], err[512];
+    write_tiny(&oq, in, sizeof in);
+    file_logits(in, lq, NULL);
+    snprintf(out, sizeof out, "%s.q8", in);
+
+    model_quantize_stats st;
+    int rc = model_quantize(in, out, QT_Q8_0, MODEL_QUANTIZE_ALLOW_REQUANTIZE,
+                            &st, err, sizeof err);
+    ck_assert_msg(rc == MODEL_QUANTIZE_OK, "%s", err);
+    assert_tiny_stats(&st, TINY_MATRICES, 7);
+    ck_assert_uint_eq(st.requant_from, UINT64_C(1) << QT_Q4_0);
+    ck_assert_uint_eq(st.main_type, QT_Q8_0);
+    assert_file_types(out, QT_Q8_0, 7);
+
+    /* Q8_0 holds Q4_0's values almost exactly: the result is much closer
+     * to its source than the Q4_0 model is to the F32 one */
+    file_logits(out, lr, NULL);
+    float d_req = max_diff(lr, lq, T_VOCAB), d_q4 = max_diff(lq, lf, T_VOCAB);
+    printf("requantize Q4_0 -> Q8_0: logits within %g of the source "
+           "(Q4_0 vs F32: %g)\n", (double)d_req, (double)d_q4);
+    ck_assert_msg(d_q4 > 1e-3f, "Q4_0 changed nothing (%g)", (double)d_q4);
+    ck_assert_msg(d_req < d_q4 / 4, "%g vs %g", (double)d_req, (double)d_q4);
+    unlink(out);
+    unlink(in);
+}
+END_TEST
+
+START_TEST(quantize_float_sources_unchanged)
+{
+    /* F32 -> Q4_0 gives exactly the bytes of quantizing each row (as
+     * write_tiny does for a Q4_0 model); F16 -> Q4_0 needs no flag and
+     * stays close to its source. */
+    tiny_opts of = {.weight_type = QT_F32}, oh = {.weight_type = QT_F16},
+              oq = {.weight_type = QT_Q4_0};
+    char f32p[128], f16p[128], q4p[128], out[160], err[512];
+    write_tiny(&of, f32p, sizeof f32p);
+    write_tiny(&oh, f16p, sizeof f16p);
+    write_tiny(&oq, q4p, sizeof q4p);
+    snprintf(out, sizeof out, "%s.q4", f32p);
+    model_quantize_stats st;
+    ck_assert_msg(model_quantize(f32p, out, QT_Q4_0, 0, &st, err, sizeof err)
+                  == MODEL_QUANTIZE_OK, "%s", err);
+    assert_tiny_stats(&st, 0, 2);
+    gguf_file *a = NULL, *b = NULL;
+    ck_assert(gguf_open(out, &a, err, sizeof err) == 0);
+    ck_assert(gguf_open(q4p, &b, err, sizeof err) == 0);
+    ck_assert_uint_eq(gguf_n_tensors(a), gguf_n_tensors(b));
+    for (size_t i = 0; i < gguf_n_tensors(a); i++) {
+        const gguf_tensor *ta = gguf_tensor_at(a, i), *tb = gguf_tensor_at(b, i);
+        ck_assert_uint_eq(ta->type, tb->type);
+        ck_assert_uint_eq(ta->nbytes, tb->nbytes);
+        ck_assert(memcmp(ta->data, tb->data, ta->nbytes) == 0);
+    }
+    gguf_close(a);
+    gguf_close(b);
+    unlink(out);
+
+    float lh[T_VOCAB], lq[T_VOCAB], lr[T_VOCAB];
+    file_logits(f16p, lh, NULL);
+    file_logits(q4p, lq, NULL);
+    snprintf(out, sizeof out, "%s.q4", f16p);
+    ck_assert_msg(model_quantize(f16p, out, QT_Q4_0, 0, &st, err, sizeof err)
+                  == MODEL_QUANTIZE_OK, "%s", err);
+    assert_tiny_stats(&st, 0, 2);
+    assert_file_types(out, QT_Q4_0, 2);
+    file_logits(out, lr, NULL);
+    /* as far from the F16 model as the Q4_0 model is from the F32 one */
+    float d = max_diff(lr, lh, T_VOCAB), d_ref = max_diff(lq, lh, T_VOCAB);
+    printf("F16 -> Q4_0: logits within %g of the source (%g for Q4_0 "
+           "made from F32)\n", (double)d, (double)d_ref);
+    ck_assert_msg(d <= 2 * d_ref + 1e-3f, "%g vs %g", (double)d, (double)d_ref);
+    unlink(out);
+    unlink(f32p);
+    unlink(f16p);
+    unlink(q4p);
+}
+END_TEST
+
+START_TEST(quantize_refuses_undequantizable_type)
+{
+    /* a matrix in a type the engine cannot read (IQ4_NL today) cannot be
+     * requantized, flag or not; the message names tensor and type */
+    uint32_t bad = UINT32_MAX;
+    for (uint32_t t = 0; t < QT_TYPE_MAX && bad == UINT32_MAX; t++) {
+        const qt_traits *tr = qt_traits_of(t);
+        if (tr && !tr->can_dequantize && T_EMBD % tr->block_size == 0)
+            bad = t;
+    }
+    ck_assert_uint_ne(bad, UINT32_MAX);
+    tiny_opts o = {.bad_type_name = "blk.1.attn_q.weight", .bad_type = bad};
+    char in[128], out[160], err[512] = "";
+    write_tiny(&o, in, sizeof in);
+    snprintf(out, sizeof out, "%s.out", in);
+    model_quantize_stats st;
+    int rc = model_quantize(in, out, QT_Q8_0, MODEL_QUANTIZE_ALLOW_REQUANTIZE,
+                            &st, err, sizeof err);
+    ck_assert_int_eq(rc, MODEL_QUANTIZE_ERROR);
+    ck_assert_msg(strstr(err, "blk.1.attn_q.weight") &&
+                  strstr(err, qt_name(bad)) && strstr(err, "cannot be "
+                  "dequantized"), "%s", err);
+    ck_assert_int_ne(access(out, F_OK), 0);
+    unlink(in);
+}
+END_TEST
+
+/* A llama.cpp Q4_K_M file (Q4_K and Q6_K matrices) to Q8_0: refused
+ * without the flag, with it every matrix is Q8_0 and the logits stay
+ * close to the source's. */
+START_TEST(quantize_requantizes_q4_k_m)
+{
+    SKIP_WITHOUT_DATA(dir);
+    char in[4400], out[128], err[512];
+    snprintf(in, sizeof in, "%s/models/synth-llama-56m-Q4_K_M.gguf", dir);
+    snprintf(out, sizeof out, "/tmp/hearth_test_rq_XXXXXX");
+    int fd = mkstemp(out);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    model_quantize_stats st;
+    ck_assert_int_eq(model_quantize(in, out, QT_Q8_0, 0, &st, err, sizeof err),
+                     MODEL_QUANTIZE_NEEDS_REQUANT);
+    ck_assert_msg(model_quantize(in, out, QT_Q8_0,
+                                 MODEL_QUANTIZE_ALLOW_REQUANTIZE, &st, err,
+                                 sizeof err) == MODEL_QUANTIZE_OK, "%s", err);
+    ck_assert_int_eq(st.n_quantized, st.n_requantized);
+    ck_assert_int_eq(st.n_quantized + st.n_kept, st.n_tensors);
+    ck_assert_uint_eq(st.requant_from, (UINT64_C(1) << QT_Q4_K) |
+                                           (UINT64_C(1) << QT_Q6_K));
+    ck_assert_uint_eq(st.file_type, 7);
+
+    model *ms = load_or_fail(in), *mr = load_or_fail(out);
+    ck_assert_uint_eq(gguf_find_tensor(model_gguf(mr), "output.weight")->type,
+                      QT_Q8_0);
+    int n_vocab = model_hparams_of(ms)->n_vocab;
+    float *ls = malloc(sizeof(float) * (size_t)n_vocab * 2);
+    ck_assert_ptr_nonnull(ls);
+    float *lr = ls + n_vocab;
+    model *mods[2] = {ms, mr};
+    float *lgs[2] = {ls, lr};
+    for (int k = 0; k < 2; k++) {
+        kv_cache *kv = NULL;
+        model_ctx *mc = NULL;
+        ck_assert(model_kv_new(mods[k], 8, 0, KV_F32, &kv, err, sizeof err) == 0);
+        ck_assert(model_ctx_new(mods[k], 8, &mc, err, sizeof err) == 0);
+        model_token t[4];
+        for (int i = 0; i < 4; i++)
+            t[i] = (model_token){1 + i * 997, i, kv, i == 3};
+        model_batch b = {4, t};
+        ck_assert_msg(model_decode(mc, &b, lgs[k], err, sizeof err) == 0, "%s",
+                      err);
+        model_ctx_free(mc);
+        kv_free(kv);
+    }
+    int32_t as, ar;
+    argmax_of(ls, n_vocab, &as);
+    argmax_of(lr, n_vocab, &ar);
+    float d = max_diff(ls, lr, n_vocab), spread = 0;
+    for (int i = 0; i < n_vocab; i++)
+        spread = fmaxf(spread, fabsf(ls[i] - ls[as]));
+    printf("requantize Q4_K_M -> Q8_0: logits within %g (range %g), "
+           "argmax %d / %d\n", (double)d, (double)spread, as, ar);
+    ck_assert_int_eq(as, ar);
+    ck_assert_msg(d < spread * 0.05f, "%g of %g", (double)d, (double)spread);
+    free(ls);
+    model_free(ms);
+    model_free(mr);
+    unlink(out);
+}
+END_TEST
+
+/* ------------------------------------------------------------ hearth quantize */
+
+/* $HEARTH, or NULL after a visible SKIP line when it is not built. */
+static const char *hearth_bin(const char *test)
+{
+    const char *bin = getenv("HEARTH");
+    if (!bin || access(bin, X_OK) != 0) {
+        fprintf(stderr, "SKIP %s: $HEARTH not built\n", test);
+        return NULL;
+    }
+    return bin;
+}
+
+/* Runs `hearth ARGS`, stdout and stderr into files; the exit status. */
+static int run_hearth(const char *bin, const char *args, const char *so,
+                      const char *se)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s'", bin, args, so, se);
+    int st = system(cmd);
+    ck_assert(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+START_TEST(hearth_quantize_requantize_flag)
+{
+    const char *bin = hearth_bin(__func__);
+    if (!bin)
+        return;
+    tiny_opts o = {.weight_type = QT_Q4_0};
+    char in[128];
+    write_tiny(&o, in, sizeof in);
+    char dir[] = "/tmp/hearth_test_qcli_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char out[64], so[160], se[160], args[512], buf[4096];
+    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    snprintf(so, sizeof so, "%s.stdout", in);
+    snprintf(se, sizeof se, "%s.stderr", in);
+
+    snprintf(args, sizeof args, "quantize '%s' '%s' q8_0", in, out);
+    ck_assert_int_eq(run_hearth(bin, args, so, se), 1);
+    read_small(se, buf, sizeof buf);
+    ck_assert_int_eq(count_lines(buf), 1);
+    ck_assert_msg(strstr(buf, "already quantized") &&
+                  strstr(buf, "--allow-requantize"), "%s", buf);
+    ck_assert_int_eq(count_dir(dir), 0);
+
+    snprintf(args, sizeof args, "quantize --allow-requantize '%s' '%s' q8_0",
+             in, out);
+    ck_assert_int_eq(run_hearth(bin, args, so, se), 0);
+    read_small(se, buf, sizeof buf);
+    ck_assert_int_eq(count_lines(buf), 1);
+    ck_assert_msg(strstr(buf, "warning") && strstr(buf, "16 matrices") &&
+                  strstr(buf, "Q4_0") && strstr(buf, "loses quality"), "%s",
+                  buf);
+    read_small(so, buf, sizeof buf);
+    ck_assert_msg(strstr(buf, "(16 Q8_0, 0 fell back, 5 kept)"), "%s", buf);
+    assert_file_types(out, QT_Q8_0, 7);
+    ck_assert_int_eq(count_dir(dir), 1);
+
+    unlink(out);
+    rmdir(dir);
+    unlink(so);
+    unlink(se);
+    unlink(in);
+}
+END_TEST
+
+/* ------------------------------------------------------------ hearth bench */
+
+/* The table: setup lines, one row per test, the peak RSS; nothing on a
+ * stderr that is not a terminal. --json: one object with every field. */
+START_TEST(hearth_bench_output)
+{
+    const char *bin = hearth_bin(__func__);
+    if (!bin)
+        return;
+    tiny_opts o = {.weight_type = QT_Q8_0};
+    char in[128], so[160], se[160], args[512], buf[4096];
+    write_tiny(&o, in, sizeof in);
+    snprintf(so, sizeof so, "%s.stdout", in);
+    snprintf(se, sizeof se, "%s.stderr", in);
+
+    snprintf(args, sizeof args, "bench -m '%s' -p 8 -n 4 -r 2 -t 1 "
+             "--kernel scalar", in);
+    ck_assert_int_eq(run_hearth(bin, args, so, se), 0);
+    read_small(se, buf, sizeof buf);
+    ck_assert_str_eq(buf, "");
+    read_small(so, buf, sizeof buf);
+    const char *want[] = {"model:   ", "kernel:  scalar   threads: 1   reps: 2\n",
+                          "test ", "pp8 ", "tg4 ", "peak RSS: "};
+    const char *line = buf;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ck_assert_msg(line && strncmp(line, want[i], strlen(want[i])) == 0,
+                      "line %zu: want '%s' in:\n%s", i, want[i], buf);
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    ck_assert_msg(line && *line == 0, "%s", buf);
+    ck_assert(strstr(buf, " ± ") != NULL);
+
+    snprintf(args, sizeof args, "bench -m '%s' -p 8 -n 4 -r 2 -t 1 --json", in);
+    ck_assert_int_eq(run_hearth(bin, args, so, se), 0);
+    json_error_t je;
+    json_t *root = json_load_file(so, 0, &je);
+    ck_assert_msg(root != NULL, "%s", je.text);
+    ck_assert(json_is_object(root));
+    ck_assert_str_eq(json_string_value(json_object_get(root, "arch")), "llama");
+    ck_assert(json_string_length(json_object_get(root, "kernel")) > 0);
+    ck_assert(json_string_value(json_object_get(root, "model")) != NULL);
+    const char *ints[] = {"params", "file_bytes", "kv_bytes", "threads",
+                          "reps", "peak_rss_bytes"};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        ck_assert_msg(json_integer_value(json_object_get(root, ints[i])) > 0,
+                      "%s", ints[i]);
+    json_t *res = json_object_get(root, "results");
+    ck_assert_int_eq((int)json_array_size(res), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *r = json_array_get(res, i);
+        ck_assert_str_eq(json_string_value(json_object_get(r, "test")),
+                         i ? "tg4" : "pp8");
+        ck_assert_int_eq(json_integer_value(json_object_get(r, "n_tokens")),
+                         i ? 4 : 8);
+        ck_assert(json_number_value(json_object_get(r, "tps_mean")) > 0);
+        ck_assert(json_is_number(json_object_get(r, "tps_stddev")));
+        ck_assert_int_eq((int)json_array_size(json_object_get(r, "samples")), 2);
+    }
+    json_decref(root);
+    unlink(so);
+    unlink(se);
+    unlink(in);
+}
+END_TEST
+
+/* On a terminal (script(1) makes one) each repetition shows on stderr,
+ * erased before the row. */
+START_TEST(hearth_bench_progress_on_a_terminal)
+{
+    const char *bin = hearth_bin(__func__);
+    if (!bin)
+        return;
+    if (system("script -qc true /dev/null >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "SKIP %s: no script(1) to make a terminal\n",
+                __func__);
+        return;
+    }
+    tiny_opts o = {.weight_type = QT_F32};
+    char in[128], so[160], cmd[1024], buf[4096];
+    write_tiny(&o, in, sizeof in);
+    snprintf(so, sizeof so, "%s.tty", in);
+    snprintf(cmd, sizeof cmd, "script -qc \"'%s' bench -m '%s' -p 8 -n 4 -r 2 "
+             "-t 1\" /dev/null >'%s' 2>&1 </dev/null", bin, in, so);
+    ck_assert_int_eq(system(cmd), 0);
+    read_small(so, buf, sizeof buf);
+    const char *order[] = {"test ", "pp8: warm-up", "pp8: rep 1/2, last ",
+                           "pp8: rep 2/2, last ", "\r\033[Kpp8 ",
+                           "tg4: rep 2/2", "\r\033[Ktg4 ", "peak RSS"};
+    const char *at = buf;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        const char *hit = strstr(at, order[i]);
+        ck_assert_msg(hit != NULL, "'%s' missing after offset %td in:\n%s",
+                      order[i], at - buf, buf);
+        at = hit + strlen(order[i]);
+    }
+    unlink(so);
+    unlink(in);
 }
 END_TEST
 
@@ -1074,11 +1549,9 @@ END_TEST
 START_TEST(hearth_run_prints_reference_story)
 {
     SKIP_WITHOUT_DATA(dir);
-    const char *bin = getenv("HEARTH");
-    if (!bin || access(bin, X_OK) != 0) {
-        fprintf(stderr, "SKIP %s: $HEARTH not built\n", __func__);
+    const char *bin = hearth_bin(__func__);
+    if (!bin)
         return;
-    }
     char cmd[9000];
     snprintf(cmd, sizeof cmd,
              "'%s' run -m '%s/models/stories260K.gguf' -p 'Once upon a time' "
@@ -1112,6 +1585,7 @@ static Suite *model_suite(void)
     tcase_add_loop_test(t, reference_outputs, 0,
                         (int)(sizeof ref_models / sizeof ref_models[0]));
     tcase_add_test(t, quantize_round_trip);
+    tcase_add_test(t, quantize_requantizes_q4_k_m);
     tcase_add_test(t, hearth_run_prints_reference_story);
     suite_add_tcase(s, t);
 
@@ -1125,6 +1599,19 @@ static Suite *model_suite(void)
     tcase_add_test(t, tiny_models_run);
     tcase_add_test(t, rope_scaling_variants);
     tcase_add_test(t, refuse_unsupported_rope_scaling);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("quantize");
+    tcase_add_test(t, quantize_refuses_requantize_without_flag);
+    tcase_add_test(t, quantize_requantizes_when_allowed);
+    tcase_add_test(t, quantize_float_sources_unchanged);
+    tcase_add_test(t, quantize_refuses_undequantizable_type);
+    tcase_add_test(t, hearth_quantize_requantize_flag);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("bench");
+    tcase_add_test(t, hearth_bench_output);
+    tcase_add_test(t, hearth_bench_progress_on_a_terminal);
     suite_add_tcase(s, t);
 
     t = tcase_create("ops");

@@ -835,10 +835,10 @@ done:
 /* ------------------------------------------------------------ quantize */
 
 static const char quantize_help[] =
-    "usage: hearth quantize IN OUT TYPE\n"
+    "usage: hearth quantize [--allow-requantize] IN OUT TYPE\n"
     "\n"
-    "Write OUT, a copy of the GGUF model IN whose 2-D F32/F16 weight tensors\n"
-    "are converted to TYPE:\n"
+    "Write OUT, a copy of the GGUF model IN whose 2-D weight tensors are\n"
+    "converted to TYPE:\n"
     "  q4_0   4.5 bits/weight (32-value blocks)\n"
     "  q8_0   8.5 bits/weight (32-value blocks)\n"
     "  q4_k   4.5 bits/weight (256-value super-blocks)\n"
@@ -846,11 +846,30 @@ static const char quantize_help[] =
     "(also q4_1, q5_0, q5_1, q2_k, q3_k, q5_k, q6_k, bf16, f32).\n"
     "Tensors whose rows do not divide into TYPE's blocks fall back to a type\n"
     "that fits (Q5_0 or Q8_0 for the K types, else F16). Norms, biases and\n"
-    "other 1-D tensors are kept in F32; tensors already quantized are copied\n"
-    "unchanged. All metadata is copied; general.file_type is updated.\n"
-    "One summary line of sizes is printed.\n"
+    "other 1-D tensors are kept in F32. All metadata is copied;\n"
+    "general.file_type names the type most matrices have. OUT is written\n"
+    "under a temporary name and renamed when complete. One summary line of\n"
+    "sizes is printed.\n"
     "\n"
-    "  -h, --help   show this help\n";
+    "  --allow-requantize  convert weight matrices that are already quantized\n"
+    "                      (dequantized, then quantized to TYPE: this loses\n"
+    "                      quality; quantize the F16/F32 model if you have it).\n"
+    "                      Without it such a model is refused.\n"
+    "  -h, --help          show this help\n";
+
+/* "Q4_K, Q6_K" from a bit set of qt types */
+static void type_list(char *buf, size_t cap, uint64_t mask)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    for (uint32_t t = 0; t < 64 && n < cap; t++)
+        if (mask & (UINT64_C(1) << t)) {
+            int k = snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", qt_name(t));
+            if (k < 0)
+                break;
+            n += (size_t)k;
+        }
+}
 
 static int cmd_quantize(int argc, char **argv)
 {
@@ -860,8 +879,18 @@ static int cmd_quantize(int argc, char **argv)
     }
     const char *pos[3];
     int np = 0;
+    unsigned flags = 0;
+    bool flags_done = false;
     for (int i = 1; i < argc; i++) {
-        if (argv[i][0] == '-' && argv[i][1] != 0) {
+        if (!flags_done && strcmp(argv[i], "--") == 0) {
+            flags_done = true;
+            continue;
+        }
+        if (!flags_done && strcmp(argv[i], "--allow-requantize") == 0) {
+            flags |= MODEL_QUANTIZE_ALLOW_REQUANTIZE;
+            continue;
+        }
+        if (!flags_done && argv[i][0] == '-' && argv[i][1] != 0) {
             die_usage("quantize", "unknown flag '%s'", argv[i]);
             return EXIT_USAGE;
         }
@@ -891,15 +920,30 @@ static int cmd_quantize(int argc, char **argv)
     char err[512];
     model_quantize_stats st;
     double t0 = now_s();
-    if (model_quantize(pos[0], pos[1], (uint32_t)type, &st, err, sizeof err) != 0)
+    int qrc = model_quantize(pos[0], pos[1], (uint32_t)type, flags, &st, err,
+                             sizeof err);
+    if (qrc == MODEL_QUANTIZE_NEEDS_REQUANT)
+        return fail("quantize", "%s, which loses quality: quantize the "
+                    "F16/F32 model, or pass --allow-requantize", err);
+    if (qrc != MODEL_QUANTIZE_OK)
         return fail("quantize", "%s", err);
-    char bi[64], bo[64];
+    if (st.n_requantized) {
+        char from[256];
+        type_list(from, sizeof from, st.requant_from);
+        fprintf(stderr, "hearth quantize: warning: %d matrices requantized "
+                "from %s through F32; requantizing loses quality\n",
+                st.n_requantized, from);
+    }
+    char bi[64], bo[64], ft[64] = "";
     fmt_bytes(bi, sizeof bi, st.bytes_in);
     fmt_bytes(bo, sizeof bo, st.bytes_out);
-    printf("%s -> %s (%s): %d tensors (%d %s, %d fell back, %d kept), "
+    if (st.main_type != (uint32_t)type)
+        snprintf(ft, sizeof ft, "; most matrices %s (file type %u)",
+                 qt_name(st.main_type), st.file_type);
+    printf("%s -> %s (%s): %d tensors (%d %s, %d fell back, %d kept%s), "
            "%s -> %s (%.1f%%) in %.2f s\n", pos[0], pos[1], tr->name,
-           st.n_tensors, st.n_quantized, tr->name, st.n_fallback, st.n_kept, bi,
-           bo, st.bytes_in ? 100.0 * (double)st.bytes_out / (double)st.bytes_in : 0.0,
+           st.n_tensors, st.n_quantized, tr->name, st.n_fallback, st.n_kept, ft,
+           bi, bo, st.bytes_in ? 100.0 * (double)st.bytes_out / (double)st.bytes_in : 0.0,
            now_s() - t0);
     return 0;
 }
@@ -907,14 +951,17 @@ static int cmd_quantize(int argc, char **argv)
 /* ------------------------------------------------------------ bench */
 
 static const char bench_help[] =
-    "usage: hearth bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n"
+    "usage: hearth bench -m MODEL [-p N] [-n N] [-t THREADS] [-r REPS]\n"
+    "                    [--kernel PATH] [--json]\n"
     "\n"
     "Measure the forward pass, as llama-bench does: prompt processing (ppN:\n"
     "one batch of N tokens into an empty cache) and generation (tgN: N tokens\n"
     "one at a time from an empty cache), in tokens per second, mean and\n"
     "standard deviation over REPS runs after one warm-up. Token ids are\n"
     "random (speed does not depend on them). Also prints the kernel path,\n"
-    "the thread count and the peak resident memory of the process.\n"
+    "the thread count and the peak resident memory of the process. Each\n"
+    "row is printed as soon as it is measured; on a terminal, stderr shows\n"
+    "the progress of every repetition.\n"
     "\n"
     "  -m, --model FILE    GGUF model\n"
     "  -p, --prompt N      prompt tokens for pp (default 512; 0 skips pp)\n"
@@ -967,6 +1014,37 @@ static void json_str(const char *s)
             putchar(ch);
     }
     putchar('"');
+}
+
+/* Progress of a long run, on stderr when it is a terminal: one line
+ * rewritten in place ("pp512: rep 2/3, last 213.09 t/s"), erased before
+ * anything else is printed, so stdout (the table or the JSON) is the same
+ * whether or not the progress shows. */
+typedef struct bench_progress {
+    bool on;
+    bool shown;
+} bench_progress;
+
+static void progress_clear(bench_progress *p)
+{
+    if (p->shown) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+        p->shown = false;
+    }
+}
+
+static void progress_show(bench_progress *p, const bench_stat *b, long reps)
+{
+    if (!p->on)
+        return;
+    if (b->n_samples == 0)
+        fprintf(stderr, "\r\033[K%s: warm-up", b->name);
+    else
+        fprintf(stderr, "\r\033[K%s: rep %d/%ld, last %.2f t/s", b->name,
+                b->n_samples, reps, b->samples[b->n_samples - 1]);
+    fflush(stderr);
+    p->shown = true;
 }
 
 /* One pp run (n tokens in one batch) or tg run (n tokens one at a time),
@@ -1106,6 +1184,23 @@ static int cmd_bench(int argc, char **argv)
         fail("bench", "out of memory");
         goto done;
     }
+    struct stat fs;
+    uint64_t fbytes = stat(path, &fs) == 0 ? (uint64_t)fs.st_size : 0;
+    uint64_t kvb = kv_bytes(kv);
+    const char *kpath = kern_get()->name;
+    int nth = model_ctx_threads(mc);
+    char fb[64], kb[64], rb[64];
+    fmt_bytes(fb, sizeof fb, fbytes);
+    fmt_bytes(kb, sizeof kb, kvb);
+    if (!json) {
+        /* the setup first, then each row as soon as it is measured */
+        printf("model:   %s (%s, %.2fM params, %s)\n", path, hp->arch_name,
+               (double)model_n_params(m) / 1e6, fb);
+        printf("kernel:  %s   threads: %d   reps: %ld\n", kpath, nth, reps);
+        printf("%-8s %16s\n", "test", "t/s");
+        fflush(stdout);
+    }
+    bench_progress prog = {isatty(STDERR_FILENO) == 1, false};
     uint32_t rng = 0x9e3779b9u;
     for (int k = 0; k < 2; k++) {
         long n = k == 0 ? n_pp : n_tg;
@@ -1114,9 +1209,11 @@ static int cmd_bench(int argc, char **argv)
         bench_stat *b = &st[n_st++];
         snprintf(b->name, sizeof b->name, "%s%ld", k == 0 ? "pp" : "tg", n);
         b->n_tok = n;
+        progress_show(&prog, b, reps);
         /* warm-up: page the weights in, wake the threads */
         if (bench_once(mc, kv, toks, k == 0 ? (int)n : 2, k == 1, hp->n_vocab,
                        logits, &rng, err, sizeof err) < 0) {
+            progress_clear(&prog);
             fail("bench", "%s", err);
             goto done;
         }
@@ -1124,22 +1221,24 @@ static int cmd_bench(int argc, char **argv)
             double tps = bench_once(mc, kv, toks, (int)n, k == 1, hp->n_vocab,
                                     logits, &rng, err, sizeof err);
             if (tps < 0) {
+                progress_clear(&prog);
                 fail("bench", "%s", err);
                 goto done;
             }
             b->samples[b->n_samples++] = tps;
+            progress_show(&prog, b, reps);
         }
         bench_summarize(b);
+        progress_clear(&prog);
+        if (!json) {
+            printf("%-8s %9.2f ± %5.2f\n", b->name, b->mean, b->sd);
+            fflush(stdout);
+        }
     }
 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     uint64_t rss = (uint64_t)ru.ru_maxrss * 1024u;
-    struct stat fs;
-    uint64_t fbytes = stat(path, &fs) == 0 ? (uint64_t)fs.st_size : 0;
-    uint64_t kvb = kv_bytes(kv);
-    const char *kpath = kern_get()->name;
-    int nth = model_ctx_threads(mc);
     if (json) {
         printf("{\"model\": ");
         json_str(path);
@@ -1161,17 +1260,12 @@ static int cmd_bench(int argc, char **argv)
         }
         printf("]}\n");
     } else {
-        char fb[64], kb[64], rb[64];
-        fmt_bytes(fb, sizeof fb, fbytes);
-        fmt_bytes(kb, sizeof kb, kvb);
         fmt_bytes(rb, sizeof rb, rss);
-        printf("model:   %s (%s, %.2fM params, %s)\n", path, hp->arch_name,
-               (double)model_n_params(m) / 1e6, fb);
-        printf("kernel:  %s   threads: %d   reps: %ld\n", kpath, nth, reps);
-        printf("%-8s %16s\n", "test", "t/s");
-        for (int i = 0; i < n_st; i++)
-            printf("%-8s %9.2f ± %5.2f\n", st[i].name, st[i].mean, st[i].sd);
         printf("peak RSS: %s (file %s + KV cache %s)\n", rb, fb, kb);
+    }
+    if (fflush(stdout) != 0) {
+        fail("bench", "cannot write the results: %s", strerror(errno));
+        goto done;
     }
     rc = 0;
 done:
