@@ -102,40 +102,55 @@ KERN_DEF_MM(kern_avx512_q8_0, dot_q8_0)
  * block, then one fused multiply-add per block and activation row, in
  * block order, as repack_mm_ref() does: the bits are the same. */
 
-#define X16_T 8 /* activation rows per tile: 2 x 8 accumulators + 5 */
+#define X16_T 8 /* activation rows per tile */
 
+/* The eight registers of one block's weights as unsigned bytes: register
+ * i holds values 4i..4i+3 of each row (repack.h). */
 static inline __attribute__((always_inline)) void
-q4_0_x16_tile(int64_t nb, const uint8_t *grp, const uint8_t *act, size_t as,
-              int T, float *out, int64_t os)
+x16_weights(int layout, const uint8_t *blk, __m512i w[8])
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
+    if (layout == REPACK_Q8_0_X16) {
+        for (int i = 0; i < 8; i++)
+            w[i] = _mm512_loadu_si512(blk + 32 + 64 * i);
+        return;
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512i v = _mm512_loadu_si512(blk + 32 + 64 * c);
+        w[2 * c] = _mm512_and_si512(v, m4);
+        w[2 * c + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+    if (layout == REPACK_Q5_0_X16) {
+        const __m512i sixteen = _mm512_set1_epi8(16);
+        for (int i = 0; i < 8; i++) {
+            uint64_t hb;
+            memcpy(&hb, blk + 288 + 8 * i, 8);
+            w[i] = _mm512_mask_add_epi8(w[i], _cvtu64_mask64(hb), w[i], sixteen);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+x16_tile(int layout, size_t block, int offset, int64_t nb, const uint8_t *grp,
+         const uint8_t *act, size_t as, int T, float *out, int64_t os)
+{
     __m512 facc[X16_T];
     for (int t = 0; t < T; t++)
         facc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, grp += 288) {
+    for (int64_t b = 0; b < nb; b++, grp += block) {
+        __m512i w[8];
+        x16_weights(layout, grp, w);
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)grp));
-        __m512i iacc[X16_T];
-        for (int t = 0; t < T; t++)
-            iacc[t] = _mm512_setzero_si512();
-        for (int c = 0; c < 4; c++) {
-            __m512i v = _mm512_loadu_si512(grp + 32 + 64 * c);
-            __m512i lo = _mm512_and_si512(v, m4);
-            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            for (int t = 0; t < T; t++) {
-                const repack_act *a =
-                    (const repack_act *)(const void *)(act + (size_t)t * as) + b;
-                int32_t a0, a1;
-                memcpy(&a0, a->q + 8 * c, 4);
-                memcpy(&a1, a->q + 8 * c + 4, 4);
-                iacc[t] = _mm512_dpbusd_epi32(iacc[t], lo, _mm512_set1_epi32(a0));
-                iacc[t] = _mm512_dpbusd_epi32(iacc[t], hi, _mm512_set1_epi32(a1));
-            }
-        }
         for (int t = 0; t < T; t++) {
             const repack_act *a =
                 (const repack_act *)(const void *)(act + (size_t)t * as) + b;
-            __m512i is = _mm512_sub_epi32(iacc[t], _mm512_set1_epi32(8 * a->s));
-            facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is),
+            int32_t q[8];
+            memcpy(q, a->q, 32);
+            __m512i acc = _mm512_setzero_si512();
+            for (int i = 0; i < 8; i++)
+                acc = _mm512_dpbusd_epi32(acc, w[i], _mm512_set1_epi32(q[i]));
+            acc = _mm512_sub_epi32(acc, _mm512_set1_epi32(offset * a->s));
+            facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc),
                                       _mm512_mul_ps(dw, _mm512_set1_ps(a->d)),
                                       facc[t]);
         }
@@ -143,6 +158,26 @@ q4_0_x16_tile(int64_t nb, const uint8_t *grp, const uint8_t *act, size_t as,
     for (int t = 0; t < T; t++)
         _mm512_storeu_ps(out + (int64_t)t * os, facc[t]);
 }
+
+#define X16_TILE(LAYOUT, BLOCK, OFFSET)                                       \
+    static void tile_##LAYOUT(int64_t nb, const uint8_t *g, const uint8_t *a, \
+                              size_t as, int T, float *o, int64_t os)        \
+    {                                                                         \
+        switch (T) {                                                          \
+        case 1: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 1, o, os); break; \
+        case 2: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 2, o, os); break; \
+        case 3: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 3, o, os); break; \
+        case 4: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 4, o, os); break; \
+        case 5: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 5, o, os); break; \
+        case 6: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 6, o, os); break; \
+        case 7: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 7, o, os); break; \
+        default: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 8, o, os); break; \
+        }                                                                     \
+    }
+
+X16_TILE(REPACK_Q4_0_X16, 288, 8)
+X16_TILE(REPACK_Q5_0_X16, 352, 16)
+X16_TILE(REPACK_Q8_0_X16, 544, 128)
 
 #define X16_DRIVER(NAME, TILE, BLOCK_BYTES)                                   \
     void NAME(int64_t cols, const void *groups, int64_t n_groups,            \
@@ -152,23 +187,15 @@ q4_0_x16_tile(int64_t nb, const uint8_t *grp, const uint8_t *act, size_t as,
         const uint8_t *g = groups;                                            \
         const uint8_t *ab = act;                                              \
         for (int64_t i = 0; i < n_groups; i++, g += (size_t)nb * BLOCK_BYTES) \
-            for (int t0 = 0; t0 < n_act; t0 += X16_T) {                       \
-                const uint8_t *a = ab + (size_t)t0 * as;                      \
-                float *o = out + (int64_t)t0 * os + i * REPACK_ROWS;          \
-                switch (n_act - t0 < X16_T ? n_act - t0 : X16_T) {            \
-                case 1: TILE(nb, g, a, as, 1, o, os); break;                  \
-                case 2: TILE(nb, g, a, as, 2, o, os); break;                  \
-                case 3: TILE(nb, g, a, as, 3, o, os); break;                  \
-                case 4: TILE(nb, g, a, as, 4, o, os); break;                  \
-                case 5: TILE(nb, g, a, as, 5, o, os); break;                  \
-                case 6: TILE(nb, g, a, as, 6, o, os); break;                  \
-                case 7: TILE(nb, g, a, as, 7, o, os); break;                  \
-                default: TILE(nb, g, a, as, 8, o, os); break;                 \
-                }                                                             \
-            }                                                                 \
+            for (int t0 = 0; t0 < n_act; t0 += X16_T)                         \
+                TILE(nb, g, ab + (size_t)t0 * as, as,                         \
+                     n_act - t0 < X16_T ? n_act - t0 : X16_T,                 \
+                     out + (int64_t)t0 * os + i * REPACK_ROWS, os);           \
     }
 
-X16_DRIVER(kern_avx512_q4_0_x16, q4_0_x16_tile, 288)
+X16_DRIVER(kern_avx512_q4_0_x16, tile_REPACK_Q4_0_X16, 288)
+X16_DRIVER(kern_avx512_q5_0_x16, tile_REPACK_Q5_0_X16, 352)
+X16_DRIVER(kern_avx512_q8_0_x16, tile_REPACK_Q8_0_X16, 544)
 
 #else
 typedef int kernels_avx512_unused;

@@ -12,17 +12,23 @@
  * activation rows) and generation (one) use the same layout and the same
  * arithmetic, so a token's logits do not depend on the batch it was in.
  *
- * Q4_0 x16 (REPACK_Q4_0_X16), for rows % 16 == 0: group g holds rows
- * 16g..16g+15; for each 32-value block b of those rows, 288 bytes:
- *     16 x f16 scales                                   (32 bytes)
- *     4 chunks c of 64 bytes: byte 4r + j of chunk c holds the quant of
- *     row r at value 8c + j in its low nibble and at 8c + 4 + j in its
- *     high nibble (j < 4)                               (256 bytes)
- * The same 18 bytes per row and block as Q4_0 itself.
+ * The x16 layouts of the 32-value block types, for rows % 16 == 0: group
+ * g holds rows 16g..16g+15; for each block b of those rows, the sixteen
+ * rows' f16 scales (32 bytes), then the quants as unsigned numbers u, the
+ * weight being d * (u - offset):
+ *   Q4_0 (offset 8, 288 bytes): 4 chunks c of 64 bytes; byte 4r + j of
+ *        chunk c holds row r's u at value 8c + j in its low nibble and at
+ *        8c + 4 + j in its high nibble (j < 4);
+ *   Q5_0 (offset 16, 352 bytes): the four low bits as Q4_0's chunks, then
+ *        8 little-endian 64-bit masks: bit 4r + j of mask i is the fifth
+ *        bit of row r's u at value 4i + j;
+ *   Q8_0 (offset 128, 544 bytes): 8 chunks i of 64 bytes; byte 4r + j of
+ *        chunk i is row r's u (= q + 128) at value 4i + j.
+ * Each keeps the file's bytes per row and block (18, 22, 34).
  *
  * Arithmetic (the order the kernels and the reference below share):
- *     isum = sum_k q_w[k] * q_a[k] - 8 * sum_k q_a[k]   (exact, int32)
- *     acc  = fma((float)isum, d_w * d_a, acc)            block by block
+ *     isum = sum_k u[k] * q_a[k] - offset * sum_k q_a[k]   (exact, int32)
+ *     acc  = fma((float)isum, d_w * d_a, acc)               block by block
  * with q_a, d_a the activation's Q8_0 quantization (quant.h), so a dot
  * product differs from qt_dot_q's only in the order of float additions.
  */
@@ -35,6 +41,8 @@
 enum repack_layout {
     REPACK_NONE = 0,      /* rows as in the file */
     REPACK_Q4_0_X16 = 1,
+    REPACK_Q5_0_X16 = 2,
+    REPACK_Q8_0_X16 = 3,
 };
 
 #define REPACK_ROWS 16          /* rows side by side in an x16 group */

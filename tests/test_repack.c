@@ -89,7 +89,7 @@ static repack_act *acts_make(int n, int64_t cols, float **xf)
     return a;
 }
 
-static const uint32_t x16_types[] = {QT_Q4_0};
+static const uint32_t x16_types[] = {QT_Q4_0, QT_Q5_0, QT_Q8_0};
 #define N_X16_TYPES (sizeof x16_types / sizeof x16_types[0])
 
 START_TEST(layout_only_for_whole_groups)
