@@ -66,6 +66,8 @@ static void fill_tables(void)
     avx512_table.mmx[REPACK_Q4_0_X16] = kern_avx512_q4_0_x16;
     avx512_table.mmx[REPACK_Q5_0_X16] = kern_avx512_q5_0_x16;
     avx512_table.mmx[REPACK_Q8_0_X16] = kern_avx512_q8_0_x16;
+    avx512_table.mmx[REPACK_Q4_K_X16] = kern_avx512_q4_k_x16;
+    avx512_table.mmx[REPACK_Q6_K_X16] = kern_avx512_q6_k_x16;
 #endif
 }
 

@@ -122,6 +122,10 @@ void kern_avx512_q5_0_x16(int64_t, const void *, int64_t, const void *, size_t,
                           int, float *, int64_t);
 void kern_avx512_q8_0_x16(int64_t, const void *, int64_t, const void *, size_t,
                           int, float *, int64_t);
+void kern_avx512_q4_k_x16(int64_t, const void *, int64_t, const void *, size_t,
+                          int, float *, int64_t);
+void kern_avx512_q6_k_x16(int64_t, const void *, int64_t, const void *, size_t,
+                          int, float *, int64_t);
 #endif
 
 /* For the ISA files: a kern_mm_fn NAME from a one-row dot product

@@ -159,31 +159,214 @@ x16_tile(int layout, size_t block, int offset, int64_t nb, const uint8_t *grp,
         _mm512_storeu_ps(out + (int64_t)t * os, facc[t]);
 }
 
-#define X16_TILE(LAYOUT, BLOCK, OFFSET)                                       \
-    static void tile_##LAYOUT(int64_t nb, const uint8_t *g, const uint8_t *a, \
-                              size_t as, int T, float *o, int64_t os)        \
+/* Q8_0 in ggml's order (repack.h): eight float accumulators per row, one
+ * per four-value slice of the blocks, folded at the end as hsum_ps folds
+ * its eight lanes. Each slice's sum starts from -128 times the slice's
+ * activation sum (the offset of u = q + 128). */
+static inline __attribute__((always_inline)) void
+q8_0_tile(int64_t nb, const uint8_t *grp, const uint8_t *act, size_t as,
+          int T, float *out, int64_t os)
+{
+    __m512 l[X16_T / 2][8];
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < 8; i++)
+            l[t][i] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, grp += 544) {
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)grp));
+        for (int i = 0; i < 8; i++) {
+            __m512i w = _mm512_loadu_si512(grp + 32 + 64 * i);
+            for (int t = 0; t < T; t++) {
+                const repack_act *a =
+                    (const repack_act *)(const void *)(act + (size_t)t * as) + b;
+                int32_t q;
+                memcpy(&q, a->q + 4 * i, 4);
+                __m512i p = _mm512_dpbusd_epi32(_mm512_set1_epi32(a->c4[i]), w,
+                                                _mm512_set1_epi32(q));
+                l[t][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                                          _mm512_mul_ps(dw, _mm512_set1_ps(a->d)),
+                                          l[t][i]);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        __m512 s = _mm512_add_ps(
+            _mm512_add_ps(_mm512_add_ps(l[t][0], l[t][4]),
+                          _mm512_add_ps(l[t][2], l[t][6])),
+            _mm512_add_ps(_mm512_add_ps(l[t][1], l[t][5]),
+                          _mm512_add_ps(l[t][3], l[t][7])));
+        _mm512_storeu_ps(out + (int64_t)t * os, s);
+    }
+}
+
+/* The four unsigned nibble registers of 32 values in Q4_0 form (repack.h)
+ * whose first chunk is at p: values 4i..4i+3 of each row in w[i]. */
+static inline __attribute__((always_inline)) void
+nibbles2(const uint8_t *p, __m512i w[4])
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int c = 0; c < 2; c++) {
+        __m512i v = _mm512_loadu_si512(p + 64 * c);
+        w[2 * c] = _mm512_and_si512(v, m4);
+        w[2 * c + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+}
+
+/* Q4_K: per 32-value group j, the integer block sum times the rows' scale
+ * (vpmulld), summed over the super-block; the mins against the group sums
+ * of the activation with vpdpwssd on (min, min) pairs. */
+static inline __attribute__((always_inline)) void
+q4_k_tile(int64_t ns, const uint8_t *grp, const uint8_t *act, size_t as,
+          int T, float *out, int64_t os)
+{
+    __m512 facc[X16_T];
+    for (int t = 0; t < T; t++)
+        facc[t] = _mm512_setzero_ps();
+    for (int64_t sb = 0; sb < ns; sb++, grp += 2368) {
+        __m512i isum[X16_T];
+        for (int t = 0; t < T; t++)
+            isum[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            __m512i w[8];
+            nibbles2(grp + 320 + 256 * j, w);
+            nibbles2(grp + 320 + 256 * j + 128, w + 4);
+            __m512i sc = _mm512_cvtepu8_epi32(
+                _mm_loadu_si128((const __m128i *)(grp + 64 + 16 * j)));
+            for (int t = 0; t < T; t++) {
+                const repack_act_k *a =
+                    (const repack_act_k *)(const void *)(act + (size_t)t * as) + sb;
+                int32_t q[8];
+                memcpy(q, a->q + 32 * j, 32);
+                __m512i acc = _mm512_setzero_si512();
+                for (int i = 0; i < 8; i++)
+                    acc = _mm512_dpbusd_epi32(acc, w[i], _mm512_set1_epi32(q[i]));
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc, sc));
+            }
+        }
+        __m512i mn[4];
+        for (int p = 0; p < 4; p++)
+            mn[p] = _mm512_cvtepu8_epi16(
+                _mm256_loadu_si256((const __m256i *)(grp + 192 + 32 * p)));
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)grp));
+        __m512 dm =
+            _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(grp + 32)));
+        for (int t = 0; t < T; t++) {
+            const repack_act_k *a =
+                (const repack_act_k *)(const void *)(act + (size_t)t * as) + sb;
+            int32_t pairs[4];
+            memcpy(pairs, a->s32, 16);
+            __m512i macc = _mm512_setzero_si512();
+            for (int p = 0; p < 4; p++)
+                macc = _mm512_dpwssd_epi32(macc, mn[p], _mm512_set1_epi32(pairs[p]));
+            __m512 da = _mm512_set1_ps(a->d);
+            facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]),
+                                      _mm512_mul_ps(dw, da), facc[t]);
+            facc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(macc),
+                                       _mm512_mul_ps(dm, da), facc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++)
+        _mm512_storeu_ps(out + (int64_t)t * os, facc[t]);
+}
+
+/* Q6_K: per 16-value group k, the low nibbles and the top two bits merged
+ * (vpternlogd), four vpdpbusd, the offset 32 taken off with the group's
+ * activation sum, times the rows' int8 scale. */
+static inline __attribute__((always_inline)) void
+q6_k_tile(int64_t ns, const uint8_t *grp, const uint8_t *act, size_t as,
+          int T, float *out, int64_t os)
+{
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    __m512 facc[X16_T];
+    for (int t = 0; t < T; t++)
+        facc[t] = _mm512_setzero_ps();
+    for (int64_t sb = 0; sb < ns; sb++, grp += 3360) {
+        __m512i isum[X16_T];
+        for (int t = 0; t < T; t++)
+            isum[t] = _mm512_setzero_si512();
+        for (int k = 0; k < 16; k++) {
+            __m512i w[4];
+            nibbles2(grp + 288 + 256 * (k / 2) + 128 * (k % 2), w);
+            __m512i h = _mm512_loadu_si512(grp + 2336 + 64 * k);
+            __m512i hs[4] = {_mm512_slli_epi16(h, 4), _mm512_slli_epi16(h, 2), h,
+                             _mm512_srli_epi16(h, 2)};
+            for (int m = 0; m < 4; m++) /* (hs & 0x30) | w */
+                w[m] = _mm512_ternarylogic_epi32(hs[m], m30, w[m], 0xea);
+            __m512i sc = _mm512_cvtepi8_epi32(
+                _mm_loadu_si128((const __m128i *)(grp + 32 + 16 * k)));
+            for (int t = 0; t < T; t++) {
+                const repack_act_k *a =
+                    (const repack_act_k *)(const void *)(act + (size_t)t * as) + sb;
+                int32_t q[4];
+                memcpy(q, a->q + 16 * k, 16);
+                __m512i acc = _mm512_set1_epi32(-32 * a->s16[k]);
+                for (int i = 0; i < 4; i++)
+                    acc = _mm512_dpbusd_epi32(acc, w[i], _mm512_set1_epi32(q[i]));
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc, sc));
+            }
+        }
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)grp));
+        for (int t = 0; t < T; t++) {
+            const repack_act_k *a =
+                (const repack_act_k *)(const void *)(act + (size_t)t * as) + sb;
+            facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]),
+                                      _mm512_mul_ps(dw, _mm512_set1_ps(a->d)),
+                                      facc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++)
+        _mm512_storeu_ps(out + (int64_t)t * os, facc[t]);
+}
+
+/* A tile function for each T <= X16_T, each compiled with T constant so
+ * the accumulators stay in registers. */
+#define X16_TILE(NAME, CALL)                                                  \
+    static void NAME(int64_t nb, const uint8_t *g, const uint8_t *a,          \
+                     size_t as, int T, float *o, int64_t os)                 \
     {                                                                         \
         switch (T) {                                                          \
-        case 1: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 1, o, os); break; \
-        case 2: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 2, o, os); break; \
-        case 3: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 3, o, os); break; \
-        case 4: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 4, o, os); break; \
-        case 5: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 5, o, os); break; \
-        case 6: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 6, o, os); break; \
-        case 7: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 7, o, os); break; \
-        default: x16_tile(LAYOUT, BLOCK, OFFSET, nb, g, a, as, 8, o, os); break; \
+        case 1: CALL(1); break;                                               \
+        case 2: CALL(2); break;                                               \
+        case 3: CALL(3); break;                                               \
+        case 4: CALL(4); break;                                               \
+        case 5: CALL(5); break;                                               \
+        case 6: CALL(6); break;                                               \
+        case 7: CALL(7); break;                                               \
+        default: CALL(8); break;                                              \
         }                                                                     \
     }
 
-X16_TILE(REPACK_Q4_0_X16, 288, 8)
-X16_TILE(REPACK_Q5_0_X16, 352, 16)
-X16_TILE(REPACK_Q8_0_X16, 544, 128)
+#define CALL_Q4_0(T) x16_tile(REPACK_Q4_0_X16, 288, 8, nb, g, a, as, T, o, os)
+#define CALL_Q5_0(T) x16_tile(REPACK_Q5_0_X16, 352, 16, nb, g, a, as, T, o, os)
+#define CALL_Q4_K(T) q4_k_tile(nb, g, a, as, T, o, os)
+#define CALL_Q6_K(T) q6_k_tile(nb, g, a, as, T, o, os)
+X16_TILE(tile_q4_0, CALL_Q4_0)
+X16_TILE(tile_q5_0, CALL_Q5_0)
+/* Q8_0: four activation rows at a time (32 accumulators) */
+static void tile_q8_0(int64_t nb, const uint8_t *g, const uint8_t *a,
+                      size_t as, int T, float *o, int64_t os)
+{
+    for (int t0 = 0; t0 < T; t0 += 4) {
+        const uint8_t *a0 = a + (size_t)t0 * as;
+        float *o0 = o + (int64_t)t0 * os;
+        switch (T - t0 < 4 ? T - t0 : 4) {
+        case 1: q8_0_tile(nb, g, a0, as, 1, o0, os); break;
+        case 2: q8_0_tile(nb, g, a0, as, 2, o0, os); break;
+        case 3: q8_0_tile(nb, g, a0, as, 3, o0, os); break;
+        default: q8_0_tile(nb, g, a0, as, 4, o0, os); break;
+        }
+    }
+}
+X16_TILE(tile_q4_k, CALL_Q4_K)
+X16_TILE(tile_q6_k, CALL_Q6_K)
 
-#define X16_DRIVER(NAME, TILE, BLOCK_BYTES)                                   \
+/* Over the groups, and within each group over tiles of X16_T activation
+ * rows (the group's weights stay in L1 meanwhile). BLOCK_VALUES and
+ * BLOCK_BYTES: one block (or super-block) of 16 rows. */
+#define X16_DRIVER(NAME, TILE, BLOCK_VALUES, BLOCK_BYTES)                     \
     void NAME(int64_t cols, const void *groups, int64_t n_groups,            \
               const void *act, size_t as, int n_act, float *out, int64_t os) \
     {                                                                         \
-        int64_t nb = cols / 32;                                               \
+        int64_t nb = cols / BLOCK_VALUES;                                     \
         const uint8_t *g = groups;                                            \
         const uint8_t *ab = act;                                              \
         for (int64_t i = 0; i < n_groups; i++, g += (size_t)nb * BLOCK_BYTES) \
@@ -193,10 +376,11 @@ X16_TILE(REPACK_Q8_0_X16, 544, 128)
                      out + (int64_t)t0 * os + i * REPACK_ROWS, os);           \
     }
 
-X16_DRIVER(kern_avx512_q4_0_x16, tile_REPACK_Q4_0_X16, 288)
-X16_DRIVER(kern_avx512_q5_0_x16, tile_REPACK_Q5_0_X16, 352)
-X16_DRIVER(kern_avx512_q8_0_x16, tile_REPACK_Q8_0_X16, 544)
-
+X16_DRIVER(kern_avx512_q4_0_x16, tile_q4_0, 32, 288)
+X16_DRIVER(kern_avx512_q5_0_x16, tile_q5_0, 32, 352)
+X16_DRIVER(kern_avx512_q8_0_x16, tile_q8_0, 32, 544)
+X16_DRIVER(kern_avx512_q4_k_x16, tile_q4_k, 256, 2368)
+X16_DRIVER(kern_avx512_q6_k_x16, tile_q6_k, 256, 3360)
 #else
 typedef int kernels_avx512_unused;
 #endif

@@ -708,9 +708,9 @@ int model_ctx_new(const model *m, int max_batch, model_ctx **out, char *err,
     c->ops.row = alloc_rows(1, max_cols, &fail);
     c->ops.act = alloc_rows(max_batch, max_cols, &fail);
     c->ops.actq = (unsigned char *)alloc_rows(1, max_cols + 16, &fail);
-    /* quantized activation rows: Q8_K, the widest act type, takes 292
-     * bytes per 256 values (< 5/4 byte per value) */
-    size_t qrow = (size_t)max_cols * 5 / 4 + 320;
+    /* quantized activation rows: the widest form is repack_act_k, 340
+     * bytes per 256 values (< 3/2 byte per value; Q8_K takes 292) */
+    size_t qrow = (size_t)max_cols * 3 / 2 + 512;
     c->par.actqb = (unsigned char *)alloc_rows(max_batch, (int64_t)(qrow / 4),
                                                &fail);
     c->par.actqb_bytes = (size_t)max_batch * (qrow / 4) * 4;

@@ -517,6 +517,7 @@ static void mmx_task(void *arg, int64_t task, int thread)
 }
 
 typedef struct xact_job {
+    int layout;
     const float *x;
     int64_t x_stride, cols;
     unsigned char *dst;
@@ -527,9 +528,8 @@ static void xact_task(void *arg, int64_t t, int thread)
 {
     (void)thread;
     const xact_job *a = arg;
-    repack_quantize_act(a->x + t * a->x_stride,
-                        (repack_act *)(void *)(a->dst + (size_t)t * a->dst_stride),
-                        a->cols);
+    repack_quantize_row(a->layout, a->x + t * a->x_stride,
+                        a->dst + (size_t)t * a->dst_stride, a->cols);
 }
 
 /* A repacked matrix: activations into repack_act blocks (the whole batch
@@ -540,7 +540,7 @@ static void matmul_repacked(float *out, int64_t out_stride, const ops_matrix *w,
                             const ops_scratch *s, const ops_par *par)
 {
     kern_mmx_fn kern = kern_get()->mmx[w->layout];
-    size_t rs = (size_t)(w->cols / 32) * sizeof(repack_act);
+    size_t rs = repack_act_bytes(w->layout, w->cols);
     int64_t n_groups = w->rows / REPACK_ROWS;
     int threads = pool_size(par->pool);
     int64_t per = n_groups / ((int64_t)threads * 4);
@@ -550,7 +550,7 @@ static void matmul_repacked(float *out, int64_t out_stride, const ops_matrix *w,
                  .out_stride = out_stride, .groups_per_task = per};
     int64_t n_tasks = (n_groups + per - 1) / per;
     if (par->actqb && (uint64_t)n <= par->actqb_bytes / rs) {
-        xact_job a = {x, x_stride, w->cols, par->actqb, rs};
+        xact_job a = {w->layout, x, x_stride, w->cols, par->actqb, rs};
         pool_run(n > 1 ? par->pool : NULL, n, xact_task, &a);
         j.act = par->actqb;
         j.n = n;
@@ -558,8 +558,8 @@ static void matmul_repacked(float *out, int64_t out_stride, const ops_matrix *w,
         return;
     }
     for (int t = 0; t < n; t++) {
-        repack_quantize_act(x + (int64_t)t * x_stride,
-                            (repack_act *)(void *)s->actq, w->cols);
+        repack_quantize_row(w->layout, x + (int64_t)t * x_stride, s->actq,
+                            w->cols);
         j.act = s->actq;
         j.n = 1;
         j.out = out + (int64_t)t * out_stride;

@@ -343,7 +343,7 @@ static void deq_q3_k(const uint8_t *b, float *y)
  * keep them in the low 6 bits of bytes j and j+4; groups 4..7 keep their
  * low 4 bits in byte j+4 (scale low nibble, min high nibble) and their top
  * 2 bits in the top bits of bytes j-4 (scale) and j (min). */
-static void k4_scale_min(const uint8_t *s, int j, int *sc, int *mn)
+void qt_k4_scale_min(const uint8_t *s, int j, int *sc, int *mn)
 {
     if (j < 4) {
         *sc = s[j] & 63;
@@ -362,7 +362,7 @@ static void deq_q4_k(const uint8_t *b, float *y)
     const uint8_t *s = b + 4, *qs = b + 16;
     for (int g = 0; g < 8; g++) {
         int sc, mn;
-        k4_scale_min(s, g, &sc, &mn);
+        qt_k4_scale_min(s, g, &sc, &mn);
         float dl = d * (float)sc, ml = dmin * (float)mn;
         const uint8_t *q = qs + 32 * (g / 2);
         int shift = 4 * (g % 2);
@@ -378,7 +378,7 @@ static void deq_q5_k(const uint8_t *b, float *y)
     const uint8_t *s = b + 4, *qh = b + 16, *qs = b + 48;
     for (int g = 0; g < 8; g++) {
         int sc, mn;
-        k4_scale_min(s, g, &sc, &mn);
+        qt_k4_scale_min(s, g, &sc, &mn);
         float dl = d * (float)sc, ml = dmin * (float)mn;
         const uint8_t *q = qs + 32 * (g / 2);
         int shift = 4 * (g % 2);
@@ -1056,7 +1056,7 @@ static double dot_k_block(uint32_t type, const uint8_t *b, const uint8_t *a)
         int32_t sumi = 0, summ = 0;
         for (int g = 0; g < 8; g++) {
             int sc, mn;
-            k4_scale_min(s6, g, &sc, &mn);
+            qt_k4_scale_min(s6, g, &sc, &mn);
             const uint8_t *q = qs + 32 * (g / 2);
             int shift = 4 * (g % 2);
             int32_t s = 0;

@@ -77,6 +77,10 @@ uint32_t qt_act_type(uint32_t weight_type);
 int qt_quantize_act(uint32_t weight_type, const float *x, void *xq, int64_t n);
 float qt_dot_q(uint32_t weight_type, const void *w, const void *xq, int64_t n);
 
+/* The 6-bit scale and min of group j (< 8) of a Q4_K/Q5_K super-block,
+ * from its 12 bytes of packed scales s. */
+void qt_k4_scale_min(const uint8_t *s, int j, int *sc, int *mn);
+
 /* half <-> float (IEEE binary16) and bfloat16, round to nearest even;
  * inf, nan and subnormals are handled (f16 overflow gives inf). */
 float qt_f16_to_f32(uint16_t h);

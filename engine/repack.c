@@ -27,6 +27,11 @@ static const x16_fmt *fmt_of(int layout)
     return &fmts[layout];
 }
 
+#define X16_Q4_K 2368   /* bytes per super-block of 16 rows */
+#define X16_Q6_K 3360
+#define Q4_K_FILE 144
+#define Q6_K_FILE 210
+
 int repack_layout_for(uint32_t type, int64_t rows, int64_t cols)
 {
     if (rows <= 0 || rows % REPACK_ROWS != 0 || cols <= 0 || cols % 32 != 0)
@@ -34,13 +39,110 @@ int repack_layout_for(uint32_t type, int64_t rows, int64_t cols)
     for (int l = REPACK_Q4_0_X16; l <= REPACK_Q8_0_X16; l++)
         if (fmts[l].type == type)
             return l;
+    if (cols % QK_K == 0 && type == QT_Q4_K)
+        return REPACK_Q4_K_X16;
+    if (cols % QK_K == 0 && type == QT_Q6_K)
+        return REPACK_Q6_K_X16;
     return REPACK_NONE;
 }
 
 size_t repack_group_bytes(int layout, int64_t cols)
 {
+    if (layout == REPACK_Q4_K_X16)
+        return (size_t)(cols / QK_K) * X16_Q4_K;
+    if (layout == REPACK_Q6_K_X16)
+        return (size_t)(cols / QK_K) * X16_Q6_K;
     const x16_fmt *f = fmt_of(layout);
     return f ? (size_t)(cols / 32) * f->block : 0;
+}
+
+size_t repack_act_bytes(int layout, int64_t cols)
+{
+    if (layout == REPACK_Q4_K_X16 || layout == REPACK_Q6_K_X16)
+        return (size_t)(cols / QK_K) * sizeof(repack_act_k);
+    return (size_t)(cols / 32) * sizeof(repack_act);
+}
+
+void repack_quantize_row(int layout, const float *x, void *dst, int64_t n)
+{
+    if (layout == REPACK_Q4_K_X16 || layout == REPACK_Q6_K_X16)
+        repack_quantize_act_k(x, dst, n);
+    else
+        repack_quantize_act(x, dst, n);
+}
+
+/* ---- K-quant layouts ---- */
+
+/* where u of value v (< 256) of row r goes in a Q4_0-form nibble area
+ * (eight groups of 32, four 64-byte chunks each) */
+static inline size_t nib_byte(int r, int v, int *shift)
+{
+    int g = v / 32, k = v % 32;
+    *shift = 4 * ((k % 8) / 4);
+    return (size_t)(256 * g + 64 * (k / 8) + 4 * r + k % 4);
+}
+
+static void repack_q4_k(const uint8_t *src, size_t row_bytes, int64_t rows,
+                        int64_t cols, uint8_t *out)
+{
+    int64_t ns = cols / QK_K;
+    for (int64_t g = 0; g < rows / REPACK_ROWS; g++)
+        for (int64_t sb = 0; sb < ns; sb++, out += X16_Q4_K)
+            for (int r = 0; r < REPACK_ROWS; r++) {
+                const uint8_t *b = src + (size_t)(g * REPACK_ROWS + r) * row_bytes +
+                                   (size_t)sb * Q4_K_FILE;
+                memcpy(out + 2 * r, b, 2);
+                memcpy(out + 32 + 2 * r, b + 2, 2);
+                for (int j = 0; j < 8; j++) {
+                    int sc, mn;
+                    qt_k4_scale_min(b + 4, j, &sc, &mn);
+                    out[64 + 16 * j + r] = (uint8_t)sc;
+                    out[192 + 32 * (j / 2) + 2 * r + j % 2] = (uint8_t)mn;
+                }
+                const uint8_t *qs = b + 16;
+                for (int v = 0; v < QK_K; v++) {
+                    int j = v / 32, l = v % 32, sh;
+                    unsigned u = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 15u;
+                    out[320 + nib_byte(r, v, &sh)] |= (uint8_t)(u << sh);
+                }
+            }
+}
+
+static void repack_q6_k(const uint8_t *src, size_t row_bytes, int64_t rows,
+                        int64_t cols, uint8_t *out)
+{
+    int64_t ns = cols / QK_K;
+    for (int64_t g = 0; g < rows / REPACK_ROWS; g++)
+        for (int64_t sb = 0; sb < ns; sb++, out += X16_Q6_K)
+            for (int r = 0; r < REPACK_ROWS; r++) {
+                const uint8_t *b = src + (size_t)(g * REPACK_ROWS + r) * row_bytes +
+                                   (size_t)sb * Q6_K_FILE;
+                const uint8_t *ql = b, *qh = b + 128;
+                memcpy(out + 2 * r, b + 208, 2);
+                for (int k = 0; k < 16; k++)
+                    out[32 + 16 * k + r] = b[192 + k];
+                for (int v = 0; v < QK_K; v++) {
+                    int h = v / 128, j = (v % 128) / 32, l = v % 32, sh;
+                    unsigned lo = (ql[64 * h + l + 32 * (j & 1)] >> (4 * (j >> 1))) & 15u;
+                    unsigned hi = (qh[32 * h + l] >> (2 * j)) & 3u;
+                    out[288 + nib_byte(r, v, &sh)] |= (uint8_t)(lo << sh);
+                    int i = v / 4;
+                    out[2336 + 64 * (i / 4) + 4 * r + v % 4] |=
+                        (uint8_t)(hi << (2 * (i % 4)));
+                }
+            }
+}
+
+/* u of value v (< 256) of row r in a K super-block */
+static unsigned k_u(int layout, const uint8_t *blk, int r, int v)
+{
+    int sh;
+    if (layout == REPACK_Q4_K_X16)
+        return (blk[320 + nib_byte(r, v, &sh)] >> sh) & 15u;
+    unsigned lo = (blk[288 + nib_byte(r, v, &sh)] >> sh) & 15u;
+    int i = v / 4;
+    unsigned hi = (blk[2336 + 64 * (i / 4) + 4 * r + v % 4] >> (2 * (i % 4))) & 3u;
+    return lo | hi << 4;
 }
 
 /* u of value k (< 32) of one block in the file's layout */
@@ -94,6 +196,14 @@ static unsigned x16_get(int layout, const uint8_t *blk, int r, int k)
 void repack_matrix(int layout, const void *src, size_t row_bytes,
                    int64_t rows, int64_t cols, void *dst)
 {
+    if (layout == REPACK_Q4_K_X16 || layout == REPACK_Q6_K_X16) {
+        memset(dst, 0, (size_t)(rows / REPACK_ROWS) * repack_group_bytes(layout, cols));
+        if (layout == REPACK_Q4_K_X16)
+            repack_q4_k(src, row_bytes, rows, cols, dst);
+        else
+            repack_q6_k(src, row_bytes, rows, cols, dst);
+        return;
+    }
     const x16_fmt *f = fmt_of(layout);
     if (!f)
         return;
@@ -117,9 +227,37 @@ static inline float f16_at(const uint8_t *p)
     return qt_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
 }
 
+static void k_get_row(int layout, const uint8_t *blk, int64_t cols, int r,
+                      float *dst)
+{
+    size_t bytes = layout == REPACK_Q4_K_X16 ? X16_Q4_K : X16_Q6_K;
+    for (int64_t sb = 0; sb < cols / QK_K; sb++, blk += bytes, dst += QK_K) {
+        float d = f16_at(blk + 2 * r);
+        if (layout == REPACK_Q4_K_X16) {
+            float dmin = f16_at(blk + 32 + 2 * r);
+            for (int j = 0; j < 8; j++) {
+                float dl = d * (float)blk[64 + 16 * j + r];
+                float ml = dmin * (float)blk[192 + 32 * (j / 2) + 2 * r + j % 2];
+                for (int l = 0; l < 32; l++)
+                    dst[32 * j + l] = dl * (float)k_u(layout, blk, r, 32 * j + l) - ml;
+            }
+        } else {
+            for (int v = 0; v < QK_K; v++)
+                dst[v] = d * (float)(int8_t)blk[32 + 16 * (v / 16) + r] *
+                         (float)((int)k_u(layout, blk, r, v) - 32);
+        }
+    }
+}
+
 void repack_get_row(int layout, const void *data, int64_t cols, int64_t r,
                     float *dst)
 {
+    if (layout == REPACK_Q4_K_X16 || layout == REPACK_Q6_K_X16) {
+        k_get_row(layout, (const uint8_t *)data + (size_t)(r / REPACK_ROWS) *
+                                                      repack_group_bytes(layout, cols),
+                  cols, (int)(r % REPACK_ROWS), dst);
+        return;
+    }
     const x16_fmt *f = fmt_of(layout);
     if (!f)
         return;
@@ -145,16 +283,108 @@ void repack_quantize_act(const float *x, repack_act *dst, int64_t n)
         a->d = f16_at(blk);
         memcpy(a->q, blk + 2, 32);
         int32_t s = 0;
-        for (int k = 0; k < 32; k++)
-            s += a->q[k];
+        for (int i = 0; i < 8; i++) {
+            int32_t s4 = a->q[4 * i] + a->q[4 * i + 1] + a->q[4 * i + 2] +
+                         a->q[4 * i + 3];
+            a->c4[i] = -128 * s4;
+            s += s4;
+        }
         a->s = s;
     }
+}
+
+void repack_quantize_act_k(const float *x, repack_act_k *dst, int64_t n)
+{
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        unsigned char blk[292]; /* Q8_K: f32 d, 256 quants, 16 int16 sums */
+        (void)qt_quantize_act(QT_Q4_K, x + QK_K * b, blk, QK_K);
+        repack_act_k *a = &dst[b];
+        memcpy(&a->d, blk, 4);
+        memcpy(a->q, blk + 4, QK_K);
+        for (int k = 0; k < 16; k++) {
+            int32_t s = 0;
+            for (int l = 0; l < 16; l++)
+                s += a->q[16 * k + l];
+            a->s16[k] = s;
+        }
+        for (int j = 0; j < 8; j++)
+            a->s32[j] = (int16_t)(a->s16[2 * j] + a->s16[2 * j + 1]);
+    }
+}
+
+/* row r of a K super-block times one activation super-block */
+static float k_dot_sb(int layout, const uint8_t *blk, int r,
+                      const repack_act_k *a, float acc)
+{
+    int32_t isum = 0;
+    if (layout == REPACK_Q4_K_X16) {
+        int32_t msum = 0;
+        for (int j = 0; j < 8; j++) {
+            int32_t s = 0;
+            for (int l = 0; l < 32; l++)
+                s += (int32_t)k_u(layout, blk, r, 32 * j + l) * a->q[32 * j + l];
+            isum += blk[64 + 16 * j + r] * s;
+            msum += blk[192 + 32 * (j / 2) + 2 * r + j % 2] * a->s32[j];
+        }
+        acc = fmaf((float)isum, f16_at(blk + 2 * r) * a->d, acc);
+        return fmaf(-(float)msum, f16_at(blk + 32 + 2 * r) * a->d, acc);
+    }
+    for (int k = 0; k < 16; k++) {
+        int32_t s = 0;
+        for (int l = 0; l < 16; l++)
+            s += (int32_t)k_u(layout, blk, r, 16 * k + l) * a->q[16 * k + l];
+        isum += (int8_t)blk[32 + 16 * k + r] * (s - 32 * a->s16[k]);
+    }
+    return fmaf((float)isum, f16_at(blk + 2 * r) * a->d, acc);
+}
+
+static void k_mm_ref(int layout, int64_t cols, const void *groups,
+                     int64_t n_groups, const void *act, size_t act_stride,
+                     int n_act, float *out, int64_t out_stride)
+{
+    size_t gb = repack_group_bytes(layout, cols);
+    size_t sbb = layout == REPACK_Q4_K_X16 ? X16_Q4_K : X16_Q6_K;
+    for (int64_t g = 0; g < n_groups; g++)
+        for (int t = 0; t < n_act; t++) {
+            const repack_act_k *a =
+                (const repack_act_k *)(const void *)((const uint8_t *)act +
+                                                     (size_t)t * act_stride);
+            for (int r = 0; r < REPACK_ROWS; r++) {
+                const uint8_t *blk = (const uint8_t *)groups + (size_t)g * gb;
+                float acc = 0.0f;
+                for (int64_t sb = 0; sb < cols / QK_K; sb++, blk += sbb)
+                    acc = k_dot_sb(layout, blk, r, &a[sb], acc);
+                out[(int64_t)t * out_stride + g * REPACK_ROWS + r] = acc;
+            }
+        }
+}
+
+/* row r of a Q8_0 x16 matrix times one activation row, in ggml's order */
+static float q8_0_dot_lanes(const uint8_t *blk, int64_t nb, int r,
+                            const repack_act *a)
+{
+    float l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t b = 0; b < nb; b++, blk += fmts[REPACK_Q8_0_X16].block) {
+        float d = f16_at(blk + 2 * r) * a[b].d;
+        for (int i = 0; i < 8; i++) {
+            int32_t p = a[b].c4[i];
+            for (int k = 4 * i; k < 4 * i + 4; k++)
+                p += (int32_t)x16_get(REPACK_Q8_0_X16, blk, r, k) * a[b].q[k];
+            l[i] = fmaf((float)p, d, l[i]);
+        }
+    }
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }
 
 void repack_mm_ref(int layout, int64_t cols, const void *groups,
                    int64_t n_groups, const void *act, size_t act_stride,
                    int n_act, float *out, int64_t out_stride)
 {
+    if (layout == REPACK_Q4_K_X16 || layout == REPACK_Q6_K_X16) {
+        k_mm_ref(layout, cols, groups, n_groups, act, act_stride, n_act, out,
+                 out_stride);
+        return;
+    }
     const x16_fmt *f = fmt_of(layout);
     if (!f)
         return;
@@ -169,6 +399,11 @@ void repack_mm_ref(int layout, int64_t cols, const void *groups,
             for (int r = 0; r < REPACK_ROWS; r++) {
                 float acc = 0.0f;
                 const uint8_t *blk = grp;
+                if (layout == REPACK_Q8_0_X16) {
+                    out[(int64_t)t * out_stride + g * REPACK_ROWS + r] =
+                        q8_0_dot_lanes(blk, nb, r, a);
+                    continue;
+                }
                 for (int64_t b = 0; b < nb; b++, blk += f->block) {
                     int32_t isum = 0;
                     for (int k = 0; k < 32; k++)
