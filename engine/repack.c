@@ -103,7 +103,8 @@ static void repack_q4_k(const uint8_t *src, size_t row_bytes, int64_t rows,
                 for (int v = 0; v < QK_K; v++) {
                     int j = v / 32, l = v % 32, sh;
                     unsigned u = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 15u;
-                    out[320 + nib_byte(r, v, &sh)] |= (uint8_t)(u << sh);
+                    size_t at = 320 + nib_byte(r, v, &sh);
+                    out[at] |= (uint8_t)(u << sh);
                 }
             }
 }
@@ -125,7 +126,8 @@ static void repack_q6_k(const uint8_t *src, size_t row_bytes, int64_t rows,
                     int h = v / 128, j = (v % 128) / 32, l = v % 32, sh;
                     unsigned lo = (ql[64 * h + l + 32 * (j & 1)] >> (4 * (j >> 1))) & 15u;
                     unsigned hi = (qh[32 * h + l] >> (2 * j)) & 3u;
-                    out[288 + nib_byte(r, v, &sh)] |= (uint8_t)(lo << sh);
+                    size_t at = 288 + nib_byte(r, v, &sh);
+                    out[at] |= (uint8_t)(lo << sh);
                     int i = v / 4;
                     out[2336 + 64 * (i / 4) + 4 * r + v % 4] |=
                         (uint8_t)(hi << (2 * (i % 4)));
@@ -137,9 +139,12 @@ static void repack_q6_k(const uint8_t *src, size_t row_bytes, int64_t rows,
 static unsigned k_u(int layout, const uint8_t *blk, int r, int v)
 {
     int sh;
-    if (layout == REPACK_Q4_K_X16)
-        return (blk[320 + nib_byte(r, v, &sh)] >> sh) & 15u;
-    unsigned lo = (blk[288 + nib_byte(r, v, &sh)] >> sh) & 15u;
+    if (layout == REPACK_Q4_K_X16) {
+        size_t at = 320 + nib_byte(r, v, &sh);
+        return (blk[at] >> sh) & 15u;
+    }
+    size_t at = 288 + nib_byte(r, v, &sh);
+    unsigned lo = (blk[at] >> sh) & 15u;
     int i = v / 4;
     unsigned hi = (blk[2336 + 64 * (i / 4) + 4 * r + v % 4] >> (2 * (i % 4))) & 3u;
     return lo | hi << 4;
