@@ -63,6 +63,7 @@ static void fill_tables(void)
     avx512_table.swiglu = avx2_table.swiglu;
     avx512_table.mm[QT_Q4_0] = kern_avx512_q4_0;
     avx512_table.mm[QT_Q8_0] = kern_avx512_q8_0;
+    avx512_table.quant_act = kern_avx512_quant_act;
     avx512_table.mmx[REPACK_Q4_0_X16] = kern_avx512_q4_0_x16;
     avx512_table.mmx[REPACK_Q5_0_X16] = kern_avx512_q5_0_x16;
     avx512_table.mmx[REPACK_Q8_0_X16] = kern_avx512_q8_0_x16;

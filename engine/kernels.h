@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "quant.h"
+#include "repack.h"
 #include "vecmath.h"
 
 /* n: values per row (a multiple of the type's block); w: first weight row,
@@ -71,6 +72,8 @@ typedef struct kern_table {
     /* kernels for repacked layouts; a model loaded while this table is in
      * use repacks the matrices whose layout has one */
     kern_mmx_fn mmx[KERN_LAYOUTS];
+    /* repack_quantize_act() with the same bits, or NULL */
+    void (*quant_act)(const float *x, repack_act *dst, int64_t n);
     kern_attend_fn attend_f16;      /* NULL: use kv.c's scalar loop */
     kern_swiglu_fn swiglu;          /* NULL: vm_swiglu() */
 } kern_table;
@@ -122,6 +125,7 @@ void kern_avx512_q5_0_x16(int64_t, const void *, int64_t, const void *, size_t,
                           int, float *, int64_t);
 void kern_avx512_q8_0_x16(int64_t, const void *, int64_t, const void *, size_t,
                           int, float *, int64_t);
+void kern_avx512_quant_act(const float *, repack_act *, int64_t);
 void kern_avx512_q4_k_x16(int64_t, const void *, int64_t, const void *, size_t,
                           int, float *, int64_t);
 void kern_avx512_q6_k_x16(int64_t, const void *, int64_t, const void *, size_t,

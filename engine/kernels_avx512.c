@@ -111,10 +111,12 @@ x16_weights(int layout, const uint8_t *blk, __m512i w[8])
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     if (layout == REPACK_Q8_0_X16) {
+        #pragma GCC unroll 16
         for (int i = 0; i < 8; i++)
             w[i] = _mm512_loadu_si512(blk + 32 + 64 * i);
         return;
     }
+    #pragma GCC unroll 16
     for (int c = 0; c < 4; c++) {
         __m512i v = _mm512_loadu_si512(blk + 32 + 64 * c);
         w[2 * c] = _mm512_and_si512(v, m4);
@@ -122,6 +124,7 @@ x16_weights(int layout, const uint8_t *blk, __m512i w[8])
     }
     if (layout == REPACK_Q5_0_X16) {
         const __m512i sixteen = _mm512_set1_epi8(16);
+        #pragma GCC unroll 16
         for (int i = 0; i < 8; i++) {
             uint64_t hb;
             memcpy(&hb, blk + 288 + 8 * i, 8);
@@ -135,18 +138,20 @@ x16_tile(int layout, size_t block, int offset, int64_t nb, const uint8_t *grp,
          const uint8_t *act, size_t as, int T, float *out, int64_t os)
 {
     __m512 facc[X16_T];
+    #pragma GCC unroll 16
     for (int t = 0; t < T; t++)
         facc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++, grp += block) {
         __m512i w[8];
         x16_weights(layout, grp, w);
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)grp));
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
             const repack_act *a =
                 (const repack_act *)(const void *)(act + (size_t)t * as) + b;
-            int32_t q[8];
-            memcpy(q, a->q, 32);
+            const int32_t *q = a->q4;
             __m512i acc = _mm512_setzero_si512();
+            #pragma GCC unroll 16
             for (int i = 0; i < 8; i++)
                 acc = _mm512_dpbusd_epi32(acc, w[i], _mm512_set1_epi32(q[i]));
             acc = _mm512_sub_epi32(acc, _mm512_set1_epi32(offset * a->s));
@@ -155,6 +160,7 @@ x16_tile(int layout, size_t block, int offset, int64_t nb, const uint8_t *grp,
                                       facc[t]);
         }
     }
+    #pragma GCC unroll 16
     for (int t = 0; t < T; t++)
         _mm512_storeu_ps(out + (int64_t)t * os, facc[t]);
 }
@@ -168,26 +174,29 @@ q8_0_tile(int64_t nb, const uint8_t *grp, const uint8_t *act, size_t as,
           int T, float *out, int64_t os)
 {
     __m512 l[X16_T / 2][8];
+    #pragma GCC unroll 16
     for (int t = 0; t < T; t++)
+        #pragma GCC unroll 16
         for (int i = 0; i < 8; i++)
             l[t][i] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++, grp += 544) {
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)grp));
+        #pragma GCC unroll 16
         for (int i = 0; i < 8; i++) {
             __m512i w = _mm512_loadu_si512(grp + 32 + 64 * i);
+            #pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 const repack_act *a =
                     (const repack_act *)(const void *)(act + (size_t)t * as) + b;
-                int32_t q;
-                memcpy(&q, a->q + 4 * i, 4);
                 __m512i p = _mm512_dpbusd_epi32(_mm512_set1_epi32(a->c4[i]), w,
-                                                _mm512_set1_epi32(q));
+                                                _mm512_set1_epi32(a->q4[i]));
                 l[t][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
                                           _mm512_mul_ps(dw, _mm512_set1_ps(a->d)),
                                           l[t][i]);
             }
         }
     }
+    #pragma GCC unroll 16
     for (int t = 0; t < T; t++) {
         __m512 s = _mm512_add_ps(
             _mm512_add_ps(_mm512_add_ps(l[t][0], l[t][4]),
@@ -204,6 +213,7 @@ static inline __attribute__((always_inline)) void
 nibbles2(const uint8_t *p, __m512i w[4])
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
+    #pragma GCC unroll 16
     for (int c = 0; c < 2; c++) {
         __m512i v = _mm512_loadu_si512(p + 64 * c);
         w[2 * c] = _mm512_and_si512(v, m4);
@@ -219,42 +229,49 @@ q4_k_tile(int64_t ns, const uint8_t *grp, const uint8_t *act, size_t as,
           int T, float *out, int64_t os)
 {
     __m512 facc[X16_T];
+    #pragma GCC unroll 16
     for (int t = 0; t < T; t++)
         facc[t] = _mm512_setzero_ps();
     for (int64_t sb = 0; sb < ns; sb++, grp += 2368) {
         __m512i isum[X16_T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++)
             isum[t] = _mm512_setzero_si512();
+        #pragma GCC unroll 16
         for (int j = 0; j < 8; j++) {
             __m512i w[8];
             nibbles2(grp + 320 + 256 * j, w);
             nibbles2(grp + 320 + 256 * j + 128, w + 4);
             __m512i sc = _mm512_cvtepu8_epi32(
                 _mm_loadu_si128((const __m128i *)(grp + 64 + 16 * j)));
+            #pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 const repack_act_k *a =
                     (const repack_act_k *)(const void *)(act + (size_t)t * as) + sb;
-                int32_t q[8];
-                memcpy(q, a->q + 32 * j, 32);
+                const int32_t *q = a->q4 + 8 * j;
                 __m512i acc = _mm512_setzero_si512();
+                #pragma GCC unroll 16
                 for (int i = 0; i < 8; i++)
                     acc = _mm512_dpbusd_epi32(acc, w[i], _mm512_set1_epi32(q[i]));
                 isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc, sc));
             }
         }
         __m512i mn[4];
+        #pragma GCC unroll 16
         for (int p = 0; p < 4; p++)
             mn[p] = _mm512_cvtepu8_epi16(
                 _mm256_loadu_si256((const __m256i *)(grp + 192 + 32 * p)));
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)grp));
         __m512 dm =
             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(grp + 32)));
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
             const repack_act_k *a =
                 (const repack_act_k *)(const void *)(act + (size_t)t * as) + sb;
             int32_t pairs[4];
             memcpy(pairs, a->s32, 16);
             __m512i macc = _mm512_setzero_si512();
+            #pragma GCC unroll 16
             for (int p = 0; p < 4; p++)
                 macc = _mm512_dpwssd_epi32(macc, mn[p], _mm512_set1_epi32(pairs[p]));
             __m512 da = _mm512_set1_ps(a->d);
@@ -264,6 +281,7 @@ q4_k_tile(int64_t ns, const uint8_t *grp, const uint8_t *act, size_t as,
                                        _mm512_mul_ps(dm, da), facc[t]);
         }
     }
+    #pragma GCC unroll 16
     for (int t = 0; t < T; t++)
         _mm512_storeu_ps(out + (int64_t)t * os, facc[t]);
 }
@@ -277,34 +295,40 @@ q6_k_tile(int64_t ns, const uint8_t *grp, const uint8_t *act, size_t as,
 {
     const __m512i m30 = _mm512_set1_epi8(0x30);
     __m512 facc[X16_T];
+    #pragma GCC unroll 16
     for (int t = 0; t < T; t++)
         facc[t] = _mm512_setzero_ps();
     for (int64_t sb = 0; sb < ns; sb++, grp += 3360) {
         __m512i isum[X16_T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++)
             isum[t] = _mm512_setzero_si512();
+        #pragma GCC unroll 16
         for (int k = 0; k < 16; k++) {
             __m512i w[4];
             nibbles2(grp + 288 + 256 * (k / 2) + 128 * (k % 2), w);
             __m512i h = _mm512_loadu_si512(grp + 2336 + 64 * k);
             __m512i hs[4] = {_mm512_slli_epi16(h, 4), _mm512_slli_epi16(h, 2), h,
                              _mm512_srli_epi16(h, 2)};
+            #pragma GCC unroll 16
             for (int m = 0; m < 4; m++) /* (hs & 0x30) | w */
                 w[m] = _mm512_ternarylogic_epi32(hs[m], m30, w[m], 0xea);
             __m512i sc = _mm512_cvtepi8_epi32(
                 _mm_loadu_si128((const __m128i *)(grp + 32 + 16 * k)));
+            #pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 const repack_act_k *a =
                     (const repack_act_k *)(const void *)(act + (size_t)t * as) + sb;
-                int32_t q[4];
-                memcpy(q, a->q + 16 * k, 16);
+                const int32_t *q = a->q4 + 4 * k;
                 __m512i acc = _mm512_set1_epi32(-32 * a->s16[k]);
+                #pragma GCC unroll 16
                 for (int i = 0; i < 4; i++)
                     acc = _mm512_dpbusd_epi32(acc, w[i], _mm512_set1_epi32(q[i]));
                 isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc, sc));
             }
         }
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)grp));
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
             const repack_act_k *a =
                 (const repack_act_k *)(const void *)(act + (size_t)t * as) + sb;
@@ -313,6 +337,7 @@ q6_k_tile(int64_t ns, const uint8_t *grp, const uint8_t *act, size_t as,
                                       facc[t]);
         }
     }
+    #pragma GCC unroll 16
     for (int t = 0; t < T; t++)
         _mm512_storeu_ps(out + (int64_t)t * os, facc[t]);
 }
@@ -381,6 +406,45 @@ X16_DRIVER(kern_avx512_q5_0_x16, tile_q5_0, 32, 352)
 X16_DRIVER(kern_avx512_q8_0_x16, tile_q8_0, 32, 544)
 X16_DRIVER(kern_avx512_q4_k_x16, tile_q4_k, 256, 2368)
 X16_DRIVER(kern_avx512_q6_k_x16, tile_q6_k, 256, 3360)
+/* repack_quantize_act() with the same bits: quant.h's Q8_0 rounding
+ * (d = amax / 127 rounded to f16 for storage, quants round(x / d) to
+ * nearest even under the default rounding mode, as lrintf does). */
+void kern_avx512_quant_act(const float *x, repack_act *dst, int64_t n)
+{
+    for (int64_t b = 0; b < n / 32; b++, x += 32) {
+        __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        float amax = _mm512_reduce_max_ps(
+            _mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        float d = amax / 127.0f;
+        float id = d > 0 ? 1.0f / d : 0.0f;
+        __m512 idv = _mm512_set1_ps(id);
+        const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+        __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, idv));
+        __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, idv));
+        q0 = _mm512_min_epi32(_mm512_max_epi32(q0, lo), hi);
+        q1 = _mm512_min_epi32(_mm512_max_epi32(q1, lo), hi);
+        repack_act *a = &dst[b];
+        _mm_storeu_si128((__m128i *)(void *)a->q, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(void *)(a->q + 16), _mm512_cvtepi32_epi8(q1));
+        a->d = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
+        /* sums of each four quants: lanes 4i..4i+3 of q0 / q1 */
+        __m512i s = _mm512_add_epi32(q0, _mm512_bsrli_epi128(q0, 4));
+        s = _mm512_add_epi32(s, _mm512_bsrli_epi128(s, 8));
+        __m512i t = _mm512_add_epi32(q1, _mm512_bsrli_epi128(q1, 4));
+        t = _mm512_add_epi32(t, _mm512_bsrli_epi128(t, 8));
+        int32_t s0[16], s1[16];
+        _mm512_storeu_si512(s0, s);
+        _mm512_storeu_si512(s1, t);
+        int32_t total = 0;
+        for (int i = 0; i < 4; i++) {
+            a->c4[i] = -128 * s0[4 * i];
+            a->c4[4 + i] = -128 * s1[4 * i];
+            total += s0[4 * i] + s1[4 * i];
+        }
+        a->s = total;
+    }
+}
+
 #else
 typedef int kernels_avx512_unused;
 #endif

@@ -850,15 +850,6 @@ static int check_batch(model_ctx *c, const model_batch *b, char *err,
     return 0;
 }
 
-static void add_bias(float *y, int64_t stride, const float *bias, int64_t n,
-                     int rows)
-{
-    if (!bias)
-        return;
-    for (int t = 0; t < rows; t++)
-        ops_add(y + (int64_t)t * stride, bias, n);
-}
-
 typedef struct attn_job {
     model_ctx *c;
     const model_token *tok;
@@ -892,6 +883,81 @@ static void attention(model_ctx *c, const model_token *tok, int n, int il)
     pool_run(c->pool, (int64_t)n * hp->n_head, attn_task, &j);
 }
 
+/* The per-token steps between the matrix products, shared among the
+ * pool's threads token by token (a prompt's 512 SwiGLUs of n_ff values
+ * cost as much as a matrix product when one thread does them all). */
+typedef struct tok_job {
+    model_ctx *c;
+    const model_token *tok;
+    const model_layer *ly;
+    int il;
+} tok_job;
+
+/* xb = rmsnorm(x) * attn_norm */
+static void attn_norm_task(void *arg, int64_t t, int thread)
+{
+    (void)thread;
+    const tok_job *j = arg;
+    const model_hparams *hp = &j->c->m->hp;
+    int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim;
+    int64_t XB = E > QD ? E : QD;
+    ops_rmsnorm(j->c->xb + t * XB, j->c->x + t * E, j->ly->attn_norm, E,
+                hp->norm_eps);
+}
+
+/* biases, rotary embedding, and the token's key and value into its cache */
+static void qkv_task(void *arg, int64_t t, int thread)
+{
+    (void)thread;
+    const tok_job *j = arg;
+    model_ctx *c = j->c;
+    const model_hparams *hp = &c->m->hp;
+    const model_layer *ly = j->ly;
+    int64_t QD = (int64_t)hp->n_head * hp->head_dim;
+    int64_t KD = (int64_t)hp->n_head_kv * hp->head_dim;
+    float *q = c->q + t * QD, *k = c->k + t * KD, *v = c->v + t * KD;
+    if (ly->bq) {
+        ops_add(q, ly->bq, QD);
+        ops_add(k, ly->bk, KD);
+        ops_add(v, ly->bv, KD);
+    }
+    const float *cs = c->cs + (size_t)t * (size_t)hp->n_rot;
+    ops_rope(q, hp->n_head, hp->head_dim, hp->n_rot, cs, hp->rope_neox);
+    ops_rope(k, hp->n_head_kv, hp->head_dim, hp->n_rot, cs, hp->rope_neox);
+    kv_store(j->tok[t].kv, j->il, j->tok[t].pos, k, v);
+}
+
+/* x += attention output; xb = rmsnorm(x) * ffn_norm (rows already packed
+ * to those that go on, see forward_slice) */
+static void ffn_norm_task(void *arg, int64_t t, int thread)
+{
+    (void)thread;
+    const tok_job *j = arg;
+    const model_hparams *hp = &j->c->m->hp;
+    int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim;
+    int64_t XB = E > QD ? E : QD;
+    ops_rmsnorm(j->c->xb + t * XB, j->c->x + t * E, j->ly->ffn_norm, E,
+                hp->norm_eps);
+}
+
+static void resid_task(void *arg, int64_t t, int thread)
+{
+    (void)thread;
+    const tok_job *j = arg;
+    const model_hparams *hp = &j->c->m->hp;
+    int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim;
+    int64_t XB = E > QD ? E : QD;
+    ops_add(j->c->x + t * E, j->c->xb + t * XB, E);
+}
+
+static void swiglu_task(void *arg, int64_t t, int thread)
+{
+    (void)thread;
+    const tok_job *j = arg;
+    int64_t F = j->c->m->hp.n_ff;
+    ops_swiglu(j->c->hb + t * F, j->c->hb2 + t * F, F);
+}
+
 /* One slice of at most max_batch tokens through every layer. */
 static void forward_slice(model_ctx *c, const model_token *tok, int n,
                           float *logits)
@@ -913,33 +979,21 @@ static void forward_slice(model_ctx *c, const model_token *tok, int n,
 
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *ly = &m->layers[il];
+        tok_job tj = {c, tok, ly, il};
 
         /* attention block */
-        for (int t = 0; t < n; t++)
-            ops_rmsnorm(c->xb + t * XB, c->x + t * E, ly->attn_norm, E,
-                        hp->norm_eps);
+        pool_run(c->pool, n, attn_norm_task, &tj);
         ops_matmul_par(c->q, QD, &ly->wq, c->xb, XB, n, &c->ops,
                        &c->par);
         ops_matmul_par(c->k, KD, &ly->wk, c->xb, XB, n, &c->ops,
                        &c->par);
         ops_matmul_par(c->v, KD, &ly->wv, c->xb, XB, n, &c->ops,
                        &c->par);
-        add_bias(c->q, QD, ly->bq, QD, n);
-        add_bias(c->k, KD, ly->bk, KD, n);
-        add_bias(c->v, KD, ly->bv, KD, n);
-        for (int t = 0; t < n; t++) {
-            const float *cs = c->cs + (size_t)t * (size_t)hp->n_rot;
-            ops_rope(c->q + t * QD, hp->n_head, hp->head_dim, hp->n_rot, cs,
-                     hp->rope_neox);
-            ops_rope(c->k + t * KD, hp->n_head_kv, hp->head_dim, hp->n_rot, cs,
-                     hp->rope_neox);
-            kv_store(tok[t].kv, il, tok[t].pos, c->k + t * KD, c->v + t * KD);
-        }
+        pool_run(c->pool, n, qkv_task, &tj);
         attention(c, tok, n, il);
         ops_matmul_par(c->xb, XB, &ly->wo, c->att, QD, n, &c->ops,
                        &c->par);
-        for (int t = 0; t < n; t++)
-            ops_add(c->x + t * E, c->xb + t * XB, E);
+        pool_run(c->pool, n, resid_task, &tj);
 
         /* On the last layer only the rows that want logits go on: the
          * feed-forward block of the others feeds nothing. */
@@ -956,19 +1010,15 @@ static void forward_slice(model_ctx *c, const model_token *tok, int n,
         }
 
         /* feed-forward block */
-        for (int t = 0; t < n_rows; t++)
-            ops_rmsnorm(c->xb + t * XB, c->x + t * E, ly->ffn_norm, E,
-                        hp->norm_eps);
+        pool_run(c->pool, n_rows, ffn_norm_task, &tj);
         ops_matmul_par(c->hb, F, &ly->w_gate, c->xb, XB, n_rows, &c->ops,
                        &c->par);
         ops_matmul_par(c->hb2, F, &ly->w_up, c->xb, XB, n_rows, &c->ops,
                        &c->par);
-        for (int t = 0; t < n_rows; t++)
-            ops_swiglu(c->hb + t * F, c->hb2 + t * F, F);
+        pool_run(c->pool, n_rows, swiglu_task, &tj);
         ops_matmul_par(c->xb, XB, &ly->w_down, c->hb, F, n_rows, &c->ops,
                        &c->par);
-        for (int t = 0; t < n_rows; t++)
-            ops_add(c->x + t * E, c->xb + t * XB, E);
+        pool_run(c->pool, n_rows, resid_task, &tj);
     }
 
     for (int t = 0; t < n; t++)

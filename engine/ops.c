@@ -524,12 +524,24 @@ typedef struct xact_job {
     size_t dst_stride;
 } xact_job;
 
+/* One activation row for a repacked layout, by the kernel path's
+ * quantizer when it has one (the same bits as repack.c's). */
+static void quantize_act_row(int layout, const float *x, void *dst,
+                             int64_t cols)
+{
+    const kern_table *kt = kern_get();
+    if (kt->quant_act && layout != REPACK_Q4_K_X16 && layout != REPACK_Q6_K_X16)
+        kt->quant_act(x, dst, cols);
+    else
+        repack_quantize_row(layout, x, dst, cols);
+}
+
 static void xact_task(void *arg, int64_t t, int thread)
 {
     (void)thread;
     const xact_job *a = arg;
-    repack_quantize_row(a->layout, a->x + t * a->x_stride,
-                        a->dst + (size_t)t * a->dst_stride, a->cols);
+    quantize_act_row(a->layout, a->x + t * a->x_stride,
+                     a->dst + (size_t)t * a->dst_stride, a->cols);
 }
 
 /* A repacked matrix: activations into repack_act blocks (the whole batch
@@ -558,8 +570,7 @@ static void matmul_repacked(float *out, int64_t out_stride, const ops_matrix *w,
         return;
     }
     for (int t = 0; t < n; t++) {
-        repack_quantize_row(w->layout, x + (int64_t)t * x_stride, s->actq,
-                            w->cols);
+        quantize_act_row(w->layout, x + (int64_t)t * x_stride, s->actq, w->cols);
         j.act = s->actq;
         j.n = 1;
         j.out = out + (int64_t)t * out_stride;

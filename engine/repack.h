@@ -77,7 +77,10 @@ enum repack_layout {
 /* One 32-value activation block as the x16 kernels read it: the Q8_0
  * quants, the scale as a float and the sum of the quants. */
 typedef struct repack_act {
-    int8_t q[32];
+    union {
+        int8_t q[32];
+        int32_t q4[8];   /* the same bytes, four at a time (broadcasts) */
+    };
     float d;
     int32_t s;
     int32_t c4[8];  /* -128 * the sum of quants 4i..4i+3 (Q8_0's offset) */
@@ -86,7 +89,10 @@ typedef struct repack_act {
 /* One 256-value activation super-block for the K-quant layouts: the Q8_K
  * quants and scale, and the sums of each 16 and each 32 quants. */
 typedef struct repack_act_k {
-    int8_t q[256];
+    union {
+        int8_t q[256];
+        int32_t q4[64];
+    };
     float d;
     int32_t s16[16];
     int16_t s32[8];

@@ -243,6 +243,37 @@ START_TEST(kernels_equal_reference_bits)
 }
 END_TEST
 
+/* The kernel paths' activation quantizers give repack_quantize_act's
+ * bytes, on ordinary values, zeros, ties and large magnitudes. */
+START_TEST(quant_act_equals_reference)
+{
+    enum { N = 32 * 40 };
+    static float x[N];
+    rng_state = 15;
+    for (int i = 0; i < N; i++)
+        x[i] = frand(4.0f);
+    for (int i = 32; i < 64; i++)
+        x[i] = 0.0f; /* an all-zero block */
+    for (int i = 64; i < 96; i++)
+        x[i] = (float)(i - 80) * 0.5f; /* halfway cases after scaling */
+    x[100] = 1e30f;
+    x[140] = -3e-30f;
+    static repack_act want[N / 32], got[N / 32];
+    repack_quantize_act(x, want, N);
+    const char *paths[] = {"avx2", "avx512"};
+    for (int p = 0; p < 2; p++) {
+        const kern_table *kt = kern_table_of(paths[p]);
+        if (!kt || !kt->quant_act)
+            continue;
+        memset(got, 0x55, sizeof got);
+        kt->quant_act(x, got, N);
+        for (int b = 0; b < N / 32; b++)
+            ck_assert_msg(memcmp(&want[b], &got[b], sizeof want[b]) == 0,
+                          "%s block %d", paths[p], b);
+    }
+}
+END_TEST
+
 /* ops_matmul_par on a repacked matrix: the same bits with 1, 2 and 3
  * threads, with and without the batch buffer, and close to the unpacked
  * matrix's product. */
@@ -405,6 +436,7 @@ static Suite *repack_suite(void)
     tcase_add_test(tc, reference_matches_integer_oracle);
     tcase_add_test(tc, kernels_equal_reference_bits);
     tcase_add_test(tc, matmul_repacked_threads_and_buffers);
+    tcase_add_test(tc, quant_act_equals_reference);
     suite_add_tcase(s, tc);
     tc = tcase_create("model");
     tcase_set_timeout(tc, 600);
