@@ -59,7 +59,7 @@ static void fill_tables(void)
     avx2_table.attend_f16 = kern_avx2_attend_f16;
     /* AVX-512: its own kernels where they exist, else the AVX2 ones */
     memcpy(avx512_table.mm, avx2_table.mm, sizeof avx512_table.mm);
-    avx512_table.attend_f16 = avx2_table.attend_f16;
+    avx512_table.attend_f16 = kern_avx512_attend_f16;
     avx512_table.swiglu = avx2_table.swiglu;
     avx512_table.mm[QT_Q4_0] = kern_avx512_q4_0;
     avx512_table.mm[QT_Q8_0] = kern_avx512_q8_0;

@@ -125,6 +125,8 @@ void kern_avx512_q5_0_x16(int64_t, const void *, int64_t, const void *, size_t,
                           int, float *, int64_t);
 void kern_avx512_q8_0_x16(int64_t, const void *, int64_t, const void *, size_t,
                           int, float *, int64_t);
+void kern_avx512_attend_f16(const uint16_t *, const uint16_t *, size_t, int,
+                            const float *, int, float, float *);
 void kern_avx512_quant_act(const float *, repack_act *, int64_t);
 void kern_avx512_q4_k_x16(int64_t, const void *, int64_t, const void *, size_t,
                           int, float *, int64_t);

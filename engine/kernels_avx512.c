@@ -16,6 +16,7 @@
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -406,6 +407,85 @@ X16_DRIVER(kern_avx512_q5_0_x16, tile_q5_0, 32, 352)
 X16_DRIVER(kern_avx512_q8_0_x16, tile_q8_0, 32, 544)
 X16_DRIVER(kern_avx512_q4_k_x16, tile_q4_k, 256, 2368)
 X16_DRIVER(kern_avx512_q6_k_x16, tile_q6_k, 256, 3360)
+/* ---------------------------------------------------------- attention */
+
+/* kern_avx2_attend_f16 for head dimensions of 64 and 128, with the same
+ * operations on the same values in the same order (so the same bits as
+ * kv_attend): a 512-bit register is the AVX2 kernel's pair of 8-lane
+ * halves, and the head's value accumulator stays in registers across the
+ * positions instead of going through memory. */
+static inline __attribute__((always_inline)) void
+attend_hd(int HD, const uint16_t *k, const uint16_t *v, size_t stride,
+          const float *q, int n_pos, float scale, float *out)
+{
+    __m512 qh[8], acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < HD / 16; i++) {
+        qh[i] = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(q + 16 * i),
+                                                _MM_FROUND_TO_NEAREST_INT));
+        acc[i] = _mm512_setzero_ps();
+    }
+    float M = -INFINITY, S = 0.0f;
+    for (int p = 0; p < n_pos; p++) {
+        const uint16_t *kp = k + (size_t)p * stride;
+        const uint16_t *vp = v + (size_t)p * stride;
+        /* vm_dot_f16's order: four 16-lane accumulators per 64 values */
+        __m512 a[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            a[j] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int i = 0; i < HD / 16; i++)
+            a[i % 4] = _mm512_fmadd_ps(
+                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kp + 16 * i))),
+                qh[i], a[i % 4]);
+        a[0] = _mm512_add_ps(a[0], a[2]);
+        a[1] = _mm512_add_ps(a[1], a[3]);
+        a[0] = _mm512_add_ps(a[0], a[1]);
+        __m256 lo = _mm512_castps512_ps256(a[0]);
+        __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a[0]), 1));
+        float s = hsum_ps(_mm256_add_ps(lo, hi)) * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            ms = expf(M - s);
+            M = s;
+            __m512 m16 = _mm512_set1_ps(ms);
+#pragma GCC unroll 8
+            for (int i = 0; i < HD / 16; i++)
+                acc[i] = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(acc[i], m16),
+                                                         _MM_FROUND_TO_NEAREST_INT));
+        } else {
+            vs = expf(s - M);
+        }
+        __m512 v16 = _mm512_set1_ps(vs);
+#pragma GCC unroll 8
+        for (int i = 0; i < HD / 16; i++)
+            acc[i] = _mm512_cvtph_ps(_mm512_cvtps_ph(
+                _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(
+                                    (const __m256i *)(vp + 16 * i))),
+                                v16, acc[i]),
+                _MM_FROUND_TO_NEAREST_INT));
+        S = S * ms + vs;
+    }
+    float inv = S > 0.0f ? 1.0f / S : 0.0f;
+    __m512 inv16 = _mm512_set1_ps(inv);
+#pragma GCC unroll 8
+    for (int i = 0; i < HD / 16; i++)
+        _mm512_storeu_ps(out + 16 * i, _mm512_mul_ps(acc[i], inv16));
+}
+
+void kern_avx512_attend_f16(const uint16_t *k, const uint16_t *v,
+                            size_t stride, int hd, const float *q, int n_pos,
+                            float scale, float *out)
+{
+    if (hd == 64)
+        attend_hd(64, k, v, stride, q, n_pos, scale, out);
+    else if (hd == 128)
+        attend_hd(128, k, v, stride, q, n_pos, scale, out);
+    else
+        kern_avx2_attend_f16(k, v, stride, hd, q, n_pos, scale, out);
+}
+
 /* repack_quantize_act() with the same bits: quant.h's Q8_0 rounding
  * (d = amax / 127 rounded to f16 for storage, quants round(x / d) to
  * nearest even under the default rounding mode, as lrintf does). */
