@@ -16,6 +16,7 @@
 #include "pool.h"
 #include "ops.h"
 #include "quant.h"
+#include "repack.h"
 
 /* ------------------------------------------------------------ weights */
 
@@ -708,9 +709,9 @@ int model_ctx_new(const model *m, int max_batch, model_ctx **out, char *err,
     c->ops.row = alloc_rows(1, max_cols, &fail);
     c->ops.act = alloc_rows(max_batch, max_cols, &fail);
     c->ops.actq = (unsigned char *)alloc_rows(1, max_cols + 16, &fail);
-    /* quantized activation rows: the widest form is repack_act_k, 340
-     * bytes per 256 values (< 3/2 byte per value; Q8_K takes 292) */
-    size_t qrow = (size_t)max_cols * 3 / 2 + 512;
+    /* quantized activation rows: the widest form is repack_act, 72 bytes
+     * per 32 values (repack_act_k takes 340 per 256, Q8_K 292) */
+    size_t qrow = (size_t)max_cols / 32 * sizeof(repack_act) + 512;
     c->par.actqb = (unsigned char *)alloc_rows(max_batch, (int64_t)(qrow / 4),
                                                &fail);
     c->par.actqb_bytes = (size_t)max_batch * (qrow / 4) * 4;
