@@ -28,17 +28,29 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* 16-byte vectors (SSE2 on any x86-64, NEON on arm64), four independent
+ * sums: two loads per cycle of 16 bytes are far above what memory gives
+ * one core, so the loop measures the memory, not the adds (a scalar loop
+ * of 8-byte adds read a third less here). */
+typedef uint64_t membw_v2 __attribute__((vector_size(16)));
+
 static void *reader(void *arg)
 {
     part *pt = arg;
-    uint64_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    membw_v2 a[4] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}};
     size_t i = 0;
     for (; i + 8 <= pt->n; i += 8)
-        for (int l = 0; l < 8; l++)
-            a[l] += pt->p[i + l];
+        for (int l = 0; l < 4; l++) {
+            membw_v2 v;
+            memcpy(&v, pt->p + i + 2 * l, sizeof v);
+            a[l] += v;
+        }
+    uint64_t s = 0;
     for (; i < pt->n; i++)
-        a[0] += pt->p[i];
-    pt->sum = a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+        s += pt->p[i];
+    for (int l = 0; l < 4; l++)
+        s += a[l][0] + a[l][1];
+    pt->sum = s;
     return NULL;
 }
 
