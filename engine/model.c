@@ -732,6 +732,7 @@ int model_ctx_new(const model *m, int max_batch, model_ctx **out, char *err,
 int model_ctx_set_threads(model_ctx *c, int n_threads, char *err,
                           size_t errlen)
 {
+    bool fixed = n_threads > 0;
     if (n_threads <= 0)
         n_threads = pool_default_threads();
     if (n_threads > POOL_MAX_THREADS) {
@@ -742,6 +743,10 @@ int model_ctx_set_threads(model_ctx *c, int n_threads, char *err,
     pool *np = NULL;
     if (n_threads > 1 && pool_new(n_threads, &np, err, errlen) != 0)
         return -1;
+    /* a count the user chose is kept; the default fits itself to what the
+     * machine gives (pool.h) */
+    if (np && fixed)
+        pool_set_active(np, n_threads);
     int64_t tf = ops_tile_floats(c->max_cols);
     float *tiles = calloc((size_t)n_threads * (size_t)tf, sizeof(float));
     if (!tiles) {
@@ -1048,6 +1053,7 @@ int model_decode(model_ctx *c, const model_batch *b, float *logits,
         seterr(err, errlen, "logits requested but no output buffer given");
         return -1;
     }
+    pool_step_begin(c->pool);
     for (int at = 0; at < b->n;) {
         int n = b->n - at < c->max_batch ? b->n - at : c->max_batch;
         forward_slice(c, b->tok + at, n, logits);
@@ -1056,6 +1062,7 @@ int model_decode(model_ctx *c, const model_batch *b, float *logits,
                 logits += c->m->hp.n_vocab;
         at += n;
     }
+    pool_step_end(c->pool);
     return 0;
 }
 

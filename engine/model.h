@@ -100,7 +100,9 @@ void model_ctx_free(model_ctx *c);
 
 /* Threads the context's forward passes use (the caller of model_decode
  * plus persistent workers that sleep when idle). A new context uses one
- * per online CPU; n_threads <= 0 restores that. -1 + message (and the
+ * per online CPU and retires some while other programs keep the cores
+ * busy (pool.h); n_threads <= 0 restores that, n_threads > 0 fixes the
+ * count. -1 + message (and the
  * context unchanged) when threads or memory cannot be had. Not while a
  * model_decode on this context runs. */
 int model_ctx_set_threads(model_ctx *c, int n_threads, char *err,

@@ -37,7 +37,29 @@ void pool_free(pool *p);
 int pool_size(const pool *p);
 
 /* Run fn(arg, t, thread) for t = 0..n_tasks-1 and wait for all of them.
- * A NULL pool (or a pool of one thread) runs them in order on the caller. */
+ * A NULL pool (or a pool of one thread) runs them in order on the caller.
+ * Only the active threads (pool_active) take part. */
 void pool_run(pool *p, int64_t n_tasks, pool_fn fn, void *arg);
+
+/* ---- fitting the thread count to a busy machine ----
+ * A run waits for its slowest thread; when other programs want the cores,
+ * the OS deschedules a thread in the middle of its task for a whole time
+ * slice and every step stalls behind it (two threads beside one busy
+ * program made generation 2.6x slower than one thread). An adaptive pool
+ * watches the CPU time its threads actually get during a step against the
+ * step's wall time: a share well below 1 means they are being preempted,
+ * and it retires one thread (it sleeps and takes no tasks); now and then
+ * it tries one more again, and keeps it if the share stays high. Probes
+ * that fail come less often (1 s, doubling up to 16 s). */
+
+/* Threads taking part in runs now (1..pool_size). */
+int pool_active(const pool *p);
+/* Fix the number of threads taking part (1..pool_size) and stop adapting;
+ * k <= 0 adapts again (starting from all). Not during a run. */
+void pool_set_active(pool *p, int k);
+/* Bracket one step (a forward pass: many runs). Cheap: a few clock reads
+ * per thread. No-ops for a NULL or fixed pool. */
+void pool_step_begin(pool *p);
+void pool_step_end(pool *p);
 
 #endif

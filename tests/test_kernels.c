@@ -331,6 +331,68 @@ START_TEST(pool_sleeps_and_wakes)
 }
 END_TEST
 
+/* Threads retired and taken back between runs (what the adaptation does,
+ * forced): every task still runs exactly once, only threads below the
+ * active count take part, and retired workers that slept through many
+ * runs come back. */
+typedef struct active_job {
+    _Atomic int *hits;
+    _Atomic int bad_thread;
+    int n_active;
+} active_job;
+
+static void active_task(void *arg, int64_t t, int thread)
+{
+    active_job *j = arg;
+    if (thread < 0 || thread >= j->n_active)
+        atomic_store(&j->bad_thread, 1);
+    atomic_fetch_add(&j->hits[t], 1);
+}
+
+START_TEST(pool_active_threads_change_between_runs)
+{
+    enum { N = 200 };
+    static _Atomic int hits[N];
+    pool *p = NULL;
+    char err[128];
+    ck_assert_int_eq(pool_new(4, &p, err, sizeof err), 0);
+    ck_assert_int_eq(pool_active(p), 4);
+    static const int seq[] = {1, 4, 2, 2, 3, 1, 1, 4, 0, 3};
+    for (int rep = 0; rep < 400; rep++) {
+        int k = seq[rep % 10];
+        pool_set_active(p, k);
+        ck_assert_int_eq(pool_active(p), k == 0 ? 4 : k);
+        if (rep % 97 == 0) { /* let the workers fall asleep */
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        for (int i = 0; i < N; i++)
+            atomic_store(&hits[i], 0);
+        active_job j = {hits, 0, pool_active(p)};
+        pool_run(p, N, active_task, &j);
+        ck_assert_int_eq(atomic_load(&j.bad_thread), 0);
+        for (int i = 0; i < N; i++)
+            ck_assert_int_eq(atomic_load(&hits[i]), 1);
+    }
+    /* adaptive steps on an idle machine keep (or return to) every thread */
+    pool_set_active(p, 0);
+    for (int rep = 0; rep < 5; rep++) {
+        pool_step_begin(p);
+        for (int i = 0; i < N; i++)
+            atomic_store(&hits[i], 0);
+        active_job j = {hits, 0, pool_active(p)};
+        pool_run(p, N, active_task, &j);
+        pool_step_end(p);
+        ck_assert_int_ge(pool_active(p), 1);
+        ck_assert_int_le(pool_active(p), 4);
+    }
+    pool_free(p);
+    ck_assert_int_eq(pool_active(NULL), 1);
+    pool_step_begin(NULL);
+    pool_step_end(NULL);
+}
+END_TEST
+
 /* ------------------------------------------------------------ matmul */
 
 /* ops_matmul_par (threads, batch buffers, BLAS for big batches) against
@@ -638,6 +700,7 @@ static Suite *kernels_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, pool_runs_every_task_once);
     tcase_add_test(tc, pool_sleeps_and_wakes);
+    tcase_add_test(tc, pool_active_threads_change_between_runs);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("model");

@@ -15,7 +15,8 @@
 # Environment:
 #   ROUNDS   rounds per model (default 5)
 #   PP, TG   prompt / generated tokens (default 512, 128; 0 skips one)
-#   THREADS  thread counts to measure (default "2")
+#   THREADS  thread counts to measure (default "2"; 0 = each program's
+#            default: hearth adapts its count to the machine's load)
 #   LOAD=1   keep one core busy with a shell loop meanwhile (a desktop
 #            where another program wants a core)
 #   HEARTH_ARGS  extra flags for `hearth bench` (e.g. --kernel avx2)
@@ -54,14 +55,16 @@ fi
 run_hearth() { # model test n threads
     local a=(-p 0 -n 0)
     [[ $2 == pp ]] && a=(-p "$3" -n 0) || a=(-p 0 -n "$3")
+    [[ $4 != 0 ]] && a+=(-t "$4")
     # shellcheck disable=SC2086
-    "$hearth" bench -m "$1" "${a[@]}" -t "$4" -r 1 --json ${HEARTH_ARGS:-} \
+    "$hearth" bench -m "$1" "${a[@]}" -r 1 --json ${HEARTH_ARGS:-} \
         2>/dev/null | sed -n 's/.*"tps_mean": \([0-9.]*\).*/\1/p'
 }
 run_llama() {
     local a
     [[ $2 == pp ]] && a=(-p "$3" -n 0) || a=(-p 0 -n "$3")
-    "$lb" -m "$1" "${a[@]}" -t "$4" -r 1 -o jsonl 2>/dev/null |
+    [[ $4 != 0 ]] && a+=(-t "$4")
+    "$lb" -m "$1" "${a[@]}" -r 1 -o jsonl 2>/dev/null |
         sed -n 's/.*"avg_ts": *\([0-9.e+]*\).*/\1/p' | head -n1
 }
 
