@@ -398,14 +398,15 @@ static inline float round1_f16(float x)
     return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT));
 }
 
-/* kv_attend's F16 path with F16C conversions and FMA, the same operations
- * in the same order: q rounded to F16; each score vm_dot_f16's sum times
- * scale; the running value sum kept in F16, rounded after every fused
- * multiply-add. The results equal kv_attend's bit for bit
- * (tests/test_kernels.c), NaN payloads aside. */
+/* One pass of kv_attend's F16 path with F16C conversions and FMA, the
+ * same operations in the same order: q rounded to F16; each score
+ * vm_dot_f16's sum times scale; the running value sum kept in F16,
+ * rounded after every fused multiply-add; the sum of exponentials fused.
+ * The results equal kv.c's loop bit for bit (tests/test_kernels.c), NaN
+ * payloads aside. */
 void kern_avx2_attend_f16(const uint16_t *k, const uint16_t *v,
                           size_t stride, int hd, const float *q, int n_pos,
-                          float scale, float *out)
+                          float scale, float *acc_out, float *m_s)
 {
     float qh[KERN_MAX_HEAD_DIM], acc[KERN_MAX_HEAD_DIM];
     int i8 = hd / 8 * 8;
@@ -440,11 +441,11 @@ void kern_avx2_attend_f16(const uint16_t *k, const uint16_t *v,
                                                        _mm256_loadu_ps(acc + i))));
         for (; i < hd; i++)
             acc[i] = round1_f16(fmaf(_cvtsh_ss(vp[i]), vs, acc[i]));
-        S = S * ms + vs;
+        S = fmaf(S, ms, vs);
     }
-    float inv = S > 0.0f ? 1.0f / S : 0.0f;
-    for (int i = 0; i < hd; i++)
-        out[i] = acc[i] * inv;
+    memcpy(acc_out, acc, sizeof(float) * (size_t)hd);
+    m_s[0] = M;
+    m_s[1] = S;
 }
 
 /* ---------------------------------------------------------- drivers */

@@ -233,10 +233,17 @@ START_TEST(attend_f16_equals_kv_attend)
         static const int npos[] = {1, 2, 7, 100};
         for (int k = 0; k < nt; k++)
             for (int j = 0; j < 4; j++) {
-                float sc = j == 3 ? 0.01f : 0.125f;
-                kv_attend(kv, 0, off, hd, q, npos[j], sc, o1);
+                float sc = j == 3 ? 0.01f : 0.125f, ms[2];
+                /* kv.c's own loop against the kernel's one pass */
+                ck_assert_int_eq(kern_select("scalar"), 0);
+                kv_attend(kv, 0, off, hd, q, npos[j], false, sc, o1);
+                ck_assert_int_eq(kern_select("auto"), 0);
                 tabs[k]->attend_f16(kb + off, vb + off, (size_t)kv_dim, hd, q,
-                                    npos[j], sc, o2);
+                                    npos[j], sc, o2, ms);
+                ck_assert(ms[1] >= 1.0f);
+                float inv = 1.0f / ms[1];
+                for (int i = 0; i < hd; i++)
+                    o2[i] *= inv;
                 for (int i = 0; i < hd; i++)
                     ck_assert_msg(memcmp(&o1[i], &o2[i], sizeof(float)) == 0,
                                   "%s hd %d n_pos %d [%d]: %.9g vs %.9g",
@@ -249,6 +256,89 @@ START_TEST(attend_f16_equals_kv_attend)
         free(kf);
         free(vf);
     }
+}
+END_TEST
+
+/* A lone query (a decode step on its own) over a long cache is summed in
+ * parts, as llama.cpp's split-KV flash attention does with the reference's
+ * two threads: halves of the cache view (positions rounded up to 256)
+ * once the view reaches 512 cells; each part's F16 sum is rescaled to the
+ * larger maximum and merged in F32. */
+START_TEST(lone_query_splits_long_cache)
+{
+    ck_assert_int_eq(kv_split_len(1), 0);
+    ck_assert_int_eq(kv_split_len(256), 0);
+    ck_assert_int_eq(kv_split_len(257), 256); /* view of 512 */
+    ck_assert_int_eq(kv_split_len(512), 256);
+    ck_assert_int_eq(kv_split_len(513), 384); /* view of 768 */
+    ck_assert_int_eq(kv_split_len(1000), 512);
+
+    enum { HD = 8, KV_DIM = 16, N_CTX = 600 };
+    kv_cache *kv = NULL;
+    char err[128];
+    ck_assert_int_eq(kv_new(1, KV_DIM, N_CTX, KV_F16, &kv, err, sizeof err), 0);
+    static uint16_t kb[N_CTX * KV_DIM], vb[N_CTX * KV_DIM];
+    rng_state = 4242;
+    for (int p = 0; p < N_CTX; p++) {
+        float kf[KV_DIM], vf[KV_DIM];
+        for (int i = 0; i < KV_DIM; i++) {
+            kf[i] = frand(3.0f);
+            vf[i] = frand(2.0f);
+            kb[p * KV_DIM + i] = qt_f32_to_f16(kf[i]);
+            vb[p * KV_DIM + i] = qt_f32_to_f16(vf[i]);
+        }
+        kv_store(kv, 0, p, kf, vf);
+    }
+    kv_set_len(kv, N_CTX);
+    float q[HD];
+    for (int i = 0; i < HD; i++)
+        q[i] = frand(2.0f);
+    const float sc = 0.35f;
+    const kern_table *simd[2];
+    int nt = simd_tables(simd);
+    static const int n_pos[] = {200, 300, 600};
+    for (int c = 0; c < 3; c++) {
+        int n = n_pos[c], part = kv_split_len(n);
+        float lone[HD], one[HD], lone_scalar[HD];
+        kv_attend(kv, 0, HD, HD, q, n, true, sc, lone);
+        kv_attend(kv, 0, HD, HD, q, n, false, sc, one);
+        ck_assert_int_eq(kern_select("scalar"), 0);
+        kv_attend(kv, 0, HD, HD, q, n, true, sc, lone_scalar);
+        ck_assert_int_eq(kern_select("auto"), 0);
+        ck_assert(memcmp(lone, lone_scalar, sizeof lone) == 0);
+        if (part == 0) {
+            ck_assert(memcmp(lone, one, sizeof lone) == 0);
+            continue;
+        }
+        /* the merge, spelled out, from the kernels' one-pass parts */
+        for (int k = 0; k < nt; k++) {
+            float a0[HD], a1[HD], ms0[2], ms1[2], want[HD];
+            simd[k]->attend_f16(kb + HD, vb + HD, KV_DIM, HD, q, part, sc,
+                                a0, ms0);
+            simd[k]->attend_f16(kb + (size_t)part * KV_DIM + HD,
+                                vb + (size_t)part * KV_DIM + HD, KV_DIM, HD,
+                                q, n - part, sc, a1, ms1);
+            float m = fmaxf(ms0[0], ms1[0]);
+            float s0 = expf(ms0[0] - m), s1 = expf(ms1[0] - m);
+            float inv = 1.0f / fmaf(ms0[1], s0, ms1[1] * s1);
+            for (int i = 0; i < HD; i++)
+                want[i] = fmaf(a0[i], s0, a1[i] * s1) * inv;
+            for (int i = 0; i < HD; i++)
+                ck_assert_msg(memcmp(&want[i], &lone[i], sizeof(float)) == 0,
+                              "%s n %d [%d]: %a vs %a", simd[k]->name, n, i,
+                              (double)lone[i], (double)want[i]);
+        }
+        /* a different sum of the same terms: close, not the same bits */
+        int differ = 0;
+        for (int i = 0; i < HD; i++) {
+            ck_assert_msg(fabsf(lone[i] - one[i]) <= 0.01f,
+                          "n %d [%d]: parts %g vs one pass %g", n, i,
+                          (double)lone[i], (double)one[i]);
+            differ += memcmp(&lone[i], &one[i], sizeof(float)) != 0;
+        }
+        ck_assert_msg(differ > 0, "n %d: the parts changed nothing", n);
+    }
+    kv_free(kv);
 }
 END_TEST
 
@@ -628,6 +718,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, kernels_match_scalar_reference);
     tcase_add_test(tc, kernel_selection);
     tcase_add_test(tc, attend_f16_equals_kv_attend);
+    tcase_add_test(tc, lone_query_splits_long_cache);
     tcase_add_test(tc, float_kernels_equal_vecmath);
     tcase_add_test(tc, vecmath_fold_and_exp);
     tcase_add_test(tc, matmul_par_matches_serial);
