@@ -250,7 +250,8 @@ void ops_round_act(uint32_t wtype, const float *x, float *dst, int64_t n,
     if (wtype == QT_F16 || wtype == QT_BF16)
         at = wtype; /* half-precision dot products: activations in half */
     if (at == QT_F32 || at == QT_ACT_NONE ||
-        qt_quantize_row(at, x, actq, n) != 0 ||
+        (at == QT_F16 || at == QT_BF16 ? qt_quantize_row(at, x, actq, n)
+                                       : qt_quantize_act(wtype, x, actq, n)) != 0 ||
         qt_dequantize_row(at, actq, dst, n) != 0) {
         if (dst != x)
             memcpy(dst, x, (size_t)n * sizeof(float));
