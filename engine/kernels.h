@@ -59,6 +59,11 @@ typedef void (*kern_swiglu_fn)(float *gate, const float *up, int64_t n);
 typedef struct kern_table {
     const char *name;               /* "avx512", "avx2", "scalar" */
     kern_mm_fn mm[QT_TYPE_MAX];     /* NULL: no kernel for that weight type */
+    /* Q4_0 matrices of a multiple of 8 rows: llama.cpp's CPU backend
+     * repacks those (eight rows interleaved) and sums each output's
+     * blocks in one chain of fused multiply-adds instead of mm[QT_Q4_0]'s
+     * eight lanes. NULL: use mm[QT_Q4_0]. */
+    kern_mm_fn mm_q4_0_x8;
     kern_attend_fn attend_f16;      /* NULL: use kv.c's scalar loop */
     kern_swiglu_fn swiglu;          /* NULL: vm_swiglu() */
 } kern_table;
@@ -79,6 +84,8 @@ const kern_table *kern_table_of(const char *name);
 /* ---- the per-ISA entry points (kernels_avx2.c, kernels_avx512.c) ----
  * Only called after the CPU was checked for the instructions. */
 #if defined(__x86_64__) || defined(__i386__)
+void kern_avx2_q4_0_x8(int64_t, const void *, size_t, int64_t, const void *,
+                       size_t, int, float *, int64_t);
 void kern_avx2_q4_0(int64_t, const void *, size_t, int64_t, const void *,
                     size_t, int, float *, int64_t);
 void kern_avx2_q8_0(int64_t, const void *, size_t, int64_t, const void *,

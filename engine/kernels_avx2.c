@@ -45,6 +45,27 @@ static float dot_q4_0(int64_t n, const uint8_t *w, const uint8_t *a)
     return hsum_ps(acc);
 }
 
+/* Q4_0 x Q8_0 as llama.cpp computes a repacked Q4_0 matrix (x86
+ * ggml_gemv/gemm_q4_0_8x8_q8_0, for matrices of 8k rows): each block's
+ * integer sum exact, then one fused multiply-add per block into a single
+ * float, in block order. */
+static float dot_q4_0_x8(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    float acc = 0.0f;
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int64_t i = 0; i < n; i += 32, w += 18, a += 34) {
+        __m256i q = _mm256_sub_epi8(unpack_q4(w + 2), eight);
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a + 2));
+        __m256i s8 = dot_s8(q, x);
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8),
+                                   _mm256_extracti128_si256(s8, 1));
+        s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
+        acc = fmaf((float)_mm_cvtsi128_si32(s4), h2f(w) * h2f(a), acc);
+    }
+    return acc;
+}
+
 /* ---------------------------------------------------------- Q8_0 x Q8_0 */
 
 static float dot_q8_0(int64_t n, const uint8_t *w, const uint8_t *a)
@@ -451,6 +472,7 @@ void kern_avx2_attend_f16(const uint16_t *k, const uint16_t *v,
 /* ---------------------------------------------------------- drivers */
 
 KERN_DEF_MM(kern_avx2_q4_0, dot_q4_0)
+KERN_DEF_MM(kern_avx2_q4_0_x8, dot_q4_0_x8)
 KERN_DEF_MM(kern_avx2_q8_0, dot_q8_0)
 KERN_DEF_MM(kern_avx2_q5_0, dot_q5_0)
 KERN_DEF_MM(kern_avx2_q4_1, dot_q4_1)

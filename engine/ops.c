@@ -458,6 +458,8 @@ void ops_matmul_par(float *out, int64_t out_stride, const ops_matrix *w,
     pthread_once(&blas_once, blas_init);
     const kern_table *kt = kern_get();
     kern_mm_fn kern = w->type < QT_TYPE_MAX ? kt->mm[w->type] : NULL;
+    if (w->type == QT_Q4_0 && w->rows % 8 == 0 && kt->mm_q4_0_x8)
+        kern = kt->mm_q4_0_x8; /* llama.cpp's repacked order (kernels.h) */
     uint32_t at = qt_act_type(w->type);
     bool blas = par->tiles && par->tile_floats >= ops_tile_floats(w->cols) &&
                 blas_min_batch > 0 && n >= blas_min_batch &&

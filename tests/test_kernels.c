@@ -259,6 +259,84 @@ START_TEST(attend_f16_equals_kv_attend)
 }
 END_TEST
 
+/* Q4_0 matrices of 8k rows: llama.cpp repacks them and sums each
+ * output's blocks in one chain of fused multiply-adds (exact integer sum
+ * per block, times the two scales). Spelled out here in plain C; ops.c
+ * picks that kernel for 8k rows only. */
+static float q4_0_chain(const uint8_t *w, const uint8_t *a, int64_t n)
+{
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / 32; b++, w += 18, a += 34) {
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = (j < 16 ? w[2 + j] & 15 : w[2 + j - 16] >> 4) - 8;
+            sum += q * (int8_t)a[2 + j];
+        }
+        float dw = qt_f16_to_f32((uint16_t)(w[0] | w[1] << 8));
+        float da = qt_f16_to_f32((uint16_t)(a[0] | a[1] << 8));
+        acc = fmaf((float)sum, dw * da, acc);
+    }
+    return acc;
+}
+
+START_TEST(q4_0_x8_is_one_fma_chain)
+{
+    const kern_table *tabs[2];
+    int nt = simd_tables(tabs);
+    if (nt == 0) {
+        fprintf(stderr, "SKIP %s: no SIMD path on this CPU\n", __func__);
+        return;
+    }
+    enum { COLS = 512, ROWS = 16, BATCH = 3 };
+    static float wf[ROWS * COLS], x[BATCH * COLS];
+    static uint8_t w[ROWS * COLS], xq[BATCH * COLS * 2];
+    static float out[BATCH * ROWS], lanes[BATCH * ROWS], want[BATCH * ROWS];
+    rng_state = 31337;
+    for (int i = 0; i < ROWS * COLS; i++)
+        wf[i] = frand(1.0f);
+    for (int i = 0; i < BATCH * COLS; i++)
+        x[i] = frand(3.0f);
+    size_t wrs = (size_t)COLS / 32 * 18, ars = (size_t)COLS / 32 * 34;
+    for (int r = 0; r < ROWS; r++)
+        ck_assert_int_eq(qt_quantize_row(QT_Q4_0, wf + r * COLS, w + r * wrs, COLS), 0);
+    for (int t = 0; t < BATCH; t++) {
+        ck_assert_int_eq(qt_quantize_act(QT_Q4_0, x + t * COLS, xq + t * ars, COLS), 0);
+        for (int r = 0; r < ROWS; r++)
+            want[t * ROWS + r] = q4_0_chain(w + r * wrs, xq + t * ars, COLS);
+    }
+    for (int k = 0; k < nt; k++) {
+        ck_assert_ptr_nonnull(tabs[k]->mm_q4_0_x8);
+        tabs[k]->mm_q4_0_x8(COLS, w, wrs, ROWS, xq, ars, BATCH, out, ROWS);
+        tabs[k]->mm[QT_Q4_0](COLS, w, wrs, ROWS, xq, ars, BATCH, lanes, ROWS);
+        int differ = 0;
+        for (int i = 0; i < BATCH * ROWS; i++) {
+            ck_assert_msg(memcmp(&out[i], &want[i], sizeof(float)) == 0,
+                          "%s [%d]: %a vs %a", tabs[k]->name, i,
+                          (double)out[i], (double)want[i]);
+            differ += memcmp(&out[i], &lanes[i], sizeof(float)) != 0;
+        }
+        /* the two orders are different sums, not the same bits */
+        ck_assert_msg(differ > 0, "%s: chain and lanes agree everywhere",
+                      tabs[k]->name);
+    }
+
+    /* ops_matmul: the chain for 16 rows, the eight lanes for 12 */
+    static float row[COLS], act[BATCH * COLS];
+    static unsigned char actq[COLS * 4 + 64];
+    ops_scratch sc = {row, act, actq};
+    ck_assert_int_eq(kern_select("auto"), 0);
+    const kern_table *kt = kern_get();
+    ops_matrix m16 = {w, QT_Q4_0, 16, COLS, wrs};
+    ops_matmul(out, ROWS, &m16, x, COLS, BATCH, &sc);
+    ck_assert(memcmp(out, want, sizeof want) == 0);
+    ops_matrix m12 = {w, QT_Q4_0, 12, COLS, wrs};
+    ops_matmul(out, ROWS, &m12, x, COLS, BATCH, &sc);
+    kt->mm[QT_Q4_0](COLS, w, wrs, 12, xq, ars, BATCH, lanes, ROWS);
+    for (int t = 0; t < BATCH; t++)
+        ck_assert(memcmp(out + t * ROWS, lanes + t * ROWS, 12 * sizeof(float)) == 0);
+}
+END_TEST
+
 /* A lone query (a decode step on its own) over a long cache is summed in
  * parts, as llama.cpp's split-KV flash attention does with the reference's
  * two threads: halves of the cache view (positions rounded up to 256)
@@ -719,6 +797,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, kernel_selection);
     tcase_add_test(tc, attend_f16_equals_kv_attend);
     tcase_add_test(tc, lone_query_splits_long_cache);
+    tcase_add_test(tc, q4_0_x8_is_one_fma_chain);
     tcase_add_test(tc, float_kernels_equal_vecmath);
     tcase_add_test(tc, vecmath_fold_and_exp);
     tcase_add_test(tc, matmul_par_matches_serial);
