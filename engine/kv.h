@@ -62,9 +62,9 @@ void kv_set_len(kv_cache *kv, int len);
  *
  * `lone`: the query is the only row of its batch (a decode step on its
  * own). llama.cpp then splits a long cache (kv_split_len) into parts,
- * sums each part alone (in F16) and merges the parts in F32; so does
- * kv_attend, which on long contexts moves the result by more than F16's
- * rounding of one long sum would suggest. */
+ * sums each part alone (in F16) and merges the parts in F32, and so does
+ * kv_attend: one F16 sum over a few hundred positions and two shorter
+ * ones differ by whole F16 steps. */
 void kv_attend(const kv_cache *kv, int layer, int off, int hd, const float *q,
                int n_pos, bool lone, float scale, float *out);
 
@@ -75,7 +75,9 @@ void kv_attend(const kv_cache *kv, int layer, int off, int hd, const float *q,
  * last position are masked, so the last share is shorter). Its split
  * depends on its thread count; KV_SPLIT_PARTS is that of the reference
  * outputs ($HEARTH_TEST_DATA/reference, 2 threads), fixed here so that
- * hearth's results do not depend on its own thread count. */
+ * hearth's results do not depend on its own thread count. (llama.cpp
+ * caps the view at its cache size, but pads that to 256 cells too, so
+ * for one sequence the view is always the positions rounded up.) */
 #define KV_PAD 256
 #define KV_SPLIT_MIN 512
 #define KV_SPLIT_PARTS 2
