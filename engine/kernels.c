@@ -47,6 +47,7 @@ static void fill_tables(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     avx2_table.mm[QT_Q4_0] = kern_avx2_q4_0;
+    avx2_table.mm_q4_0_x8 = kern_avx2_q4_0_x8;
     avx2_table.mm[QT_Q8_0] = kern_avx2_q8_0;
     avx2_table.mm[QT_Q5_0] = kern_avx2_q5_0;
     avx2_table.mm[QT_Q4_1] = kern_avx2_q4_1;
@@ -60,6 +61,7 @@ static void fill_tables(void)
     /* AVX-512: its own kernels where they exist, else the AVX2 ones */
     memcpy(avx512_table.mm, avx2_table.mm, sizeof avx512_table.mm);
     avx512_table.attend_f16 = kern_avx512_attend_f16;
+    avx512_table.mm_q4_0_x8 = avx2_table.mm_q4_0_x8;
     avx512_table.swiglu = avx2_table.swiglu;
     avx512_table.mm[QT_Q4_0] = kern_avx512_q4_0;
     avx512_table.mm[QT_Q8_0] = kern_avx512_q8_0;

@@ -41,15 +41,18 @@ typedef void (*kern_mm_fn)(int64_t n, const void *w, size_t w_stride,
                            int64_t n_rows, const void *act, size_t act_stride,
                            int n_act, float *out, int64_t out_stride);
 
-/* Attention of one query head over an F16 KV cache, exactly as
- * kv_attend() computes it for KV_F16 (same roundings, same order, so the
- * results are identical): k and v point at position 0 of the head's
- * values, positions `stride` values apart; hd <= KERN_MAX_HEAD_DIM,
- * n_pos >= 1. out gets hd floats. */
+/* One pass of attention of one query head over an F16 KV cache, exactly
+ * as kv_attend() computes each part for KV_F16 (same roundings, same
+ * order, so the results are identical): k and v point at the first
+ * position of the head's values, positions `stride` values apart;
+ * hd <= KERN_MAX_HEAD_DIM, n_pos >= 1. acc gets the hd values of the
+ * weighted sum before the division (F16 values), m_s[0] the largest
+ * score and m_s[1] the sum of exponentials relative to it. */
 #define KERN_MAX_HEAD_DIM 1024
 typedef void (*kern_attend_fn)(const uint16_t *k, const uint16_t *v,
                                size_t stride, int hd, const float *q,
-                               int n_pos, float scale, float *out);
+                               int n_pos, float scale, float *acc,
+                               float *m_s);
 
 /* gate[i] = silu(gate[i]) * up[i], exactly as vm_swiglu() computes it. */
 typedef void (*kern_swiglu_fn)(float *gate, const float *up, int64_t n);
@@ -74,6 +77,11 @@ typedef struct kern_table {
     kern_mmx_fn mmx[KERN_LAYOUTS];
     /* repack_quantize_act() with the same bits, or NULL */
     void (*quant_act)(const float *x, repack_act *dst, int64_t n);
+    /* Q4_0 matrices of a multiple of 8 rows: llama.cpp's CPU backend
+     * repacks those (eight rows interleaved) and sums each output's
+     * blocks in one chain of fused multiply-adds instead of mm[QT_Q4_0]'s
+     * eight lanes. NULL: use mm[QT_Q4_0]. */
+    kern_mm_fn mm_q4_0_x8;
     kern_attend_fn attend_f16;      /* NULL: use kv.c's scalar loop */
     kern_swiglu_fn swiglu;          /* NULL: vm_swiglu() */
 } kern_table;
@@ -94,6 +102,8 @@ const kern_table *kern_table_of(const char *name);
 /* ---- the per-ISA entry points (kernels_avx2.c, kernels_avx512.c) ----
  * Only called after the CPU was checked for the instructions. */
 #if defined(__x86_64__) || defined(__i386__)
+void kern_avx2_q4_0_x8(int64_t, const void *, size_t, int64_t, const void *,
+                       size_t, int, float *, int64_t);
 void kern_avx2_q4_0(int64_t, const void *, size_t, int64_t, const void *,
                     size_t, int, float *, int64_t);
 void kern_avx2_q8_0(int64_t, const void *, size_t, int64_t, const void *,
@@ -114,7 +124,7 @@ void kern_avx2_f32(int64_t, const void *, size_t, int64_t, const void *,
                    size_t, int, float *, int64_t);
 void kern_avx2_swiglu(float *, const float *, int64_t);
 void kern_avx2_attend_f16(const uint16_t *, const uint16_t *, size_t, int,
-                          const float *, int, float, float *);
+                          const float *, int, float, float *, float *);
 void kern_avx512_q4_0(int64_t, const void *, size_t, int64_t, const void *,
                       size_t, int, float *, int64_t);
 void kern_avx512_q8_0(int64_t, const void *, size_t, int64_t, const void *,
@@ -126,7 +136,7 @@ void kern_avx512_q5_0_x16(int64_t, const void *, int64_t, const void *, size_t,
 void kern_avx512_q8_0_x16(int64_t, const void *, int64_t, const void *, size_t,
                           int, float *, int64_t);
 void kern_avx512_attend_f16(const uint16_t *, const uint16_t *, size_t, int,
-                            const float *, int, float, float *);
+                            const float *, int, float, float *, float *);
 void kern_avx512_quant_act(const float *, repack_act *, int64_t);
 void kern_avx512_q4_k_x16(int64_t, const void *, int64_t, const void *, size_t,
                           int, float *, int64_t);

@@ -45,6 +45,27 @@ static float dot_q4_0(int64_t n, const uint8_t *w, const uint8_t *a)
     return hsum_ps(acc);
 }
 
+/* Q4_0 x Q8_0 as llama.cpp computes a repacked Q4_0 matrix (x86
+ * ggml_gemv/gemm_q4_0_8x8_q8_0, for matrices of 8k rows): each block's
+ * integer sum exact, then one fused multiply-add per block into a single
+ * float, in block order. */
+static float dot_q4_0_x8(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    float acc = 0.0f;
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int64_t i = 0; i < n; i += 32, w += 18, a += 34) {
+        __m256i q = _mm256_sub_epi8(unpack_q4(w + 2), eight);
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a + 2));
+        __m256i s8 = dot_s8(q, x);
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8),
+                                   _mm256_extracti128_si256(s8, 1));
+        s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
+        acc = fmaf((float)_mm_cvtsi128_si32(s4), h2f(w) * h2f(a), acc);
+    }
+    return acc;
+}
+
 /* ---------------------------------------------------------- Q8_0 x Q8_0 */
 
 static float dot_q8_0(int64_t n, const uint8_t *w, const uint8_t *a)
@@ -398,14 +419,15 @@ static inline float round1_f16(float x)
     return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT));
 }
 
-/* kv_attend's F16 path with F16C conversions and FMA, the same operations
- * in the same order: q rounded to F16; each score vm_dot_f16's sum times
- * scale; the running value sum kept in F16, rounded after every fused
- * multiply-add. The results equal kv_attend's bit for bit
- * (tests/test_kernels.c), NaN payloads aside. */
+/* One pass of kv_attend's F16 path with F16C conversions and FMA, the
+ * same operations in the same order: q rounded to F16; each score
+ * vm_dot_f16's sum times scale; the running value sum kept in F16,
+ * rounded after every fused multiply-add; the sum of exponentials fused.
+ * The results equal kv.c's loop bit for bit (tests/test_kernels.c), NaN
+ * payloads aside. */
 void kern_avx2_attend_f16(const uint16_t *k, const uint16_t *v,
                           size_t stride, int hd, const float *q, int n_pos,
-                          float scale, float *out)
+                          float scale, float *acc_out, float *m_s)
 {
     float qh[KERN_MAX_HEAD_DIM], acc[KERN_MAX_HEAD_DIM];
     int i8 = hd / 8 * 8;
@@ -440,16 +462,17 @@ void kern_avx2_attend_f16(const uint16_t *k, const uint16_t *v,
                                                        _mm256_loadu_ps(acc + i))));
         for (; i < hd; i++)
             acc[i] = round1_f16(fmaf(_cvtsh_ss(vp[i]), vs, acc[i]));
-        S = S * ms + vs;
+        S = fmaf(S, ms, vs);
     }
-    float inv = S > 0.0f ? 1.0f / S : 0.0f;
-    for (int i = 0; i < hd; i++)
-        out[i] = acc[i] * inv;
+    memcpy(acc_out, acc, sizeof(float) * (size_t)hd);
+    m_s[0] = M;
+    m_s[1] = S;
 }
 
 /* ---------------------------------------------------------- drivers */
 
 KERN_DEF_MM(kern_avx2_q4_0, dot_q4_0)
+KERN_DEF_MM(kern_avx2_q4_0_x8, dot_q4_0_x8)
 KERN_DEF_MM(kern_avx2_q8_0, dot_q8_0)
 KERN_DEF_MM(kern_avx2_q5_0, dot_q5_0)
 KERN_DEF_MM(kern_avx2_q4_1, dot_q4_1)

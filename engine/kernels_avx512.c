@@ -416,7 +416,7 @@ X16_DRIVER(kern_avx512_q6_k_x16, tile_q6_k, 256, 3360)
  * positions instead of going through memory. */
 static inline __attribute__((always_inline)) void
 attend_hd(int HD, const uint16_t *k, const uint16_t *v, size_t stride,
-          const float *q, int n_pos, float scale, float *out)
+          const float *q, int n_pos, float scale, float *out, float *m_s)
 {
     __m512 qh[8], acc[8];
 #pragma GCC unroll 8
@@ -465,30 +465,31 @@ attend_hd(int HD, const uint16_t *k, const uint16_t *v, size_t stride,
                                     (const __m256i *)(vp + 16 * i))),
                                 v16, acc[i]),
                 _MM_FROUND_TO_NEAREST_INT));
-        S = S * ms + vs;
+        S = fmaf(S, ms, vs);
     }
-    float inv = S > 0.0f ? 1.0f / S : 0.0f;
-    __m512 inv16 = _mm512_set1_ps(inv);
 #pragma GCC unroll 8
     for (int i = 0; i < HD / 16; i++)
-        _mm512_storeu_ps(out + 16 * i, _mm512_mul_ps(acc[i], inv16));
+        _mm512_storeu_ps(out + 16 * i, acc[i]);
+    m_s[0] = M;
+    m_s[1] = S;
 }
 
 void kern_avx512_attend_f16(const uint16_t *k, const uint16_t *v,
                             size_t stride, int hd, const float *q, int n_pos,
-                            float scale, float *out)
+                            float scale, float *out, float *m_s)
 {
     if (hd == 64)
-        attend_hd(64, k, v, stride, q, n_pos, scale, out);
+        attend_hd(64, k, v, stride, q, n_pos, scale, out, m_s);
     else if (hd == 128)
-        attend_hd(128, k, v, stride, q, n_pos, scale, out);
+        attend_hd(128, k, v, stride, q, n_pos, scale, out, m_s);
     else
-        kern_avx2_attend_f16(k, v, stride, hd, q, n_pos, scale, out);
+        kern_avx2_attend_f16(k, v, stride, hd, q, n_pos, scale, out, m_s);
 }
 
-/* repack_quantize_act() with the same bits: quant.h's Q8_0 rounding
- * (d = amax / 127 rounded to f16 for storage, quants round(x / d) to
- * nearest even under the default rounding mode, as lrintf does). */
+/* repack_quantize_act() with the same bits: quant.c's Q8_0 activation
+ * rounding (d = amax / 127 rounded to f16 for storage, quants
+ * round(x * 127 / amax) to nearest even under the default rounding mode,
+ * as lrintf does). */
 void kern_avx512_quant_act(const float *x, repack_act *dst, int64_t n)
 {
     for (int64_t b = 0; b < n / 32; b++, x += 32) {
@@ -496,7 +497,7 @@ void kern_avx512_quant_act(const float *x, repack_act *dst, int64_t n)
         float amax = _mm512_reduce_max_ps(
             _mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
         float d = amax / 127.0f;
-        float id = d > 0 ? 1.0f / d : 0.0f;
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f; /* quant.c's act */
         __m512 idv = _mm512_set1_ps(id);
         const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
         __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, idv));

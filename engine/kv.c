@@ -4,6 +4,7 @@
 #include "vecmath.h"
 
 #include <limits.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,79 +170,127 @@ void kv_store(kv_cache *kv, int layer, int pos, const float *k,
     }
 }
 
-void kv_attend(const kv_cache *kv, int layer, int off, int hd, const float *q,
-               int n_pos, float scale, float *out)
+/* One online-softmax pass over positions [0, n_pos) of the head whose
+ * keys and values start at element `base`: the value sum before division
+ * (kept in F16 with an F16 cache) goes to acc, the running maximum and
+ * sum of exponentials to m_s[0] and m_s[1]. */
+static void attend_part(const kv_cache *kv, size_t base, int hd,
+                        const float *q, int n_pos, float scale, float *acc,
+                        float m_s[2])
 {
-    size_t base = kv_index(kv, layer, 0) + (size_t)off;
     size_t stride = (size_t)kv->kv_dim;
     float M = -INFINITY, S = 0.0f;
     if (kv->type == KV_F32) {
         for (int i = 0; i < hd; i++)
-            out[i] = 0.0f;
+            acc[i] = 0.0f;
         for (int p = 0; p < n_pos; p++) {
             const float *k = (const float *)kv->k + base + (size_t)p * stride;
             const float *v = (const float *)kv->v + base + (size_t)p * stride;
-            float acc[4] = {0, 0, 0, 0};
+            float a4[4] = {0, 0, 0, 0};
             int i = 0;
             for (; i + 4 <= hd; i += 4)
                 for (int l = 0; l < 4; l++)
-                    acc[l] += q[i + l] * k[i + l];
+                    a4[l] += q[i + l] * k[i + l];
             for (; i < hd; i++)
-                acc[0] += q[i] * k[i];
-            float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) * scale;
+                a4[0] += q[i] * k[i];
+            float s = ((a4[0] + a4[1]) + (a4[2] + a4[3])) * scale;
             float ms = 1.0f, vs = 1.0f;
             if (s > M) {
                 ms = expf(M - s);
                 M = s;
                 for (i = 0; i < hd; i++)
-                    out[i] *= ms;
+                    acc[i] *= ms;
             } else {
                 vs = expf(s - M);
             }
             for (i = 0; i < hd; i++)
-                out[i] += v[i] * vs;
+                acc[i] += v[i] * vs;
             S = S * ms + vs;
         }
-    } else {
-        const kern_table *kt = kern_get();
-        if (kt->attend_f16 && hd <= KERN_MAX_HEAD_DIM) {
-            kt->attend_f16((const uint16_t *)kv->k + base,
-                           (const uint16_t *)kv->v + base, stride, hd, q,
-                           n_pos, scale, out);
-            return;
-        }
-        /* ggml's F16 flash attention (vecmath.h): q rounded to F16, each
-         * score vm_dot_f16's sum, the value sum kept in F16 and rounded
-         * after every fused multiply-add */
-        float qh[KV_MAX_HEAD_DIM];
-        uint16_t acc16[KV_MAX_HEAD_DIM];
-        for (int i = 0; i < hd; i++) {
-            qh[i] = kv_h2f(kv_f2h(q[i]));
-            acc16[i] = 0;
-        }
-        for (int p = 0; p < n_pos; p++) {
-            const uint16_t *k =
-                (const uint16_t *)kv->k + base + (size_t)p * stride;
-            const uint16_t *v =
-                (const uint16_t *)kv->v + base + (size_t)p * stride;
-            float s = vm_dot_f16(hd, k, qh) * scale;
-            float ms = 1.0f, vs = 1.0f;
-            if (s > M) {
-                ms = expf(M - s);
-                M = s;
-                for (int i = 0; i < hd; i++)
-                    acc16[i] = kv_f2h(kv_h2f(acc16[i]) * ms);
-            } else {
-                vs = expf(s - M);
-            }
+        m_s[0] = M;
+        m_s[1] = S;
+        return;
+    }
+    const kern_table *kt = kern_get();
+    if (kt->attend_f16 && hd <= KERN_MAX_HEAD_DIM) {
+        kt->attend_f16((const uint16_t *)kv->k + base,
+                       (const uint16_t *)kv->v + base, stride, hd, q, n_pos,
+                       scale, acc, m_s);
+        return;
+    }
+    /* ggml's F16 flash attention (vecmath.h): q rounded to F16, each
+     * score vm_dot_f16's sum, the value sum kept in F16 and rounded after
+     * every fused multiply-add */
+    float qh[KV_MAX_HEAD_DIM];
+    uint16_t acc16[KV_MAX_HEAD_DIM];
+    for (int i = 0; i < hd; i++) {
+        qh[i] = kv_h2f(kv_f2h(q[i]));
+        acc16[i] = 0;
+    }
+    for (int p = 0; p < n_pos; p++) {
+        const uint16_t *k = (const uint16_t *)kv->k + base + (size_t)p * stride;
+        const uint16_t *v = (const uint16_t *)kv->v + base + (size_t)p * stride;
+        float s = vm_dot_f16(hd, k, qh) * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            ms = expf(M - s);
+            M = s;
             for (int i = 0; i < hd; i++)
-                acc16[i] = kv_f2h(fmaf(kv_h2f(v[i]), vs, kv_h2f(acc16[i])));
-            S = S * ms + vs;
+                acc16[i] = kv_f2h(kv_h2f(acc16[i]) * ms);
+        } else {
+            vs = expf(s - M);
         }
         for (int i = 0; i < hd; i++)
-            out[i] = kv_h2f(acc16[i]);
+            acc16[i] = kv_f2h(fmaf(kv_h2f(v[i]), vs, kv_h2f(acc16[i])));
+        S = fmaf(S, ms, vs); /* fused: GCC contracts ggml's S*ms + vs */
     }
-    float inv = S > 0.0f ? 1.0f / S : 0.0f;
+    for (int i = 0; i < hd; i++)
+        acc[i] = kv_h2f(acc16[i]);
+    m_s[0] = M;
+    m_s[1] = S;
+}
+
+int kv_split_len(int n_pos)
+{
+    int n_kv = (n_pos + KV_PAD - 1) / KV_PAD * KV_PAD;
+    if (n_kv < KV_SPLIT_MIN)
+        return 0;
+    return (n_kv + KV_SPLIT_PARTS - 1) / KV_SPLIT_PARTS;
+}
+
+void kv_attend(const kv_cache *kv, int layer, int off, int hd, const float *q,
+               int n_pos, bool lone, float scale, float *out)
+{
+    size_t base = kv_index(kv, layer, 0) + (size_t)off;
+    int part = lone ? kv_split_len(n_pos) : 0;
+    float m_s[2];
+    if (part == 0 || part >= n_pos) {
+        attend_part(kv, base, hd, q, n_pos, scale, out, m_s);
+    } else {
+        /* parts in order, each merged into the total in F32 after
+         * rescaling both to the larger maximum, as ggml reduces its
+         * threads' partial sums: total * scale first, the part's product
+         * added to it with one rounding (GCC fuses it there) */
+        float acc[KV_MAX_HEAD_DIM], ps[2];
+        float M = -INFINITY, S = 0.0f;
+        for (int i = 0; i < hd; i++)
+            out[i] = 0.0f;
+        for (int p0 = 0; p0 < n_pos; p0 += part) {
+            int np = n_pos - p0 < part ? n_pos - p0 : part;
+            attend_part(kv, base + (size_t)p0 * (size_t)kv->kv_dim, hd, q, np,
+                        scale, acc, ps);
+            if (ps[1] == 0.0f)
+                continue;
+            float Mn = fmaxf(M, ps[0]);
+            float so = expf(M - Mn), sn = expf(ps[0] - Mn);
+            for (int i = 0; i < hd; i++)
+                out[i] = fmaf(out[i], so, acc[i] * sn);
+            S = fmaf(S, so, ps[1] * sn);
+            M = Mn;
+        }
+        m_s[1] = S;
+    }
+    float inv = m_s[1] > 0.0f ? 1.0f / m_s[1] : 0.0f;
     for (int i = 0; i < hd; i++)
         out[i] *= inv;
 }

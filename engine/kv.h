@@ -13,6 +13,7 @@
 #ifndef HEARTH_KV_H
 #define HEARTH_KV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,8 +58,29 @@ void kv_set_len(kv_cache *kv, int len);
  * F16 cache the query is rounded to F16 and the weighted sum of values is
  * accumulated in F16, as llama.cpp's CPU flash attention does: the results
  * then agree with it more closely than an F32 sum would. With an F32 cache
- * everything is F32. hd <= KV_MAX_HEAD_DIM, n_pos >= 1. */
+ * everything is F32. hd <= KV_MAX_HEAD_DIM, n_pos >= 1.
+ *
+ * `lone`: the query is the only row of its batch (a decode step on its
+ * own). llama.cpp then splits a long cache (kv_split_len) into parts,
+ * sums each part alone (in F16) and merges the parts in F32, and so does
+ * kv_attend: one F16 sum over a few hundred positions and two shorter
+ * ones differ by whole F16 steps. */
 void kv_attend(const kv_cache *kv, int layer, int off, int hd, const float *q,
-               int n_pos, float scale, float *out);
+               int n_pos, bool lone, float scale, float *out);
+
+/* Positions per part of a lone query's attention over n_pos positions, 0
+ * when it is one pass. llama.cpp views its cache in steps of KV_PAD cells
+ * and, for a batch of one row over a view of KV_SPLIT_MIN cells or more,
+ * gives each of its threads an equal share of the view (cells past the
+ * last position are masked, so the last share is shorter). Its split
+ * depends on its thread count; KV_SPLIT_PARTS is that of the reference
+ * outputs ($HEARTH_TEST_DATA/reference, 2 threads), fixed here so that
+ * hearth's results do not depend on its own thread count. (llama.cpp
+ * caps the view at its cache size, but pads that to 256 cells too, so
+ * for one sequence the view is always the positions rounded up.) */
+#define KV_PAD 256
+#define KV_SPLIT_MIN 512
+#define KV_SPLIT_PARTS 2
+int kv_split_len(int n_pos);
 
 #endif

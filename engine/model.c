@@ -860,6 +860,7 @@ typedef struct attn_job {
     model_ctx *c;
     const model_token *tok;
     int il, hd, qd, rep;
+    bool lone; /* one token in the slice: llama.cpp's batch of one row */
     float scale;
 } attn_job;
 
@@ -871,7 +872,7 @@ static void attn_task(void *arg, int64_t task, int thread)
     int t = (int)(task / n_head), h = (int)(task % n_head);
     const float *qh = j->c->q + (size_t)t * j->qd + (size_t)h * j->hd;
     kv_attend(j->tok[t].kv, j->il, (h / j->rep) * j->hd, j->hd, qh,
-              j->tok[t].pos + 1, j->scale,
+              j->tok[t].pos + 1, j->lone, j->scale,
               j->c->att + (size_t)t * j->qd + (size_t)h * j->hd);
 }
 
@@ -884,7 +885,7 @@ static void attention(model_ctx *c, const model_token *tok, int n, int il)
     int qd = hp->n_head * hd;
     int rep = hp->n_head / hp->n_head_kv;
     float scale = 1.0f / sqrtf((float)hd);
-    attn_job j = {c, tok, il, hd, qd, rep, scale};
+    attn_job j = {c, tok, il, hd, qd, rep, n == 1, scale};
     /* every (token, head) pair is independent: share them among threads */
     pool_run(c->pool, (int64_t)n * hp->n_head, attn_task, &j);
 }

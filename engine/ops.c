@@ -257,7 +257,8 @@ void ops_round_act(uint32_t wtype, const float *x, float *dst, int64_t n,
     if (wtype == QT_F16 || wtype == QT_BF16)
         at = wtype; /* half-precision dot products: activations in half */
     if (at == QT_F32 || at == QT_ACT_NONE ||
-        qt_quantize_row(at, x, actq, n) != 0 ||
+        (at == QT_F16 || at == QT_BF16 ? qt_quantize_row(at, x, actq, n)
+                                       : qt_quantize_act(wtype, x, actq, n)) != 0 ||
         qt_dequantize_row(at, actq, dst, n) != 0) {
         if (dst != x)
             memcpy(dst, x, (size_t)n * sizeof(float));
@@ -594,6 +595,8 @@ void ops_matmul_par(float *out, int64_t out_stride, const ops_matrix *w,
     pthread_once(&blas_once, blas_init);
     const kern_table *kt = kern_get();
     kern_mm_fn kern = w->type < QT_TYPE_MAX ? kt->mm[w->type] : NULL;
+    if (w->type == QT_Q4_0 && w->rows % 8 == 0 && kt->mm_q4_0_x8)
+        kern = kt->mm_q4_0_x8; /* llama.cpp's repacked order (kernels.h) */
     uint32_t at = qt_act_type(w->type);
     bool blas = par->tiles && par->tile_floats >= ops_tile_floats(w->cols) &&
                 blas_min_batch > 0 && n >= blas_min_batch &&

@@ -94,11 +94,16 @@ typedef struct ops_par {
 /* Floats of per-thread tile memory for rows of max_cols values. */
 int64_t ops_tile_floats(int64_t max_cols);
 
-/* Batches of at least this many vectors go through cblas_sgemm on
- * dequantized weight tiles (when tiles are given) instead of the integer
- * kernels: there the weights' unpacking is paid once per tile, not once
- * per vector. Overridable for measurements with HEARTH_BLAS_MIN (0 = never). */
-#define OPS_BLAS_MIN_BATCH 32
+/* With HEARTH_BLAS_MIN=N (N > 0), batches of at least N vectors go
+ * through cblas_sgemm on dequantized weight tiles (when tiles are given)
+ * instead of the integer kernels: the weights' unpacking is then paid
+ * once per tile, not once per vector, and prefill is faster (N = 32:
+ * docs/performance.md). Off by default (0 = never): sgemm sums float
+ * products in its own order where llama.cpp, like the kernels, sums
+ * integer products per block, and on small models that difference moves
+ * logprobs past the reference tolerances (stories260K-Q8_0: 0.14 on a
+ * 359-token prompt with BLAS, 0 without). */
+#define OPS_BLAS_MIN_BATCH 0
 
 /* Round an activation vector the way a kernel for weight type `wtype`
  * sees it: through Q8_0 / Q8_1 / Q8_K blocks for quantized weights (the
@@ -114,7 +119,7 @@ void ops_round_act(uint32_t wtype, const float *x, float *dst, int64_t n,
  * pool's threads. Three ways, by batch and weight type:
  *  - the SIMD kernel of kernels.h for the type (activations quantized
  *    once per product), when there is one;
- *  - large batches (OPS_BLAS_MIN_BATCH) with tiles: weight tiles
+ *  - large batches (HEARTH_BLAS_MIN, off by default) with tiles: weight tiles
  *    dequantized to floats once, multiplied by the whole batch with
  *    cblas_sgemm (OpenBLAS limited to one thread: the pool is the
  *    parallelism);

@@ -463,25 +463,40 @@ int qt_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
 
 /* ------------------------------------------------------------ quantize */
 
-static void q_q8_0(const float *x, uint8_t *b)
+/* The scale of a Q8_0/Q8_1 block and its inverse. Weights: 1/d, as
+ * ggml's reference quantizer (and hearth quantize) computes it.
+ * Activations: 127/amax, as ggml's x86 quantize_row_q8_0/_q8_1 (the
+ * activation rows of its products) compute it; the two differ in the
+ * last bit for some amax, which flips a rounding now and then. */
+static float q8_scale(const float *x, bool act, float *id)
 {
     float amax = 0;
     for (int j = 0; j < 32; j++)
         amax = fmaxf(amax, fabsf(x[j]));
     float d = amax / 127.0f;
-    float id = d > 0 ? 1.0f / d : 0.0f;
+    if (act)
+        *id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    else
+        *id = d > 0 ? 1.0f / d : 0.0f;
+    return d;
+}
+
+static void q8_0_block(const float *x, uint8_t *b, bool act)
+{
+    float id;
+    float d = q8_scale(x, act, &id);
     wrh(b, d);
     for (int j = 0; j < 32; j++)
         b[2 + j] = (uint8_t)(int8_t)clampi(nearest(x[j] * id), -127, 127);
 }
 
-static void q_q8_1(const float *x, uint8_t *b)
+static void q_q8_0(const float *x, uint8_t *b) { q8_0_block(x, b, false); }
+static void act_q8_0(const float *x, uint8_t *b) { q8_0_block(x, b, true); }
+
+static void q8_1_block(const float *x, uint8_t *b, bool act)
 {
-    float amax = 0;
-    for (int j = 0; j < 32; j++)
-        amax = fmaxf(amax, fabsf(x[j]));
-    float d = amax / 127.0f;
-    float id = d > 0 ? 1.0f / d : 0.0f;
+    float id;
+    float d = q8_scale(x, act, &id);
     int sum = 0;
     for (int j = 0; j < 32; j++) {
         int q = clampi(nearest(x[j] * id), -127, 127);
@@ -491,6 +506,9 @@ static void q_q8_1(const float *x, uint8_t *b)
     wrh(b, d);
     wrh(b + 2, d * (float)sum);
 }
+
+static void q_q8_1(const float *x, uint8_t *b) { q8_1_block(x, b, false); }
+static void act_q8_1(const float *x, uint8_t *b) { q8_1_block(x, b, true); }
 
 /* The value of largest magnitude, with its sign. Mapping it to the most
  * negative level (-8, -16) uses the one extra level of the asymmetric
@@ -945,7 +963,15 @@ int qt_quantize_act(uint32_t weight_type, const float *x, void *xq, int64_t n)
     uint32_t at = qt_act_type(weight_type);
     if (at == QT_ACT_NONE)
         return -1;
-    return qt_quantize_row(at, x, xq, n);
+    if (at != QT_Q8_0 && at != QT_Q8_1)
+        return qt_quantize_row(at, x, xq, n);
+    if (n < 0 || n % 32 != 0)
+        return -1;
+    q_fn f = at == QT_Q8_0 ? act_q8_0 : act_q8_1;
+    size_t ts = qt_traits_of(at)->type_size;
+    for (int64_t i = 0; i < n / 32; i++)
+        f(x + i * 32, (uint8_t *)xq + (size_t)i * ts);
+    return 0;
 }
 
 /* The 32 4/5-bit quants of a Q4/Q5 block, unsigned (0..15 or 0..31). */

@@ -234,10 +234,17 @@ START_TEST(attend_f16_equals_kv_attend)
         static const int npos[] = {1, 2, 7, 100};
         for (int k = 0; k < nt; k++)
             for (int j = 0; j < 4; j++) {
-                float sc = j == 3 ? 0.01f : 0.125f;
-                kv_attend(kv, 0, off, hd, q, npos[j], sc, o1);
+                float sc = j == 3 ? 0.01f : 0.125f, ms[2];
+                /* kv.c's own loop against the kernel's one pass */
+                ck_assert_int_eq(kern_select("scalar"), 0);
+                kv_attend(kv, 0, off, hd, q, npos[j], false, sc, o1);
+                ck_assert_int_eq(kern_select("auto"), 0);
                 tabs[k]->attend_f16(kb + off, vb + off, (size_t)kv_dim, hd, q,
-                                    npos[j], sc, o2);
+                                    npos[j], sc, o2, ms);
+                ck_assert(ms[1] >= 1.0f);
+                float inv = 1.0f / ms[1];
+                for (int i = 0; i < hd; i++)
+                    o2[i] *= inv;
                 for (int i = 0; i < hd; i++)
                     ck_assert_msg(memcmp(&o1[i], &o2[i], sizeof(float)) == 0,
                                   "%s hd %d n_pos %d [%d]: %.9g vs %.9g",
@@ -250,6 +257,167 @@ START_TEST(attend_f16_equals_kv_attend)
         free(kf);
         free(vf);
     }
+}
+END_TEST
+
+/* Q4_0 matrices of 8k rows: llama.cpp repacks them and sums each
+ * output's blocks in one chain of fused multiply-adds (exact integer sum
+ * per block, times the two scales). Spelled out here in plain C; ops.c
+ * picks that kernel for 8k rows only. */
+static float q4_0_chain(const uint8_t *w, const uint8_t *a, int64_t n)
+{
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / 32; b++, w += 18, a += 34) {
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = (j < 16 ? w[2 + j] & 15 : w[2 + j - 16] >> 4) - 8;
+            sum += q * (int8_t)a[2 + j];
+        }
+        float dw = qt_f16_to_f32((uint16_t)(w[0] | w[1] << 8));
+        float da = qt_f16_to_f32((uint16_t)(a[0] | a[1] << 8));
+        acc = fmaf((float)sum, dw * da, acc);
+    }
+    return acc;
+}
+
+START_TEST(q4_0_x8_is_one_fma_chain)
+{
+    const kern_table *tabs[2];
+    int nt = simd_tables(tabs);
+    if (nt == 0) {
+        fprintf(stderr, "SKIP %s: no SIMD path on this CPU\n", __func__);
+        return;
+    }
+    enum { COLS = 512, ROWS = 16, BATCH = 3 };
+    static float wf[ROWS * COLS], x[BATCH * COLS];
+    static uint8_t w[ROWS * COLS], xq[BATCH * COLS * 2];
+    static float out[BATCH * ROWS], lanes[BATCH * ROWS], want[BATCH * ROWS];
+    rng_state = 31337;
+    for (int i = 0; i < ROWS * COLS; i++)
+        wf[i] = frand(1.0f);
+    for (int i = 0; i < BATCH * COLS; i++)
+        x[i] = frand(3.0f);
+    size_t wrs = (size_t)COLS / 32 * 18, ars = (size_t)COLS / 32 * 34;
+    for (int r = 0; r < ROWS; r++)
+        ck_assert_int_eq(qt_quantize_row(QT_Q4_0, wf + r * COLS, w + r * wrs, COLS), 0);
+    for (int t = 0; t < BATCH; t++) {
+        ck_assert_int_eq(qt_quantize_act(QT_Q4_0, x + t * COLS, xq + t * ars, COLS), 0);
+        for (int r = 0; r < ROWS; r++)
+            want[t * ROWS + r] = q4_0_chain(w + r * wrs, xq + t * ars, COLS);
+    }
+    for (int k = 0; k < nt; k++) {
+        ck_assert_ptr_nonnull(tabs[k]->mm_q4_0_x8);
+        tabs[k]->mm_q4_0_x8(COLS, w, wrs, ROWS, xq, ars, BATCH, out, ROWS);
+        tabs[k]->mm[QT_Q4_0](COLS, w, wrs, ROWS, xq, ars, BATCH, lanes, ROWS);
+        int differ = 0;
+        for (int i = 0; i < BATCH * ROWS; i++) {
+            ck_assert_msg(memcmp(&out[i], &want[i], sizeof(float)) == 0,
+                          "%s [%d]: %a vs %a", tabs[k]->name, i,
+                          (double)out[i], (double)want[i]);
+            differ += memcmp(&out[i], &lanes[i], sizeof(float)) != 0;
+        }
+        /* the two orders are different sums, not the same bits */
+        ck_assert_msg(differ > 0, "%s: chain and lanes agree everywhere",
+                      tabs[k]->name);
+    }
+
+    /* ops_matmul: the chain for 16 rows, the eight lanes for 12 */
+    static float row[COLS], act[BATCH * COLS];
+    static unsigned char actq[COLS * 4 + 64];
+    ops_scratch sc = {row, act, actq};
+    ck_assert_int_eq(kern_select("auto"), 0);
+    const kern_table *kt = kern_get();
+    ops_matrix m16 = {w, QT_Q4_0, 16, COLS, wrs, REPACK_NONE};
+    ops_matmul(out, ROWS, &m16, x, COLS, BATCH, &sc);
+    ck_assert(memcmp(out, want, sizeof want) == 0);
+    ops_matrix m12 = {w, QT_Q4_0, 12, COLS, wrs, REPACK_NONE};
+    ops_matmul(out, ROWS, &m12, x, COLS, BATCH, &sc);
+    kt->mm[QT_Q4_0](COLS, w, wrs, 12, xq, ars, BATCH, lanes, ROWS);
+    for (int t = 0; t < BATCH; t++)
+        ck_assert(memcmp(out + t * ROWS, lanes + t * ROWS, 12 * sizeof(float)) == 0);
+}
+END_TEST
+
+/* A lone query (a decode step on its own) over a long cache is summed in
+ * parts, as llama.cpp's split-KV flash attention does with the reference's
+ * two threads: halves of the cache view (positions rounded up to 256)
+ * once the view reaches 512 cells; each part's F16 sum is rescaled to the
+ * larger maximum and merged in F32. */
+START_TEST(lone_query_splits_long_cache)
+{
+    ck_assert_int_eq(kv_split_len(1), 0);
+    ck_assert_int_eq(kv_split_len(256), 0);
+    ck_assert_int_eq(kv_split_len(257), 256); /* view of 512 */
+    ck_assert_int_eq(kv_split_len(512), 256);
+    ck_assert_int_eq(kv_split_len(513), 384); /* view of 768 */
+    ck_assert_int_eq(kv_split_len(1000), 512);
+
+    enum { HD = 8, KV_DIM = 16, N_CTX = 600 };
+    kv_cache *kv = NULL;
+    char err[128];
+    ck_assert_int_eq(kv_new(1, KV_DIM, N_CTX, KV_F16, &kv, err, sizeof err), 0);
+    static uint16_t kb[N_CTX * KV_DIM], vb[N_CTX * KV_DIM];
+    rng_state = 4242;
+    for (int p = 0; p < N_CTX; p++) {
+        float kf[KV_DIM], vf[KV_DIM];
+        for (int i = 0; i < KV_DIM; i++) {
+            kf[i] = frand(3.0f);
+            vf[i] = frand(2.0f);
+            kb[p * KV_DIM + i] = qt_f32_to_f16(kf[i]);
+            vb[p * KV_DIM + i] = qt_f32_to_f16(vf[i]);
+        }
+        kv_store(kv, 0, p, kf, vf);
+    }
+    kv_set_len(kv, N_CTX);
+    float q[HD];
+    for (int i = 0; i < HD; i++)
+        q[i] = frand(2.0f);
+    const float sc = 0.35f;
+    const kern_table *simd[2];
+    int nt = simd_tables(simd);
+    static const int n_pos[] = {200, 300, 600};
+    for (int c = 0; c < 3; c++) {
+        int n = n_pos[c], part = kv_split_len(n);
+        float lone[HD], one[HD], lone_scalar[HD];
+        kv_attend(kv, 0, HD, HD, q, n, true, sc, lone);
+        kv_attend(kv, 0, HD, HD, q, n, false, sc, one);
+        ck_assert_int_eq(kern_select("scalar"), 0);
+        kv_attend(kv, 0, HD, HD, q, n, true, sc, lone_scalar);
+        ck_assert_int_eq(kern_select("auto"), 0);
+        ck_assert(memcmp(lone, lone_scalar, sizeof lone) == 0);
+        if (part == 0) {
+            ck_assert(memcmp(lone, one, sizeof lone) == 0);
+            continue;
+        }
+        /* the merge, spelled out, from the kernels' one-pass parts */
+        for (int k = 0; k < nt; k++) {
+            float a0[HD], a1[HD], ms0[2], ms1[2], want[HD];
+            simd[k]->attend_f16(kb + HD, vb + HD, KV_DIM, HD, q, part, sc,
+                                a0, ms0);
+            simd[k]->attend_f16(kb + (size_t)part * KV_DIM + HD,
+                                vb + (size_t)part * KV_DIM + HD, KV_DIM, HD,
+                                q, n - part, sc, a1, ms1);
+            float m = fmaxf(ms0[0], ms1[0]);
+            float s0 = expf(ms0[0] - m), s1 = expf(ms1[0] - m);
+            float inv = 1.0f / fmaf(ms0[1], s0, ms1[1] * s1);
+            for (int i = 0; i < HD; i++)
+                want[i] = fmaf(a0[i], s0, a1[i] * s1) * inv;
+            for (int i = 0; i < HD; i++)
+                ck_assert_msg(memcmp(&want[i], &lone[i], sizeof(float)) == 0,
+                              "%s n %d [%d]: %a vs %a", simd[k]->name, n, i,
+                              (double)lone[i], (double)want[i]);
+        }
+        /* a different sum of the same terms: close, not the same bits */
+        int differ = 0;
+        for (int i = 0; i < HD; i++) {
+            ck_assert_msg(fabsf(lone[i] - one[i]) <= 0.01f,
+                          "n %d [%d]: parts %g vs one pass %g", n, i,
+                          (double)lone[i], (double)one[i]);
+            differ += memcmp(&lone[i], &one[i], sizeof(float)) != 0;
+        }
+        ck_assert_msg(differ > 0, "n %d: the parts changed nothing", n);
+    }
+    kv_free(kv);
 }
 END_TEST
 
@@ -691,6 +859,8 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, kernels_match_scalar_reference);
     tcase_add_test(tc, kernel_selection);
     tcase_add_test(tc, attend_f16_equals_kv_attend);
+    tcase_add_test(tc, lone_query_splits_long_cache);
+    tcase_add_test(tc, q4_0_x8_is_one_fma_chain);
     tcase_add_test(tc, float_kernels_equal_vecmath);
     tcase_add_test(tc, vecmath_fold_and_exp);
     tcase_add_test(tc, matmul_par_matches_serial);

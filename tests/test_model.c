@@ -7,24 +7,30 @@
  * small that any difference in the last bit of one float operation flips
  * an F16 or 8-bit rounding somewhere and moves its logprobs by hundredths
  * (F32) to tenths (Q8_0/Q4_0). So the engine does the float work in the
- * order llama.cpp's CPU backend does it (vecmath.h), and the cases are
- * replayed as the reference was made: prompt in one batch, then one token
- * at a time. Measured (printed on every run):
- *   - Q8_0: 191 of 216 positions equal to 1e-4; every prompt shorter than
- *     LONG_PROMPT within 0.004 (README: 0.1);
- *   - F32: prompts shorter than LONG_PROMPT within 0.0021 (README: 0.01);
- *   - Q4_0: 175 of 216 equal; short prompts within 0.151 (README: 0.1):
- *     two cases drift after 10-20 generated tokens, source not found;
- *   - the 359-token prompt: llama.cpp computes a batch of 64 or more rows
- *     with a different attention kernel (tiled, F32 accumulators) and then
- *     decodes with a split-KV kernel whose bits depend on its thread
- *     count; neither is reproduced, so that case gets looser bounds
- *     (measured 0.013 F32, 0.22 Q8_0, 0.31 Q4_0).
- * The synth-* files (random weights, realistic sizes) are compared as
- * the README says, teacher-forced in one batch: argmax agreement
- * 89.8-97%, mean 0.008-0.07. The synth-llama files sit 0.06-0.07 from the
- * reference at every position, even the first; neither the output matrix
- * nor the Q4_0 product order explains it (both tried), so that is open. */
+ * order llama.cpp's CPU backend does it (docs/design.md, "Numerics"), and
+ * the cases are replayed as the reference was made: prompt in one batch,
+ * then one token at a time (the reference: llama.cpp de3ff81, 2 threads,
+ * flash attention, one ubatch per prompt; a build of that source with
+ * those settings reproduces the quantized files' JSON to 1e-6). Every
+ * position is held to the README's bounds. Measured (printed on every
+ * run, AVX2 or AVX-512 kernels):
+ *   - Q8_0 and Q4_0: all 216 positions equal to the reference to 1e-4
+ *     (1e-6 in fact), the 359-token prompt included, and asserted so;
+ *   - F32: max 0.0025 on prompts < 64 tokens, 0.0045 on the 359-token
+ *     one (README: 0.01), 78 of 216 positions equal. A build of the
+ *     reference's source with the same settings is as far from the F32
+ *     file (0.0043) though it matches the quantized ones: the reference's
+ *     F32 run differs from that build somewhere; not pursued;
+ *   - synth-llama-56m-Q4_0: argmax 214/216, mean 0.0046, max 0.129; its
+ *     short prompts equal the reference, the 152-token case does not
+ *     (mean 0.041 there; llama.cpp most likely runs that prompt batch
+ *     through its tiled attention, head dim 64 - not verified);
+ *   - the Q4_K_M files: argmax 199/216 and 213/216, mean 0.061 and
+ *     0.0076, max 0.368 and 0.050. llama.cpp repacks Q4_K matrices too
+ *     (q4_K_8x8) and sums them in an order not reproduced here.
+ * The scalar path (HEARTH_KERNEL=scalar, non-x86 builds) sums dequantized
+ * floats and does not reach these bounds on the quantized stories files
+ * (measured 0.14 on Q8_0). */
 #include <check.h>
 #include <jansson.h>
 #include <math.h>
@@ -36,6 +42,7 @@
 #include <unistd.h>
 
 #include "gguf.h"
+#include "kernels.h"
 #include "kv.h"
 #include "model.h"
 #include "ops.h"
@@ -169,7 +176,7 @@ static void ref_free(ref_file *rf)
     free(rf->c);
 }
 
-enum ref_kind { REF_F32, REF_Q8, REF_QSMALL, REF_SYNTH };
+enum ref_kind { REF_F32, REF_Q, REF_SYNTH };
 
 typedef struct ref_model {
     const char *name;
@@ -178,16 +185,12 @@ typedef struct ref_model {
 
 static const ref_model ref_models[] = {
     {"stories260K", REF_F32},
-    {"stories260K-Q8_0", REF_Q8},
-    {"stories260K-Q4_0", REF_QSMALL},
+    {"stories260K-Q8_0", REF_Q},
+    {"stories260K-Q4_0", REF_Q},
     {"synth-llama-56m-Q4_0", REF_SYNTH},
     {"synth-llama-56m-Q4_K_M", REF_SYNTH},
     {"synth-qwen2-45m-Q4_K_M", REF_SYNTH},
 };
-
-/* Top-two margin below which the reference's own argmax is a coin toss for
- * an implementation that rounds differently (see the header comment). */
-#define NEAR_TIE 0.1
 
 /* Per-kind statistics of the top-5 logprob differences. */
 typedef struct ref_stats {
@@ -203,9 +206,10 @@ static void stats_add(ref_stats *st, double d)
     st->n_diff++;
 }
 
-/* Prompts at least this long are computed by llama.cpp with kernels that
- * are not reproduced here (tiled attention for a batch of 64 rows or
- * more, then split-KV decoding once the padded cache reaches 512 cells). */
+/* The figures are printed apart for prompts shorter than this and the
+ * longer ones (the 359-token stories case goes through llama.cpp's
+ * split-KV decoding, the 152-token synth case through its tiled
+ * attention); the bounds hold for both. */
 #define LONG_PROMPT 64
 
 /* Teacher forcing, replayed as the reference was made: the prompt in one
@@ -215,7 +219,7 @@ static void stats_add(ref_stats *st, double d)
  * give or take the reference's printed digits). */
 static void teacher_force(model *m, model_ctx *mc, const ref_case *r,
                           bool replay, ref_stats *st, int *exact, int *agree,
-                          int *clear_disagree, int *positions)
+                          int *positions)
 {
     const model_hparams *hp = model_hparams_of(m);
     int n = r->n_prompt + r->n_greedy;
@@ -258,8 +262,6 @@ static void teacher_force(model *m, model_ctx *mc, const ref_case *r,
         (*positions)++;
         if (am == r->greedy[s])
             (*agree)++;
-        else if (r->top_lp[s][0] - r->top_lp[s][1] >= NEAR_TIE)
-            (*clear_disagree)++;
     }
     free(t);
     free(all);
@@ -315,35 +317,25 @@ START_TEST(reference_outputs)
     ck_assert_msg(model_ctx_new(m, 512, &mc, err, sizeof err) == 0, "%s", err);
 
     ref_stats sh = {0, 0, 0}, lo = {0, 0, 0}; /* short / long prompts */
-    int exact = 0, agree = 0, clear_disagree = 0, positions = 0;
-    int greedy_ok = 0, greedy_total = 0, near_tie_stops = 0;
+    int exact = 0, agree = 0, positions = 0, greedy_ok = 0, greedy_total = 0;
     for (int ci = 0; ci < rf.n; ci++) {
         const ref_case *r = &rf.c[ci];
         teacher_force(m, mc, r, rm->kind != REF_SYNTH,
                       r->n_prompt < LONG_PROMPT ? &sh : &lo, &exact, &agree,
-                      &clear_disagree, &positions);
+                      &positions);
         if (rm->kind == REF_SYNTH)
             continue;
+        /* README: the greedy tokens reproduced exactly by our own run */
         int32_t *mine = malloc(sizeof(int32_t) * (size_t)r->n_greedy);
         ck_assert_ptr_nonnull(mine);
         greedy_run(m, mc, r->prompt, r->n_prompt, r->n_greedy, mine);
         for (int s = 0; s < r->n_greedy; s++) {
             greedy_total++;
-            if (mine[s] == r->greedy[s]) {
-                greedy_ok++;
-                continue;
-            }
-            double margin = r->top_lp[s][0] - r->top_lp[s][1];
-            bool may_tie = rm->kind == REF_QSMALL ||
-                           (rm->kind == REF_Q8 && r->n_prompt >= LONG_PROMPT);
-            ck_assert_msg(may_tie && margin < NEAR_TIE,
+            greedy_ok += mine[s] == r->greedy[s];
+            ck_assert_msg(mine[s] == r->greedy[s],
                           "%s case %d: greedy token %d is %d, reference %d "
                           "(reference margin %.4f)", rm->name, ci, s, mine[s],
-                          r->greedy[s], margin);
-            printf("  %s case %d: near tie at token %d (margin %.4f): "
-                   "comparison stops there\n", rm->name, ci, s, margin);
-            near_tie_stops++;
-            break;
+                          r->greedy[s], r->top_lp[s][0] - r->top_lp[s][1]);
         }
         free(mine);
     }
@@ -357,40 +349,29 @@ START_TEST(reference_outputs)
            "argmax agrees %d/%d", rm->name, LONG_PROMPT, sh.max_diff, mean_sh,
            lo.max_diff, mean_lo, exact, positions, agree, positions);
     if (rm->kind != REF_SYNTH)
-        printf("; greedy tokens equal %d/%d (%d near-tie stops)", greedy_ok,
-               greedy_total, near_tie_stops);
+        printf("; greedy tokens equal %d/%d", greedy_ok, greedy_total);
     printf("\n");
     fflush(stdout);
 
+    /* The README's bounds, at every position (short and long prompts) */
     switch (rm->kind) {
     case REF_F32:
-        ck_assert_int_eq(greedy_ok, greedy_total);
-        ck_assert_msg(sh.max_diff <= 0.01, "max diff %.4f", sh.max_diff);
-        ck_assert_msg(lo.max_diff <= 0.02, "long-prompt max diff %.4f",
-                      lo.max_diff);
-        ck_assert_msg(mean <= 0.001, "mean diff %.5f", mean);
+        ck_assert_int_eq(agree, positions);
+        ck_assert_msg(max_all <= 0.01, "max diff %.4f", max_all);
+        ck_assert_msg(mean <= 0.001, "mean diff %.5f", mean); /* 0.0002 */
         break;
-    case REF_Q8:
-        ck_assert_int_eq(clear_disagree, 0);
-        ck_assert_msg(sh.max_diff <= 0.1, "max diff %.4f", sh.max_diff);
-        ck_assert_msg(lo.max_diff <= 0.3, "long-prompt max diff %.4f",
-                      lo.max_diff);
-        ck_assert_msg(exact * 10 >= positions * 8, "same to 1e-4 at %d/%d",
-                      exact, positions);
-        break;
-    case REF_QSMALL:
-        ck_assert_int_eq(clear_disagree, 0);
-        ck_assert_msg(sh.max_diff <= 0.2, "max diff %.4f", sh.max_diff);
-        ck_assert_msg(lo.max_diff <= 0.4, "long-prompt max diff %.4f",
-                      lo.max_diff);
-        ck_assert_msg(exact * 10 >= positions * 7, "same to 1e-4 at %d/%d",
-                      exact, positions);
+    case REF_Q:
+        ck_assert_int_eq(agree, positions);
+        ck_assert_msg(max_all <= 0.1, "max diff %.4f", max_all);
+        /* Beyond the README: the SIMD kernels compute llama.cpp's bits,
+         * so every position equals the reference (a regression guard for
+         * the float order; the scalar path sums in another order). */
+        if (strcmp(kern_get()->name, "scalar") != 0)
+            ck_assert_msg(exact == positions, "same to 1e-4 at %d/%d",
+                          exact, positions);
         break;
     default:
-        /* README: >= 90%. Measured 89.8-91.2% on the synth-llama files
-         * (their logprobs differ from the reference by a mean 0.06-0.07
-         * whose source is not found; see the header), so 88% here. */
-        ck_assert_msg(agree * 100 >= positions * 88, "argmax agrees %d/%d",
+        ck_assert_msg(agree * 10 >= positions * 9, "argmax agrees %d/%d",
                       agree, positions);
         ck_assert_msg(max_all <= 0.5, "max diff %.4f", max_all);
         ck_assert_msg(mean <= 0.1, "mean diff %.4f", mean);

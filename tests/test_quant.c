@@ -782,6 +782,46 @@ START_TEST(act_block_sums)
 }
 END_TEST
 
+/* Activations for Q4_0/Q5_0/Q8_0 (Q8_0 blocks) and Q4_1/Q5_1 (Q8_1) are
+ * scaled by 127/amax, as ggml's x86 quantize_row_q8_0/_q8_1 do; weights
+ * by 1/(amax/127), as its reference quantizer does. The two differ in
+ * the last bit for some amax, enough to move a value across a rounding
+ * boundary now and then. */
+START_TEST(act_q8_scale_is_127_over_amax)
+{
+    const uint32_t wtypes[] = {QT_Q8_0, QT_Q4_1};
+    for (int k = 0; k < 2; k++) {
+        uint32_t at = qt_act_type(wtypes[k]);
+        size_t off = at == QT_Q8_0 ? 2 : 4;
+        uint8_t qa[36], qw[36];
+        float x[32];
+        int differ = 0, b = 0;
+        rng_seed(11);
+        /* blocks until one rounds differently (a few hundred thousand at
+         * most for this seed), at least 4096 */
+        for (; b < 1000000 && (differ == 0 || b < 4096); b++) {
+            fill_gauss(x, 32, 1.5f);
+            ck_assert_int_eq(qt_quantize_act(wtypes[k], x, qa, 32), 0);
+            ck_assert_int_eq(qt_quantize_row(at, x, qw, 32), 0);
+            float amax = 0;
+            for (int j = 0; j < 32; j++)
+                amax = fmaxf(amax, fabsf(x[j]));
+            float id = 127.0f / amax;
+            for (int j = 0; j < 32; j++) {
+                int want = (int)lrintf(x[j] * id);
+                int got = (int8_t)qa[off + (size_t)j];
+                CHECK(got == want, "%s block %d [%d]: %d, want %d",
+                      qt_name(at), b, j, got, want);
+                differ += got != (int8_t)qw[off + (size_t)j];
+            }
+        }
+        /* not a vacuous distinction: some values do round differently */
+        CHECK(differ > 0, "%s: activation and weight quantization agree "
+              "on %d blocks", qt_name(at), b);
+    }
+}
+END_TEST
+
 /* ------------------------------------------------------------ real data */
 
 static gguf_file *open_model(const char *dir, const char *name)
@@ -996,6 +1036,7 @@ static Suite *quant_suite(void)
     tcase_add_test(tc, dot_ref_equals_dequantize_dot);
     tcase_add_test(tc, dot_q_matches_reference);
     tcase_add_test(tc, act_block_sums);
+    tcase_add_test(tc, act_q8_scale_is_127_over_amax);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("real");
