@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -533,44 +534,63 @@ static int load_tensors(loader *L)
 
 /* Rearrange every matrix the forward pass multiplies by (not the
  * embedding table when the output matrix is separate: it is only read a
- * row at a time) for the kernels in use (ops_matrix_repack). */
-static int repack_one(loader *L, ops_matrix *w)
+ * row at a time) for the kernels in use (ops_matrix_repack), one matrix
+ * per task on a pool of the machine's threads (the rearrangement reads
+ * the whole file once: seconds for a 1B model on one core). */
+typedef struct repack_job {
+    ops_matrix **mats;
+    void **owned;
+    _Atomic int failed;
+} repack_job;
+
+static void repack_task(void *arg, int64_t i, int thread)
 {
-    model *m = L->m;
-    void *owned = NULL;
-    if (ops_matrix_repack(w, &owned) != 0) {
-        seterr(L->err, L->errlen, "out of memory rearranging the weights");
-        return -1;
-    }
-    if (owned)
-        m->repacked[m->n_repacked++] = owned;
-    return 0;
+    (void)thread;
+    repack_job *j = arg;
+    if (ops_matrix_repack(j->mats[i], &j->owned[i]) != 0)
+        atomic_store(&j->failed, 1);
 }
 
 static int repack_weights(loader *L)
 {
     model *m = L->m;
-    int n_max = 7 * m->hp.n_layer + 1;
+    int n_max = 7 * m->hp.n_layer + 1, n = 0;
     m->repacked = calloc((size_t)n_max, sizeof *m->repacked);
-    if (!m->repacked) {
+    ops_matrix **mats = calloc((size_t)n_max, sizeof *mats);
+    if (!m->repacked || !mats) {
+        free(mats);
         seterr(L->err, L->errlen, "out of memory");
         return -1;
     }
     for (int il = 0; il < m->hp.n_layer; il++) {
         model_layer *ly = &m->layers[il];
-        ops_matrix *mats[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo,
-                              &ly->w_gate, &ly->w_up, &ly->w_down};
-        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-            if (repack_one(L, mats[i]) < 0)
-                return -1;
+        ops_matrix *lm[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo,
+                            &ly->w_gate, &ly->w_up, &ly->w_down};
+        for (size_t i = 0; i < sizeof lm / sizeof lm[0]; i++)
+            mats[n++] = lm[i];
     }
-    if (m->hp.tied_output) {
-        if (repack_one(L, &m->tok_embd) < 0)
-            return -1;
+    /* the output matrix first: the largest, it should not start last */
+    mats[n++] = m->hp.tied_output ? &m->tok_embd : &m->output;
+    ops_matrix *tmp = mats[n - 1];
+    memmove(mats + 1, mats, sizeof *mats * (size_t)(n - 1));
+    mats[0] = tmp;
+    repack_job j = {mats, m->repacked, 0};
+    pool *p = NULL;
+    char perr[128];
+    if (pool_new(0, &p, perr, sizeof perr) != 0)
+        p = NULL; /* one thread will do */
+    pool_set_active(p, pool_size(p));
+    pool_run(p, n, repack_task, &j);
+    pool_free(p);
+    free(mats);
+    m->n_repacked = n;
+    if (atomic_load(&j.failed)) {
+        seterr(L->err, L->errlen, "out of memory rearranging the weights");
+        return -1;
+    }
+    if (m->hp.tied_output)
         m->output = m->tok_embd;
-        return 0;
-    }
-    return repack_one(L, &m->output);
+    return 0;
 }
 
 int model_load_gguf(const gguf_file *f, model **out, char *err, size_t errlen)

@@ -282,16 +282,30 @@ int ops_matrix_repack(ops_matrix *w, void **owned)
     void *copy = aligned_alloc(64, bytes);
     if (!copy)
         return -1;
-    repack_matrix(layout, w->data, (size_t)w->row_bytes, w->rows, w->cols, copy);
-    /* hand back the whole pages that held only this matrix */
+    /* 64 groups at a time, handing back the whole pages of the file
+     * mapping that lie inside this matrix and are done with (the source is
+     * read front to back), so that the copy and the mapping never hold a
+     * large matrix twice; a page dropped too early would only be read
+     * again from the file */
     long pg = sysconf(_SC_PAGESIZE);
-    if (pg > 0) {
-        uintptr_t lo = (uintptr_t)w->data, hi = lo + (uintptr_t)(w->row_bytes *
-                                                                 (uint64_t)w->rows);
-        uintptr_t a = (lo + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg;
-        uintptr_t b = hi / (uintptr_t)pg * (uintptr_t)pg;
-        if (b > a)
+    uintptr_t lo = (uintptr_t)w->data, dropped = lo;
+    size_t rows_step = 64 * REPACK_ROWS;
+    for (int64_t r = 0; r < w->rows; r += (int64_t)rows_step) {
+        int64_t nr = w->rows - r < (int64_t)rows_step ? w->rows - r
+                                                      : (int64_t)rows_step;
+        repack_matrix(layout,
+                      (const unsigned char *)w->data + (uint64_t)r * w->row_bytes,
+                      (size_t)w->row_bytes, nr, w->cols,
+                      (unsigned char *)copy + (size_t)(r / REPACK_ROWS) * gb);
+        if (pg <= 0)
+            continue;
+        uintptr_t done = lo + (uintptr_t)((uint64_t)(r + nr) * w->row_bytes);
+        uintptr_t a = (dropped + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg;
+        uintptr_t b = done / (uintptr_t)pg * (uintptr_t)pg;
+        if (b > a) {
             (void)madvise((void *)a, b - a, MADV_DONTNEED);
+            dropped = b;
+        }
     }
     w->data = copy;
     w->layout = layout;
