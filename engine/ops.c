@@ -326,7 +326,7 @@ int64_t ops_tile_floats(int64_t max_cols)
     return OPS_TILE_ROWS * max_cols;
 }
 
-static int blas_min_batch = OPS_BLAS_MIN_BATCH;
+static int blas_min_batch = -1; /* -1: by kernel path (ops.h) */
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 
 static void blas_init(void)
@@ -612,8 +612,15 @@ void ops_matmul_par(float *out, int64_t out_stride, const ops_matrix *w,
     if (w->type == QT_Q4_0 && w->rows % 8 == 0 && kt->mm_q4_0_x8)
         kern = kt->mm_q4_0_x8; /* llama.cpp's repacked order (kernels.h) */
     uint32_t at = qt_act_type(w->type);
+    int bmin = blas_min_batch;
+    if (bmin < 0) {
+        bool x16 = false;
+        for (int l = 0; l < KERN_LAYOUTS; l++)
+            x16 = x16 || kt->mmx[l];
+        bmin = x16 ? 0 : OPS_BLAS_MIN_BATCH;
+    }
     bool blas = par->tiles && par->tile_floats >= ops_tile_floats(w->cols) &&
-                blas_min_batch > 0 && n >= blas_min_batch &&
+                bmin > 0 && n >= bmin &&
                 w->cols <= 0x7fffffff;
     mm_job j = {.w = w, .out = out, .out_stride = out_stride, .n = n,
                 .kern = kern, .s = s, .par = par};

@@ -102,8 +102,12 @@ int64_t ops_tile_floats(int64_t max_cols);
  * products in its own order where llama.cpp, like the kernels, sums
  * integer products per block, and on small models that difference moves
  * logprobs past the reference tolerances (stories260K-Q8_0: 0.14 on a
- * 359-token prompt with BLAS, 0 without). */
-#define OPS_BLAS_MIN_BATCH 0
+ * 359-token prompt with BLAS, 0 without).
+ * Unset, the choice is the kernel path's: 0 where it has the x16 kernels
+ * (repack.h: every quantized product is faster there, in llama.cpp's
+ * order), OPS_BLAS_MIN_BATCH where it has none (AVX2-only and scalar
+ * machines: sgemm on tiles is twice the row kernels' speed on prompts). */
+#define OPS_BLAS_MIN_BATCH 32
 
 /* Round an activation vector the way a kernel for weight type `wtype`
  * sees it: through Q8_0 / Q8_1 / Q8_K blocks for quantized weights (the
