@@ -918,18 +918,19 @@ typedef struct tok_job {
     const model_token *tok;
     const model_layer *ly;
     int il;
+    const float *norm;     /* norm_task's weights */
 } tok_job;
 
-/* xb = rmsnorm(x) * attn_norm */
-static void attn_norm_task(void *arg, int64_t t, int thread)
+/* xb = rmsnorm(x) * norm (rows packed to those that go on, see
+ * forward_slice) */
+static void norm_task(void *arg, int64_t t, int thread)
 {
     (void)thread;
     const tok_job *j = arg;
     const model_hparams *hp = &j->c->m->hp;
     int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim;
     int64_t XB = E > QD ? E : QD;
-    ops_rmsnorm(j->c->xb + t * XB, j->c->x + t * E, j->ly->attn_norm, E,
-                hp->norm_eps);
+    ops_rmsnorm(j->c->xb + t * XB, j->c->x + t * E, j->norm, E, hp->norm_eps);
 }
 
 /* biases, rotary embedding, and the token's key and value into its cache */
@@ -954,19 +955,7 @@ static void qkv_task(void *arg, int64_t t, int thread)
     kv_store(j->tok[t].kv, j->il, j->tok[t].pos, k, v);
 }
 
-/* x += attention output; xb = rmsnorm(x) * ffn_norm (rows already packed
- * to those that go on, see forward_slice) */
-static void ffn_norm_task(void *arg, int64_t t, int thread)
-{
-    (void)thread;
-    const tok_job *j = arg;
-    const model_hparams *hp = &j->c->m->hp;
-    int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim;
-    int64_t XB = E > QD ? E : QD;
-    ops_rmsnorm(j->c->xb + t * XB, j->c->x + t * E, j->ly->ffn_norm, E,
-                hp->norm_eps);
-}
-
+/* x += xb (the attention or feed-forward block's output) */
 static void resid_task(void *arg, int64_t t, int thread)
 {
     (void)thread;
@@ -1006,10 +995,10 @@ static void forward_slice(model_ctx *c, const model_token *tok, int n,
 
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *ly = &m->layers[il];
-        tok_job tj = {c, tok, ly, il};
+        tok_job tj = {c, tok, ly, il, ly->attn_norm};
 
         /* attention block */
-        pool_run(c->pool, n, attn_norm_task, &tj);
+        pool_run(c->pool, n, norm_task, &tj);
         ops_matmul_par(c->q, QD, &ly->wq, c->xb, XB, n, &c->ops,
                        &c->par);
         ops_matmul_par(c->k, KD, &ly->wk, c->xb, XB, n, &c->ops,
@@ -1037,7 +1026,8 @@ static void forward_slice(model_ctx *c, const model_token *tok, int n,
         }
 
         /* feed-forward block */
-        pool_run(c->pool, n_rows, ffn_norm_task, &tj);
+        tj.norm = ly->ffn_norm;
+        pool_run(c->pool, n_rows, norm_task, &tj);
         ops_matmul_par(c->hb, F, &ly->w_gate, c->xb, XB, n_rows, &c->ops,
                        &c->par);
         ops_matmul_par(c->hb2, F, &ly->w_up, c->xb, XB, n_rows, &c->ops,
