@@ -20,6 +20,7 @@
 
 #include "kernels.h"
 #include "kernels_x86.h"
+#include "repack.h"
 
 /* signed bytes a*b summed in pairs of pairs to int32 (|a| folded into
  * the unsigned operand, its sign moved onto b) */
@@ -468,6 +469,106 @@ void kern_avx2_attend_f16(const uint16_t *k, const uint16_t *v,
     m_s[0] = M;
     m_s[1] = S;
 }
+
+/* ------------------------------------------------ x16 layouts (repack.h)
+ * Q4_0 and Q5_0 with sixteen rows in two 256-bit halves (rows 0-7, 8-15).
+ * Without VNNI, vpmaddubsw multiplies the unsigned quants by the signed
+ * activation bytes into int16 pairs: at most 2 * 15 * 127 = 3810 for Q4_0
+ * (eight of them still fit int16, so one vpmaddwd per block) and 7874 for
+ * Q5_0 (four). Integer block sums are exact, then one fused multiply-add
+ * per block as repack_mm_ref() does: the same bits. Two activation rows
+ * per tile (the sixteen registers hold no more). */
+
+static inline __attribute__((always_inline)) void
+x16_blk_tile(int layout, size_t block, int offset, int64_t nb,
+             const uint8_t *grp, const uint8_t *act, size_t as, int T,
+             float *out, int64_t os)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 f[2][2];
+    for (int t = 0; t < T; t++)
+        f[t][0] = f[t][1] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, grp += block) {
+        __m256i s16[2][2], s32[2][2];
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < 2; h++)
+                s16[t][h] = s32[t][h] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m256i v = _mm256_loadu_si256(
+                    (const __m256i *)(grp + 32 + 64 * c + 32 * h));
+                __m256i lo = _mm256_and_si256(v, m4);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                if (layout == REPACK_Q5_0_X16) {
+                    lo = _mm256_or_si256(lo, q5_high(grp + 288 + 8 * (2 * c) + 4 * h));
+                    hi = _mm256_or_si256(hi,
+                                         q5_high(grp + 288 + 8 * (2 * c + 1) + 4 * h));
+                }
+                for (int t = 0; t < T; t++) {
+                    const repack_act *a =
+                        (const repack_act *)(const void *)(act + (size_t)t * as) + b;
+                    s16[t][h] = _mm256_add_epi16(
+                        s16[t][h], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(a->q4[2 * c])));
+                    s16[t][h] = _mm256_add_epi16(
+                        s16[t][h],
+                        _mm256_maddubs_epi16(hi, _mm256_set1_epi32(a->q4[2 * c + 1])));
+                }
+            }
+            if (layout == REPACK_Q5_0_X16 && (c & 1)) { /* four per int16 */
+                for (int t = 0; t < T; t++)
+                    for (int h = 0; h < 2; h++) {
+                        s32[t][h] = _mm256_add_epi32(s32[t][h],
+                                                     _mm256_madd_epi16(s16[t][h], ones));
+                        s16[t][h] = _mm256_setzero_si256();
+                    }
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            const repack_act *a =
+                (const repack_act *)(const void *)(act + (size_t)t * as) + b;
+            __m256i off = _mm256_set1_epi32(offset * a->s);
+            __m256 da = _mm256_set1_ps(a->d);
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m256i is = layout == REPACK_Q5_0_X16
+                                 ? s32[t][h]
+                                 : _mm256_madd_epi16(s16[t][h], ones);
+                is = _mm256_sub_epi32(is, off);
+                __m256 dw = _mm256_cvtph_ps(
+                    _mm_loadu_si128((const __m128i *)(grp + 16 * h)));
+                f[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is),
+                                          _mm256_mul_ps(dw, da), f[t][h]);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        _mm256_storeu_ps(out + (int64_t)t * os, f[t][0]);
+        _mm256_storeu_ps(out + (int64_t)t * os + 8, f[t][1]);
+    }
+}
+
+#define X16_AVX2_DRIVER(NAME, LAYOUT, BLOCK, OFFSET)                          \
+    void NAME(int64_t cols, const void *groups, int64_t n_groups,            \
+              const void *act, size_t as, int n_act, float *out, int64_t os) \
+    {                                                                         \
+        int64_t nb = cols / 32;                                               \
+        const uint8_t *g = groups, *ab = act;                                 \
+        for (int64_t i = 0; i < n_groups; i++, g += (size_t)nb * BLOCK)       \
+            for (int t0 = 0; t0 < n_act; t0 += 2) {                           \
+                float *o = out + (int64_t)t0 * os + i * REPACK_ROWS;          \
+                if (n_act - t0 >= 2)                                          \
+                    x16_blk_tile(LAYOUT, BLOCK, OFFSET, nb, g,                \
+                                 ab + (size_t)t0 * as, as, 2, o, os);         \
+                else                                                          \
+                    x16_blk_tile(LAYOUT, BLOCK, OFFSET, nb, g,                \
+                                 ab + (size_t)t0 * as, as, 1, o, os);         \
+            }                                                                 \
+    }
+
+X16_AVX2_DRIVER(kern_avx2_q4_0_x16, REPACK_Q4_0_X16, 288, 8)
+X16_AVX2_DRIVER(kern_avx2_q5_0_x16, REPACK_Q5_0_X16, 352, 16)
 
 /* ---------------------------------------------------------- drivers */
 

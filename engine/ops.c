@@ -613,12 +613,9 @@ void ops_matmul_par(float *out, int64_t out_stride, const ops_matrix *w,
         kern = kt->mm_q4_0_x8; /* llama.cpp's repacked order (kernels.h) */
     uint32_t at = qt_act_type(w->type);
     int bmin = blas_min_batch;
-    if (bmin < 0) {
-        bool x16 = false;
-        for (int l = 0; l < KERN_LAYOUTS; l++)
-            x16 = x16 || kt->mmx[l];
-        bmin = x16 ? 0 : OPS_BLAS_MIN_BATCH;
-    }
+    if (bmin < 0) /* by kernel path: not for types it has x16 kernels for */
+        bmin = kt->mmx[repack_layout_for(w->type, REPACK_ROWS, w->cols)]
+                   ? 0 : OPS_BLAS_MIN_BATCH;
     bool blas = par->tiles && par->tile_floats >= ops_tile_floats(w->cols) &&
                 bmin > 0 && n >= bmin &&
                 w->cols <= 0x7fffffff;

@@ -103,10 +103,11 @@ int64_t ops_tile_floats(int64_t max_cols);
  * integer products per block, and on small models that difference moves
  * logprobs past the reference tolerances (stories260K-Q8_0: 0.14 on a
  * 359-token prompt with BLAS, 0 without).
- * Unset, the choice is the kernel path's: 0 where it has the x16 kernels
- * (repack.h: every quantized product is faster there, in llama.cpp's
- * order), OPS_BLAS_MIN_BATCH where it has none (AVX2-only and scalar
- * machines: sgemm on tiles is twice the row kernels' speed on prompts). */
+ * Unset, the choice is the kernel path's, per weight type: 0 for types it
+ * has x16 kernels for (repack.h: faster there, and in llama.cpp's order),
+ * OPS_BLAS_MIN_BATCH for the others (F16, the K-quants on AVX2, every
+ * type on scalar machines: sgemm on tiles is about twice the row kernels'
+ * speed on prompts). */
 #define OPS_BLAS_MIN_BATCH 32
 
 /* Round an activation vector the way a kernel for weight type `wtype`
