@@ -60,6 +60,8 @@ static void fill_tables(void)
     avx2_table.attend_f16 = kern_avx2_attend_f16;
     avx2_table.mmx[REPACK_Q4_0_X16] = kern_avx2_q4_0_x16;
     avx2_table.mmx[REPACK_Q5_0_X16] = kern_avx2_q5_0_x16;
+    avx2_table.mmx[REPACK_Q4_K_X16] = kern_avx2_q4_k_x16;
+    avx2_table.mmx[REPACK_Q6_K_X16] = kern_avx2_q6_k_x16;
     /* AVX-512: its own kernels where they exist, else the AVX2 ones */
     memcpy(avx512_table.mm, avx2_table.mm, sizeof avx512_table.mm);
     memcpy(avx512_table.mmx, avx2_table.mmx, sizeof avx512_table.mmx);

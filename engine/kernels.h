@@ -133,6 +133,10 @@ void kern_avx2_q4_0_x16(int64_t, const void *, int64_t, const void *, size_t,
                         int, float *, int64_t);
 void kern_avx2_q5_0_x16(int64_t, const void *, int64_t, const void *, size_t,
                         int, float *, int64_t);
+void kern_avx2_q4_k_x16(int64_t, const void *, int64_t, const void *, size_t,
+                        int, float *, int64_t);
+void kern_avx2_q6_k_x16(int64_t, const void *, int64_t, const void *, size_t,
+                        int, float *, int64_t);
 void kern_avx512_q4_0_x16(int64_t, const void *, int64_t, const void *, size_t,
                           int, float *, int64_t);
 void kern_avx512_q5_0_x16(int64_t, const void *, int64_t, const void *, size_t,

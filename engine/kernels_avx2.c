@@ -570,6 +570,184 @@ x16_blk_tile(int layout, size_t block, int offset, int64_t nb,
 X16_AVX2_DRIVER(kern_avx2_q4_0_x16, REPACK_Q4_0_X16, 288, 8)
 X16_AVX2_DRIVER(kern_avx2_q5_0_x16, REPACK_Q5_0_X16, 352, 16)
 
+/* An int32 lane per row holding the row's 8-bit scale in both int16
+ * halves, so that vpmaddwd of int16 pair sums by it gives
+ * (p0 + p1) * scale. Rows 8h..8h+7 from the bytes at p. */
+static inline __m256i scale_pairs(const uint8_t *p, int is_signed)
+{
+    __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)p);
+    __m256i x = is_signed ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
+    return _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi32(0xffff)),
+                           _mm256_slli_epi32(x, 16));
+}
+
+/* Q4_K: per 32-value group, eight vpmaddubsw summed in int16 (<= 30480),
+ * then one vpmaddwd by the rows' scales; the mins by vpmaddwd of (min,
+ * min) pairs and the activation's group sums. repack_mm_ref's bits. */
+static inline __attribute__((always_inline)) void
+x16_q4_k_tile(int64_t ns, const uint8_t *grp, const uint8_t *act, size_t as,
+              int T, float *out, int64_t os)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 f[2][2];
+    for (int t = 0; t < T; t++)
+        f[t][0] = f[t][1] = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < ns; sb++, grp += 2368) {
+        __m256i is[2][2];
+        for (int t = 0; t < T; t++)
+            is[t][0] = is[t][1] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            __m256i s16[2][2];
+            for (int t = 0; t < T; t++)
+                s16[t][0] = s16[t][1] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++)
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    __m256i v = _mm256_loadu_si256(
+                        (const __m256i *)(grp + 320 + 256 * j + 64 * c + 32 * h));
+                    __m256i lo = _mm256_and_si256(v, m4);
+                    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                    for (int t = 0; t < T; t++) {
+                        const repack_act_k *a =
+                            (const repack_act_k *)(const void *)(act + (size_t)t * as) + sb;
+                        s16[t][h] = _mm256_add_epi16(
+                            s16[t][h], _mm256_maddubs_epi16(
+                                           lo, _mm256_set1_epi32(a->q4[8 * j + 2 * c])));
+                        s16[t][h] = _mm256_add_epi16(
+                            s16[t][h], _mm256_maddubs_epi16(
+                                           hi, _mm256_set1_epi32(a->q4[8 * j + 2 * c + 1])));
+                    }
+                }
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m256i sc = scale_pairs(grp + 64 + 16 * j + 8 * h, 0);
+                for (int t = 0; t < T; t++)
+                    is[t][h] = _mm256_add_epi32(is[t][h],
+                                                _mm256_madd_epi16(s16[t][h], sc));
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            const repack_act_k *a =
+                (const repack_act_k *)(const void *)(act + (size_t)t * as) + sb;
+            int32_t pairs[4];
+            memcpy(pairs, a->s32, 16);
+            __m256 da = _mm256_set1_ps(a->d);
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m256i macc = _mm256_setzero_si256();
+#pragma GCC unroll 4
+                for (int p = 0; p < 4; p++)
+                    macc = _mm256_add_epi32(
+                        macc, _mm256_madd_epi16(
+                                  _mm256_cvtepu8_epi16(_mm_loadu_si128(
+                                      (const __m128i *)(grp + 192 + 32 * p + 16 * h))),
+                                  _mm256_set1_epi32(pairs[p])));
+                __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(grp + 16 * h)));
+                __m256 dm = _mm256_cvtph_ps(
+                    _mm_loadu_si128((const __m128i *)(grp + 32 + 16 * h)));
+                f[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[t][h]),
+                                          _mm256_mul_ps(dw, da), f[t][h]);
+                f[t][h] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(macc),
+                                           _mm256_mul_ps(dm, da), f[t][h]);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        _mm256_storeu_ps(out + (int64_t)t * os, f[t][0]);
+        _mm256_storeu_ps(out + (int64_t)t * os + 8, f[t][1]);
+    }
+}
+
+/* Q6_K: per 16-value group, the low nibbles and top bits merged, two
+ * vpmaddubsw per int16 sum (<= 32004), vpmaddwd by the rows' int8 scales,
+ * and the offset: 32 * scale * the group's activation sum. */
+static inline __attribute__((always_inline)) void
+x16_q6_k_tile(int64_t ns, const uint8_t *grp, const uint8_t *act, size_t as,
+              int T, float *out, int64_t os)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    __m256 f[2][2];
+    for (int t = 0; t < T; t++)
+        f[t][0] = f[t][1] = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < ns; sb++, grp += 3360) {
+        __m256i is[2][2];
+        for (int t = 0; t < T; t++)
+            is[t][0] = is[t][1] = _mm256_setzero_si256();
+        for (int k = 0; k < 16; k++) {
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *nb = grp + 288 + 256 * (k / 2) + 128 * (k % 2) + 32 * h;
+                __m256i v0 = _mm256_loadu_si256((const __m256i *)nb);
+                __m256i v1 = _mm256_loadu_si256((const __m256i *)(nb + 64));
+                __m256i hb = _mm256_loadu_si256(
+                    (const __m256i *)(grp + 2336 + 64 * k + 32 * h));
+                __m256i w[4] = {
+                    _mm256_or_si256(_mm256_and_si256(v0, m4),
+                                    _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4),
+                                    _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30)),
+                    _mm256_or_si256(_mm256_and_si256(v1, m4), _mm256_and_si256(hb, m30)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4),
+                                    _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30))};
+                __m256i sc = scale_pairs(grp + 32 + 16 * k + 8 * h, 1);
+                __m256i sc32 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                    (const __m128i *)(const void *)(grp + 32 + 16 * k + 8 * h)));
+                for (int t = 0; t < T; t++) {
+                    const repack_act_k *a =
+                        (const repack_act_k *)(const void *)(act + (size_t)t * as) + sb;
+                    const int32_t *q = a->q4 + 4 * k;
+                    __m256i p0 = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(w[0], _mm256_set1_epi32(q[0])),
+                        _mm256_maddubs_epi16(w[1], _mm256_set1_epi32(q[1])));
+                    __m256i p1 = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(w[2], _mm256_set1_epi32(q[2])),
+                        _mm256_maddubs_epi16(w[3], _mm256_set1_epi32(q[3])));
+                    __m256i g = _mm256_add_epi32(_mm256_madd_epi16(p0, sc),
+                                                 _mm256_madd_epi16(p1, sc));
+                    g = _mm256_sub_epi32(
+                        g, _mm256_mullo_epi32(sc32, _mm256_set1_epi32(32 * a->s16[k])));
+                    is[t][h] = _mm256_add_epi32(is[t][h], g);
+                }
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            const repack_act_k *a =
+                (const repack_act_k *)(const void *)(act + (size_t)t * as) + sb;
+            __m256 da = _mm256_set1_ps(a->d);
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(grp + 16 * h)));
+                f[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[t][h]),
+                                          _mm256_mul_ps(dw, da), f[t][h]);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        _mm256_storeu_ps(out + (int64_t)t * os, f[t][0]);
+        _mm256_storeu_ps(out + (int64_t)t * os + 8, f[t][1]);
+    }
+}
+
+#define X16_AVX2_K_DRIVER(NAME, TILE, BLOCK)                                  \
+    void NAME(int64_t cols, const void *groups, int64_t n_groups,            \
+              const void *act, size_t as, int n_act, float *out, int64_t os) \
+    {                                                                         \
+        int64_t ns = cols / QK_K;                                             \
+        const uint8_t *g = groups, *ab = act;                                 \
+        for (int64_t i = 0; i < n_groups; i++, g += (size_t)ns * BLOCK)       \
+            for (int t0 = 0; t0 < n_act; t0 += 2) {                           \
+                float *o = out + (int64_t)t0 * os + i * REPACK_ROWS;          \
+                if (n_act - t0 >= 2)                                          \
+                    TILE(ns, g, ab + (size_t)t0 * as, as, 2, o, os);          \
+                else                                                          \
+                    TILE(ns, g, ab + (size_t)t0 * as, as, 1, o, os);          \
+            }                                                                 \
+    }
+
+X16_AVX2_K_DRIVER(kern_avx2_q4_k_x16, x16_q4_k_tile, 2368)
+X16_AVX2_K_DRIVER(kern_avx2_q6_k_x16, x16_q6_k_tile, 3360)
+
 /* ---------------------------------------------------------- drivers */
 
 KERN_DEF_MM(kern_avx2_q4_0, dot_q4_0)
