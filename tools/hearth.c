@@ -1196,7 +1196,9 @@ static int cmd_bench(int argc, char **argv)
         /* the setup first, then each row as soon as it is measured */
         printf("model:   %s (%s, %.2fM params, %s)\n", path, hp->arch_name,
                (double)model_n_params(m) / 1e6, fb);
-        printf("kernel:  %s   threads: %d   reps: %ld\n", kpath, nth, reps);
+        printf("kernel:  %s   threads: %d%s   reps: %ld\n", kpath, nth,
+               threads ? "" : " (fewer while other programs keep the cores busy)",
+               reps);
         printf("%-8s %16s\n", "test", "t/s");
         fflush(stdout);
     }
@@ -1248,8 +1250,9 @@ static int cmd_bench(int argc, char **argv)
                "\"kernel\": ", (unsigned long long)model_n_params(m),
                (unsigned long long)fbytes, (unsigned long long)kvb);
         json_str(kpath);
-        printf(", \"threads\": %d, \"reps\": %ld, \"peak_rss_bytes\": %llu, "
-               "\"results\": [", nth, reps, (unsigned long long)rss);
+        printf(", \"threads\": %d, \"threads_adapt\": %s, \"reps\": %ld, "
+               "\"peak_rss_bytes\": %llu, \"results\": [", nth,
+               threads ? "false" : "true", reps, (unsigned long long)rss);
         for (int i = 0; i < n_st; i++) {
             printf("%s{\"test\": \"%s\", \"n_tokens\": %ld, \"tps_mean\": %.3f, "
                    "\"tps_stddev\": %.3f, \"samples\": [", i ? ", " : "",
