@@ -71,6 +71,16 @@ void repack_quantize_row(int layout, const float *x, void *dst, int64_t n)
         repack_quantize_act(x, dst, n);
 }
 
+/* Row r's 32 quants u[] into a Q4_0-form nibble area (four 64-byte
+ * chunks): every byte of the row's share written, nothing read. */
+static void put_nibbles(uint8_t *area, int r, const uint8_t *u)
+{
+    for (int c = 0; c < 4; c++)
+        for (int j = 0; j < 4; j++)
+            area[64 * c + 4 * r + j] =
+                (uint8_t)((u[8 * c + j] & 15u) | (u[8 * c + 4 + j] & 15u) << 4);
+}
+
 /* ---- K-quant layouts ---- */
 
 /* where u of value v (< 256) of row r goes in a Q4_0-form nibble area
@@ -100,11 +110,11 @@ static void repack_q4_k(const uint8_t *src, size_t row_bytes, int64_t rows,
                     out[192 + 32 * (j / 2) + 2 * r + j % 2] = (uint8_t)mn;
                 }
                 const uint8_t *qs = b + 16;
-                for (int v = 0; v < QK_K; v++) {
-                    int j = v / 32, l = v % 32, sh;
-                    unsigned u = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 15u;
-                    size_t at = 320 + nib_byte(r, v, &sh);
-                    out[at] |= (uint8_t)(u << sh);
+                for (int j = 0; j < 8; j++) {
+                    uint8_t u[32];
+                    for (int l = 0; l < 32; l++)
+                        u[l] = (uint8_t)(qs[32 * (j / 2) + l] >> (4 * (j % 2)));
+                    put_nibbles(out + 320 + 256 * j, r, u);
                 }
             }
 }
@@ -122,16 +132,20 @@ static void repack_q6_k(const uint8_t *src, size_t row_bytes, int64_t rows,
                 memcpy(out + 2 * r, b + 208, 2);
                 for (int k = 0; k < 16; k++)
                     out[32 + 16 * k + r] = b[192 + k];
+                uint8_t lo[QK_K], hi[QK_K];
                 for (int v = 0; v < QK_K; v++) {
-                    int h = v / 128, j = (v % 128) / 32, l = v % 32, sh;
-                    unsigned lo = (ql[64 * h + l + 32 * (j & 1)] >> (4 * (j >> 1))) & 15u;
-                    unsigned hi = (qh[32 * h + l] >> (2 * j)) & 3u;
-                    size_t at = 288 + nib_byte(r, v, &sh);
-                    out[at] |= (uint8_t)(lo << sh);
-                    int i = v / 4;
-                    out[2336 + 64 * (i / 4) + 4 * r + v % 4] |=
-                        (uint8_t)(hi << (2 * (i % 4)));
+                    int h = v / 128, j = (v % 128) / 32, l = v % 32;
+                    lo[v] = (uint8_t)(ql[64 * h + l + 32 * (j & 1)] >> (4 * (j >> 1)));
+                    hi[v] = (uint8_t)((qh[32 * h + l] >> (2 * j)) & 3u);
                 }
+                for (int g8 = 0; g8 < 8; g8++)
+                    put_nibbles(out + 288 + 256 * g8, r, lo + 32 * g8);
+                /* values 16k + 4m + j: bits 2m of byte 64k + 4r + j */
+                for (int k = 0; k < 16; k++)
+                    for (int j = 0; j < 4; j++)
+                        out[2336 + 64 * k + 4 * r + j] =
+                            (uint8_t)(hi[16 * k + j] | hi[16 * k + 4 + j] << 2 |
+                                      hi[16 * k + 8 + j] << 4 | hi[16 * k + 12 + j] << 6);
             }
 }
 
@@ -170,21 +184,7 @@ static unsigned file_u(int layout, const uint8_t *blk, int k)
     }
 }
 
-/* store / load u of row r (< 16) at value k (< 32) of an x16 block */
-static void x16_put(int layout, uint8_t *blk, int r, int k, unsigned u)
-{
-    if (layout == REPACK_Q8_0_X16) {
-        blk[32 + 64 * (k / 4) + 4 * r + k % 4] = (uint8_t)u;
-        return;
-    }
-    int c = k / 8, h = (k % 8) / 4, j = k % 4;
-    blk[32 + 64 * c + 4 * r + j] |= (uint8_t)((u & 15u) << (4 * h));
-    if (layout == REPACK_Q5_0_X16 && (u & 16u)) {
-        int bit = 4 * r + j;
-        blk[288 + 8 * (k / 4) + bit / 8] |= (uint8_t)(1u << (bit % 8));
-    }
-}
-
+/* u of row r (< 16) at value k (< 32) of an x16 block */
 static unsigned x16_get(int layout, const uint8_t *blk, int r, int k)
 {
     if (layout == REPACK_Q8_0_X16)
@@ -198,33 +198,52 @@ static unsigned x16_get(int layout, const uint8_t *blk, int r, int k)
     return u;
 }
 
+static void repack_blocks(const x16_fmt *f, int layout, const uint8_t *src,
+                          size_t row_bytes, int64_t rows, int64_t cols,
+                          uint8_t *out)
+{
+    int64_t nb = cols / 32;
+    for (int64_t g = 0; g < rows / REPACK_ROWS; g++)
+        for (int64_t b = 0; b < nb; b++, out += f->block) {
+            uint32_t fifth[REPACK_ROWS]; /* Q5_0: bit k = fifth bit of u[k] */
+            for (int r = 0; r < REPACK_ROWS; r++) {
+                const uint8_t *blk = src + (size_t)(g * REPACK_ROWS + r) * row_bytes +
+                                     (size_t)b * f->file_block;
+                memcpy(out + 2 * r, blk, 2);
+                uint8_t u[32];
+                fifth[r] = 0;
+                for (int k = 0; k < 32; k++) {
+                    u[k] = (uint8_t)file_u(layout, blk, k);
+                    fifth[r] |= (uint32_t)(u[k] >> 4 & 1u) << k;
+                }
+                if (layout == REPACK_Q8_0_X16) {
+                    for (int k = 0; k < 32; k++)
+                        out[32 + 64 * (k / 4) + 4 * r + k % 4] = u[k];
+                } else {
+                    put_nibbles(out + 32, r, u);
+                }
+            }
+            if (layout != REPACK_Q5_0_X16)
+                continue;
+            for (int i = 0; i < 8; i++) { /* mask i: bit 4r + j = u[4i + j] */
+                uint64_t m = 0;
+                for (int r = 0; r < REPACK_ROWS; r++)
+                    m |= (uint64_t)(fifth[r] >> (4 * i) & 15u) << (4 * r);
+                for (int by = 0; by < 8; by++)
+                    out[288 + 8 * i + by] = (uint8_t)(m >> (8 * by));
+            }
+        }
+}
+
 void repack_matrix(int layout, const void *src, size_t row_bytes,
                    int64_t rows, int64_t cols, void *dst)
 {
-    if (layout == REPACK_Q4_K_X16 || layout == REPACK_Q6_K_X16) {
-        memset(dst, 0, (size_t)(rows / REPACK_ROWS) * repack_group_bytes(layout, cols));
-        if (layout == REPACK_Q4_K_X16)
-            repack_q4_k(src, row_bytes, rows, cols, dst);
-        else
-            repack_q6_k(src, row_bytes, rows, cols, dst);
-        return;
-    }
-    const x16_fmt *f = fmt_of(layout);
-    if (!f)
-        return;
-    int64_t nb = cols / 32;
-    uint8_t *out = dst;
-    memset(out, 0, (size_t)(rows / REPACK_ROWS) * (size_t)nb * f->block);
-    for (int64_t g = 0; g < rows / REPACK_ROWS; g++)
-        for (int64_t b = 0; b < nb; b++, out += f->block)
-            for (int r = 0; r < REPACK_ROWS; r++) {
-                const uint8_t *blk = (const uint8_t *)src +
-                                     (size_t)(g * REPACK_ROWS + r) * row_bytes +
-                                     (size_t)b * f->file_block;
-                memcpy(out + 2 * r, blk, 2);
-                for (int k = 0; k < 32; k++)
-                    x16_put(layout, out, r, k, file_u(layout, blk, k));
-            }
+    if (layout == REPACK_Q4_K_X16)
+        repack_q4_k(src, row_bytes, rows, cols, dst);
+    else if (layout == REPACK_Q6_K_X16)
+        repack_q6_k(src, row_bytes, rows, cols, dst);
+    else if (fmt_of(layout))
+        repack_blocks(fmt_of(layout), layout, src, row_bytes, rows, cols, dst);
 }
 
 static inline float f16_at(const uint8_t *p)
