@@ -4,9 +4,10 @@
 #
 #   tests/bench/vs_llama.sh [BUILD_DIR] MODEL.gguf...
 #
-# BUILD_DIR (default .) holds the `hearth` binary. llama-bench is found in
-# $HEARTH_REF_BIN (../shared/bench/reference.sh builds it and prints the
-# value); without it only hearth is measured. Each round runs pp and tg once
+# BUILD_DIR (default .) holds the `hearth` binary. llama-bench is
+# $LLAMA_BENCH, or llama-bench in $HEARTH_REF_BIN (../shared/bench/
+# reference.sh builds it and prints that value); without either only
+# hearth is measured. Each round runs pp and tg once
 # with each program, in alternating order (hearth first on odd rounds), and
 # the ratio hearth/llama.cpp of that round is kept; the table shows the
 # medians over the rounds. These machines are shared: only ratios taken in
@@ -27,12 +28,12 @@ set -euo pipefail
 build=.
 if [[ $# -gt 0 && -d $1 ]]; then build=$1; shift; fi
 if [[ $# -eq 0 ]]; then
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 hearth=$build/hearth
 [[ -x $hearth ]] || { echo "vs_llama.sh: $hearth not built" >&2; exit 1; }
-lb=${HEARTH_REF_BIN:+$HEARTH_REF_BIN/llama-bench}
+lb=${LLAMA_BENCH:-${HEARTH_REF_BIN:+$HEARTH_REF_BIN/llama-bench}}
 if [[ -n $lb && ! -x $lb ]]; then
     echo "vs_llama.sh: $lb missing (run ../shared/bench/reference.sh)" >&2
     exit 1
