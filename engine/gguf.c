@@ -743,6 +743,11 @@ void gguf_close(gguf_file *f)
     free(f);
 }
 
+bool gguf_is_mapped(const gguf_file *f)
+{
+    return f->map != NULL;
+}
+
 uint32_t gguf_version(const gguf_file *f) { return f->version; }
 uint32_t gguf_alignment(const gguf_file *f) { return f->alignment; }
 uint64_t gguf_file_size(const gguf_file *f) { return f->size; }

@@ -94,6 +94,11 @@ int gguf_open_mem(const void *buf, size_t len, gguf_file **out, char *err,
                   size_t errlen);
 void gguf_close(gguf_file *f);
 
+/* True when the data is gguf_open's private read-only mapping of the
+ * file (pages of it may be dropped and read again), false for a caller's
+ * buffer from gguf_open_mem (whose pages must never be dropped). */
+bool gguf_is_mapped(const gguf_file *f);
+
 uint32_t gguf_version(const gguf_file *f);
 uint32_t gguf_alignment(const gguf_file *f);
 uint64_t gguf_file_size(const gguf_file *f);

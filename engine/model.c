@@ -540,6 +540,7 @@ static int load_tensors(loader *L)
 typedef struct repack_job {
     ops_matrix **mats;
     void **owned;
+    bool drop;             /* the weights are gguf_open's file mapping */
     _Atomic int failed;
 } repack_job;
 
@@ -547,7 +548,7 @@ static void repack_task(void *arg, int64_t i, int thread)
 {
     (void)thread;
     repack_job *j = arg;
-    if (ops_matrix_repack(j->mats[i], &j->owned[i]) != 0)
+    if (ops_matrix_repack(j->mats[i], j->drop, &j->owned[i]) != 0)
         atomic_store(&j->failed, 1);
 }
 
@@ -574,7 +575,7 @@ static int repack_weights(loader *L)
     ops_matrix *tmp = mats[n - 1];
     memmove(mats + 1, mats, sizeof *mats * (size_t)(n - 1));
     mats[0] = tmp;
-    repack_job j = {mats, m->repacked, 0};
+    repack_job j = {mats, m->repacked, gguf_is_mapped(m->f), 0};
     pool *p = NULL;
     char perr[128];
     if (pool_new(0, &p, perr, sizeof perr) != 0)
@@ -595,6 +596,12 @@ static int repack_weights(loader *L)
 
 int model_load_gguf(const gguf_file *f, model **out, char *err, size_t errlen)
 {
+    return model_load_gguf_flags(f, 0, out, err, errlen);
+}
+
+int model_load_gguf_flags(const gguf_file *f, unsigned flags, model **out,
+                          char *err, size_t errlen)
+{
     *out = NULL;
     model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -604,7 +611,7 @@ int model_load_gguf(const gguf_file *f, model **out, char *err, size_t errlen)
     m->f = f;
     loader L = {m, f, err, errlen};
     if (load_hparams(&L) < 0 || load_rope(&L) < 0 || load_tensors(&L) < 0 ||
-        repack_weights(&L) < 0) {
+        (!(flags & MODEL_LOAD_INSPECT) && repack_weights(&L) < 0)) {
         model_free(m);
         return -1;
     }

@@ -61,6 +61,12 @@ int model_load(const char *path, model **out, char *err, size_t errlen);
 /* Load from a file the caller keeps open for the model's lifetime. */
 int model_load_gguf(const gguf_file *f, model **out, char *err,
                     size_t errlen);
+/* The same with flags: MODEL_LOAD_INSPECT checks and describes the model
+ * without rearranging its weights for the kernels (repack.h), which reads
+ * the whole file: for `hearth info`; the model still runs, slower. */
+#define MODEL_LOAD_INSPECT 1u
+int model_load_gguf_flags(const gguf_file *f, unsigned flags, model **out,
+                          char *err, size_t errlen);
 void model_free(model *m);
 
 const model_hparams *model_hparams_of(const model *m);

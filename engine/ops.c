@@ -267,7 +267,7 @@ void ops_round_act(uint32_t wtype, const float *x, float *dst, int64_t n,
 
 /* ---- repacked weights ---- */
 
-int ops_matrix_repack(ops_matrix *w, void **owned)
+int ops_matrix_repack(ops_matrix *w, bool drop_source, void **owned)
 {
     *owned = NULL;
     int layout = repack_layout_for(w->type, w->rows, w->cols);
@@ -287,7 +287,7 @@ int ops_matrix_repack(ops_matrix *w, void **owned)
      * read front to back), so that the copy and the mapping never hold a
      * large matrix twice; a page dropped too early would only be read
      * again from the file */
-    long pg = sysconf(_SC_PAGESIZE);
+    long pg = drop_source ? sysconf(_SC_PAGESIZE) : 0;
     uintptr_t lo = (uintptr_t)w->data, dropped = lo;
     size_t rows_step = 64 * REPACK_ROWS;
     for (int64_t r = 0; r < w->rows; r += (int64_t)rows_step) {

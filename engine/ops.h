@@ -29,13 +29,15 @@ typedef struct ops_matrix {
 
 /* Rearrange w for the kernels of the path in use, when that path has a
  * kernel for the layout repack_layout_for() picks: the copy is allocated
- * (*owned, for the caller to free()), w points at it, and the pages of the
- * file mapping that held only this matrix are given back to the kernel
- * (MADV_DONTNEED: a private read-only mapping reads them again from the
- * file if they are ever touched), so the copy costs no memory in all.
+ * (*owned, for the caller to free()), w points at it, and, when
+ * drop_source says w->data lies in a private read-only file mapping, the
+ * pages that held only this matrix are given back to the kernel
+ * (MADV_DONTNEED: such a mapping reads them again from the file if they
+ * are ever touched), so the copy costs no memory in all. Never for a
+ * caller's buffer: there the call would zero it.
  * 0 when w is unchanged (no layout, no kernel: *owned NULL) or repacked;
  * -1 when the copy cannot be allocated (w unchanged). */
-int ops_matrix_repack(ops_matrix *w, void **owned);
+int ops_matrix_repack(ops_matrix *w, bool drop_source, void **owned);
 
 /* Sum of a[i]*b[i], accumulated in several float lanes. */
 float ops_dot(const float *a, const float *b, int64_t n);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "engine/gguf.h"
 #include "engine/kernels.h"
 #include "engine/kv.h"
 #include "engine/model.h"
@@ -425,6 +426,44 @@ START_TEST(model_repacked_matches_rows)
 }
 END_TEST
 
+/* A model loaded from a caller's buffer (gguf_open_mem) is repacked
+ * without touching the buffer: dropping its pages would zero them. */
+START_TEST(model_from_buffer_leaves_it_alone)
+{
+    const char *p = model_path("synth-llama-56m-Q4_0.gguf");
+    if (!p) {
+        fprintf(stderr, "test_repack: SKIP buffer test (no test data)\n");
+        return;
+    }
+    FILE *fp = fopen(p, "rb");
+    ck_assert_ptr_nonnull(fp);
+    fseek(fp, 0, SEEK_END);
+    long len = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)len), *copy = malloc((size_t)len);
+    ck_assert(buf && copy);
+    ck_assert_int_eq(fread(buf, 1, (size_t)len, fp), (size_t)len);
+    fclose(fp);
+    memcpy(copy, buf, (size_t)len);
+    char err[256];
+    gguf_file *f = NULL;
+    ck_assert_msg(gguf_open_mem(buf, (size_t)len, &f, err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert(!gguf_is_mapped(f));
+    model *m = NULL;
+    ck_assert_msg(model_load_gguf(f, &m, err, sizeof err) == 0, "%s", err);
+    float *lg = logits_of(m);
+    ck_assert(isfinite(lg[0]));
+    ck_assert_msg(memcmp(buf, copy, (size_t)len) == 0,
+                  "loading changed the caller's buffer");
+    free(lg);
+    model_free(m);
+    gguf_close(f);
+    free(buf);
+    free(copy);
+}
+END_TEST
+
 static Suite *repack_suite(void)
 {
     Suite *s = suite_create("repack");
@@ -439,6 +478,7 @@ static Suite *repack_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("model");
     tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, model_from_buffer_leaves_it_alone);
     tcase_add_loop_test(tc, model_repacked_matches_rows, 0,
                         sizeof model_files / sizeof model_files[0]);
     suite_add_tcase(s, tc);

@@ -625,7 +625,7 @@ static int cmd_info(int argc, char **argv)
     print_meta_str(f, "architecture", "general.architecture");
 
     model *m = NULL;
-    if (model_load_gguf(f, &m, err, sizeof err) == 0) {
+    if (model_load_gguf_flags(f, MODEL_LOAD_INSPECT, &m, err, sizeof err) == 0) {
         const model_hparams *hp = model_hparams_of(m);
         printf("%-16s yes\n", "runnable");
         printf("%-16s %d\n", "context length", hp->n_ctx_train);
