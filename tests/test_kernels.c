@@ -19,6 +19,7 @@
 #include "quant.h"
 #include "repack.h"
 #include "vecmath.h"
+#include "tests/testrand.h"
 
 static const char *data_dir(void)
 {
@@ -33,20 +34,6 @@ static const char *data_dir(void)
     return buf;
 }
 
-static uint64_t rng_state;
-
-static uint32_t rng_u32(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
-
-static float frand(float scale) /* (-scale, scale) */
-{
-    return ((float)(rng_u32() >> 8) / 8388608.0f - 1.0f) * scale;
-}
 
 /* ------------------------------------------------------------ kernels */
 

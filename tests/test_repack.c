@@ -17,21 +17,8 @@
 #include "engine/pool.h"
 #include "engine/quant.h"
 #include "engine/repack.h"
+#include "tests/testrand.h"
 
-static uint64_t rng_state;
-
-static uint32_t rng_u32(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
-
-static float frand(float scale) /* (-scale, scale) */
-{
-    return ((float)(rng_u32() >> 8) / 8388608.0f - 1.0f) * scale;
-}
 
 /* A random rows x cols matrix of `type` in the file's layout. */
 typedef struct test_mat {
