@@ -549,26 +549,20 @@ x16_blk_tile(int layout, size_t block, int offset, int64_t nb,
     }
 }
 
-#define X16_AVX2_DRIVER(NAME, LAYOUT, BLOCK, OFFSET)                          \
-    void NAME(int64_t cols, const void *groups, int64_t n_groups,            \
-              const void *act, size_t as, int n_act, float *out, int64_t os) \
-    {                                                                         \
-        int64_t nb = cols / 32;                                               \
-        const uint8_t *g = groups, *ab = act;                                 \
-        for (int64_t i = 0; i < n_groups; i++, g += (size_t)nb * BLOCK)       \
-            for (int t0 = 0; t0 < n_act; t0 += 2) {                           \
-                float *o = out + (int64_t)t0 * os + i * REPACK_ROWS;          \
-                if (n_act - t0 >= 2)                                          \
-                    x16_blk_tile(LAYOUT, BLOCK, OFFSET, nb, g,                \
-                                 ab + (size_t)t0 * as, as, 2, o, os);         \
-                else                                                          \
-                    x16_blk_tile(LAYOUT, BLOCK, OFFSET, nb, g,                \
-                                 ab + (size_t)t0 * as, as, 1, o, os);         \
-            }                                                                 \
-    }
+/* the block types' tiles, in the K tiles' form (blocks, group, ...) */
+static inline __attribute__((always_inline)) void
+x16_q4_0_tile(int64_t nb, const uint8_t *g, const uint8_t *a, size_t as, int T,
+              float *o, int64_t os)
+{
+    x16_blk_tile(REPACK_Q4_0_X16, 288, 8, nb, g, a, as, T, o, os);
+}
 
-X16_AVX2_DRIVER(kern_avx2_q4_0_x16, REPACK_Q4_0_X16, 288, 8)
-X16_AVX2_DRIVER(kern_avx2_q5_0_x16, REPACK_Q5_0_X16, 352, 16)
+static inline __attribute__((always_inline)) void
+x16_q5_0_tile(int64_t nb, const uint8_t *g, const uint8_t *a, size_t as, int T,
+              float *o, int64_t os)
+{
+    x16_blk_tile(REPACK_Q5_0_X16, 352, 16, nb, g, a, as, T, o, os);
+}
 
 /* An int32 lane per row holding the row's 8-bit scale in both int16
  * halves, so that vpmaddwd of int16 pair sums by it gives
@@ -729,24 +723,28 @@ x16_q6_k_tile(int64_t ns, const uint8_t *grp, const uint8_t *act, size_t as,
     }
 }
 
-#define X16_AVX2_K_DRIVER(NAME, TILE, BLOCK)                                  \
+/* Over the groups, and within each over tiles of two activation rows.
+ * BLOCK_VALUES and BLOCK_BYTES: one block (or super-block) of 16 rows. */
+#define X16_AVX2_DRIVER(NAME, TILE, BLOCK_VALUES, BLOCK_BYTES)                \
     void NAME(int64_t cols, const void *groups, int64_t n_groups,            \
               const void *act, size_t as, int n_act, float *out, int64_t os) \
     {                                                                         \
-        int64_t ns = cols / QK_K;                                             \
+        int64_t nb = cols / BLOCK_VALUES;                                     \
         const uint8_t *g = groups, *ab = act;                                 \
-        for (int64_t i = 0; i < n_groups; i++, g += (size_t)ns * BLOCK)       \
+        for (int64_t i = 0; i < n_groups; i++, g += (size_t)nb * BLOCK_BYTES) \
             for (int t0 = 0; t0 < n_act; t0 += 2) {                           \
                 float *o = out + (int64_t)t0 * os + i * REPACK_ROWS;          \
                 if (n_act - t0 >= 2)                                          \
-                    TILE(ns, g, ab + (size_t)t0 * as, as, 2, o, os);          \
+                    TILE(nb, g, ab + (size_t)t0 * as, as, 2, o, os);          \
                 else                                                          \
-                    TILE(ns, g, ab + (size_t)t0 * as, as, 1, o, os);          \
+                    TILE(nb, g, ab + (size_t)t0 * as, as, 1, o, os);          \
             }                                                                 \
     }
 
-X16_AVX2_K_DRIVER(kern_avx2_q4_k_x16, x16_q4_k_tile, 2368)
-X16_AVX2_K_DRIVER(kern_avx2_q6_k_x16, x16_q6_k_tile, 3360)
+X16_AVX2_DRIVER(kern_avx2_q4_0_x16, x16_q4_0_tile, 32, 288)
+X16_AVX2_DRIVER(kern_avx2_q5_0_x16, x16_q5_0_tile, 32, 352)
+X16_AVX2_DRIVER(kern_avx2_q4_k_x16, x16_q4_k_tile, QK_K, 2368)
+X16_AVX2_DRIVER(kern_avx2_q6_k_x16, x16_q6_k_tile, QK_K, 3360)
 
 /* ---------------------------------------------------------- drivers */
 

@@ -105,18 +105,13 @@ KERN_DEF_MM(kern_avx512_q8_0, dot_q8_0)
 
 #define X16_T 8 /* activation rows per tile */
 
-/* The eight registers of one block's weights as unsigned bytes: register
- * i holds values 4i..4i+3 of each row (repack.h). */
+/* The eight registers of one Q4_0 / Q5_0 block's weights as unsigned
+ * bytes: register i holds values 4i..4i+3 of each row (repack.h). Q8_0
+ * has its own tile (q8_0_tile). */
 static inline __attribute__((always_inline)) void
 x16_weights(int layout, const uint8_t *blk, __m512i w[8])
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    if (layout == REPACK_Q8_0_X16) {
-        #pragma GCC unroll 16
-        for (int i = 0; i < 8; i++)
-            w[i] = _mm512_loadu_si512(blk + 32 + 64 * i);
-        return;
-    }
     #pragma GCC unroll 16
     for (int c = 0; c < 4; c++) {
         __m512i v = _mm512_loadu_si512(blk + 32 + 64 * c);

@@ -928,6 +928,14 @@ typedef struct tok_job {
     const float *norm;     /* norm_task's weights */
 } tok_job;
 
+/* Row stride of xb: wide enough for the embedding and the attention
+ * output. */
+static int64_t xb_stride(const model_hparams *hp)
+{
+    int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim;
+    return E > QD ? E : QD;
+}
+
 /* xb = rmsnorm(x) * norm (rows packed to those that go on, see
  * forward_slice) */
 static void norm_task(void *arg, int64_t t, int thread)
@@ -935,9 +943,9 @@ static void norm_task(void *arg, int64_t t, int thread)
     (void)thread;
     const tok_job *j = arg;
     const model_hparams *hp = &j->c->m->hp;
-    int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim;
-    int64_t XB = E > QD ? E : QD;
-    ops_rmsnorm(j->c->xb + t * XB, j->c->x + t * E, j->norm, E, hp->norm_eps);
+    int64_t E = hp->n_embd;
+    ops_rmsnorm(j->c->xb + t * xb_stride(hp), j->c->x + t * E, j->norm, E,
+                hp->norm_eps);
 }
 
 /* biases, rotary embedding, and the token's key and value into its cache */
@@ -968,9 +976,8 @@ static void resid_task(void *arg, int64_t t, int thread)
     (void)thread;
     const tok_job *j = arg;
     const model_hparams *hp = &j->c->m->hp;
-    int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim;
-    int64_t XB = E > QD ? E : QD;
-    ops_add(j->c->x + t * E, j->c->xb + t * XB, E);
+    int64_t E = hp->n_embd;
+    ops_add(j->c->x + t * E, j->c->xb + t * xb_stride(hp), E);
 }
 
 static void swiglu_task(void *arg, int64_t t, int thread)
@@ -990,7 +997,7 @@ static void forward_slice(model_ctx *c, const model_token *tok, int n,
     int64_t E = hp->n_embd, F = hp->n_ff;
     int64_t QD = (int64_t)hp->n_head * hp->head_dim;
     int64_t KD = (int64_t)hp->n_head_kv * hp->head_dim;
-    int64_t XB = E > QD ? E : QD; /* row stride of xb */
+    int64_t XB = xb_stride(hp);
     int n_rows = n; /* rows through the feed-forward block */
 
     for (int t = 0; t < n; t++) {
