@@ -494,6 +494,10 @@ static int parse_stop(json_t *root, api_request *r, api_err *err)
                         "%s (item %zu is %s)", want, i, type_name(s));
         if (json_string_length(s) == 0)
             continue; /* an empty stop string would match everywhere */
+        if (json_string_length(s) > API_MAX_STOP_LEN)
+            return fail(err, 400, "stop", API_CODE_INVALID_VALUE,
+                        "stop string %zu is %zu bytes long; the limit is %d", i,
+                        json_string_length(s), API_MAX_STOP_LEN);
         r->stop[r->n_stop] = strdup(json_string_value(s));
         if (!r->stop[r->n_stop])
             return fail_oom(err);

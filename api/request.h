@@ -23,6 +23,8 @@
 #include "sampler.h"
 
 #define API_MAX_STOP 4          /* stop strings per request (OpenAI's limit) */
+#define API_MAX_STOP_LEN 1024   /* bytes in one stop string (the matcher
+                                   keeps a table per byte for each) */
 #define API_MAX_N 16            /* choices per request */
 #define API_MAX_TOP_LOGPROBS 20 /* == SAMPLER_MAX_TOP */
 

@@ -9,22 +9,21 @@
 #include <time.h>
 
 #include "error.h"
+#include "gen_prep.h"
 #include "log.h"
 #include "request.h"
 #include "response.h"
 
-#define MAX_PROMPT_TOKENS (1 << 22)
-
 typedef struct gen_req {
     gen_service *g;
     http_req *r;
-    api_request req;
-    gen_job *job;
+    gen_prep prep;       /* the parsed request (prep.req) and its prompt */
+    uv_work_t work;      /* the preparation, on libuv's thread pool */
+    bool preparing;      /* work queued and not back yet */
+    bool orphaned;       /* the connection ended while preparing */
+    sched_job *job;
     char id[API_ID_MAX];
     int64_t created;
-    char *echo;          /* completions with echo: the prompt text */
-    size_t echo_len;
-    int n_prompt;
     /* streaming */
     char *pend;          /* bytes rendered, not yet handed to MHD */
     size_t pend_len, pend_off, pend_cap;
@@ -39,13 +38,6 @@ typedef struct gen_req {
 
 /* ---------------------------------------------------------- helpers */
 
-static int send_api_err(http_req *r, const api_err *e)
-{
-    return http_respond_error(r, e->status, NULL, e->message,
-                              e->param[0] ? e->param : NULL,
-                              e->code[0] ? e->code : NULL);
-}
-
 static void on_timer_closed(uv_handle_t *h) { free(h); }
 
 static void gen_req_free(void *arg)
@@ -53,35 +45,32 @@ static void gen_req_free(void *arg)
     gen_req *gr = arg;
     if (!gr)
         return;
+    if (gr->preparing) {
+        /* the thread pool still writes gr->prep: prep_done frees it */
+        gr->orphaned = true;
+        gr->r = NULL;
+        return;
+    }
     if (gr->job) {
         gr->job->notify = NULL;
         sched_cancel(gr->g->s, gr->job);
-        gen_job_unref(gr->job);
+        sched_job_unref(gr->job);
     }
     if (gr->ping)
         uv_close((uv_handle_t *)gr->ping, on_timer_closed);
     if (gr->deadline)
         uv_close((uv_handle_t *)gr->deadline, on_timer_closed);
-    api_request_free(&gr->req);
-    free(gr->echo);
+    gen_prep_free(&gr->prep);
     free(gr->pend);
     free(gr->finish_sent);
     free(gr);
 }
 
-static bool job_done(gen_job *j)
-{
-    pthread_mutex_lock(&j->mu);
-    bool d = j->done;
-    pthread_mutex_unlock(&j->mu);
-    return d;
-}
-
 /* The scheduler has news for this job (on the loop thread). */
-static void on_news(gen_job *j, void *arg)
+static void on_news(sched_job *j, void *arg)
 {
     gen_req *gr = arg;
-    if (gr->req.stream || job_done(j))
+    if (gr->prep.req.stream || sched_job_done(j))
         http_resume(gr->r);
 }
 
@@ -89,7 +78,8 @@ static void on_disconnect(http_req *r)
 {
     gen_req *gr = r->app;
     log_info("gen", "%s: client went away, cancelling", gr->id);
-    sched_cancel(gr->g->s, gr->job);
+    if (gr->job)
+        sched_cancel(gr->g->s, gr->job);
     /* MHD learns of the closed socket once the connection runs again */
     http_resume(r);
 }
@@ -129,7 +119,7 @@ static int lp_text(lp_build *b, const tok_vocab *v, int32_t id, size_t *off, siz
 }
 
 /* Build api_logprob entries for lp[from, to) (job mutex held). */
-static int lp_build_range(lp_build *b, const tok_vocab *v, const gen_lp *lp,
+static int lp_build_range(lp_build *b, const tok_vocab *v, const sched_lp *lp,
                           size_t from, size_t to, int top_n)
 {
     memset(b, 0, sizeof *b);
@@ -144,7 +134,7 @@ static int lp_build_range(lp_build *b, const tok_vocab *v, const gen_lp *lp,
         return -1;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        const gen_lp *e = &lp[from + i];
+        const sched_lp *e = &lp[from + i];
         if (lp_text(b, v, e->id, &b->offs[i], &b->lp[i].len) < 0)
             return -1;
         b->lp[i].logprob = e->logprob;
@@ -174,7 +164,7 @@ static void lp_build_free(lp_build *b)
 
 static void usage_of(const gen_req *gr, api_usage *u)
 {
-    u->prompt_tokens = gr->n_prompt;
+    u->prompt_tokens = gr->prep.n_ids;
     u->completion_tokens = 0;
     u->cached_tokens = gr->job ? gr->job->cached_tokens : 0;
     if (gr->job)
@@ -182,17 +172,12 @@ static void usage_of(const gen_req *gr, api_usage *u)
             u->completion_tokens += gr->job->choices[i].n_gen;
 }
 
-static const char *finish_name(const char *f)
-{
-    return f && strcmp(f, "length") == 0 ? "length" : "stop";
-}
-
 /* ---------------------------------------------------------- non-streaming */
 
 static int respond_full(http_req *r, void *user)
 {
     gen_req *gr = r->app;
-    gen_job *j = gr->job;
+    sched_job *j = gr->job;
     if (r->client_gone)
         return -1; /* nobody to answer: close */
     if (gr->timed_out) {
@@ -201,12 +186,12 @@ static int respond_full(http_req *r, void *user)
                  "and was cancelled", *gr->g->request_timeout);
         return http_respond_error(r, 503, "timeout_error", msg, NULL, "timeout");
     }
-    if (j && !job_done(j)) {
+    if (j && !sched_job_done(j)) {
         http_suspend(r); /* woken early; wait on */
         return 0;
     }
     api_head h = {.id = gr->id, .model = gr->g->model_id, .created = gr->created};
-    int n = j ? j->n_choices : (int)gr->req.n;
+    int n = j ? j->n_choices : (int)gr->prep.req.n;
     api_choice *ch = calloc((size_t)n, sizeof *ch);
     lp_build *lb = calloc((size_t)n, sizeof *lb);
     char **texts = calloc((size_t)n, sizeof *texts);
@@ -225,30 +210,30 @@ static int respond_full(http_req *r, void *user)
         }
     }
     for (int i = 0; i < n; i++) {
-        const gen_choice *c = j ? &j->choices[i] : NULL;
+        const sched_choice *c = j ? &j->choices[i] : NULL;
         size_t tl = c ? c->len : 0;
-        texts[i] = malloc(gr->echo_len + tl + 1);
+        texts[i] = malloc(gr->prep.echo_len + tl + 1);
         if (!texts[i])
             break;
-        memcpy(texts[i], gr->echo ? gr->echo : "", gr->echo_len);
+        memcpy(texts[i], gr->prep.echo ? gr->prep.echo : "", gr->prep.echo_len);
         if (tl)
-            memcpy(texts[i] + gr->echo_len, c->text, tl);
-        texts[i][gr->echo_len + tl] = '\0';
+            memcpy(texts[i] + gr->prep.echo_len, c->text, tl);
+        texts[i][gr->prep.echo_len + tl] = '\0';
         ch[i].index = (unsigned)i;
         ch[i].text = texts[i];
-        ch[i].len = gr->echo_len + tl;
-        ch[i].finish_reason = finish_name(c ? c->finish : "length");
-        ch[i].logprobs = gr->req.logprobs;
-        ch[i].text_offset = gr->echo_len;
-        if (c && gr->req.logprobs &&
-            lp_build_range(&lb[i], gr->g->v, c->lp, 0, c->n_lp, gr->req.top_logprobs) == 0) {
+        ch[i].len = gr->prep.echo_len + tl;
+        ch[i].finish_reason = sched_finish_name(c ? c->finish : SCHED_FINISH_LENGTH);
+        ch[i].logprobs = gr->prep.req.logprobs;
+        ch[i].text_offset = gr->prep.echo_len;
+        if (c && gr->prep.req.logprobs &&
+            lp_build_range(&lb[i], gr->g->v, c->lp, 0, c->n_lp, gr->prep.req.top_logprobs) == 0) {
             ch[i].lp = lb[i].lp;
             ch[i].n_lp = c->n_lp;
         }
     }
     api_usage u;
     usage_of(gr, &u);
-    json = api_response_json(gr->req.kind, &h, ch, (size_t)n, &u);
+    json = api_response_json(gr->prep.req.kind, &h, ch, (size_t)n, &u);
     if (j)
         pthread_mutex_unlock(&j->mu);
     rc = json ? http_respond_json(r, 200, json)
@@ -301,8 +286,8 @@ static int pend_event(gen_req *gr, char *json)
 /* Render whatever the job has produced since the last call. */
 static int stream_fill(gen_req *gr)
 {
-    gen_job *j = gr->job;
-    api_kind kind = gr->req.kind;
+    sched_job *j = gr->job;
+    api_kind kind = gr->prep.req.kind;
     api_head h = {.id = gr->id, .model = gr->g->model_id, .created = gr->created};
     int rc = 0;
     pthread_mutex_lock(&j->mu);
@@ -325,23 +310,23 @@ static int stream_fill(gen_req *gr)
             if (kind == API_CHAT) {
                 api_choice c = {.index = (unsigned)i, .text = "", .len = 0, .role = true};
                 rc = pend_event(gr, api_chunk_json(kind, &h, &c, 1));
-            } else if (gr->echo_len) {
-                api_choice c = {.index = (unsigned)i, .text = gr->echo, .len = gr->echo_len};
+            } else if (gr->prep.echo_len) {
+                api_choice c = {.index = (unsigned)i, .text = gr->prep.echo, .len = gr->prep.echo_len};
                 rc = pend_event(gr, api_chunk_json(kind, &h, &c, 1));
             }
         }
     }
     bool all_finished = true;
     for (int i = 0; i < j->n_choices && rc == 0; i++) {
-        gen_choice *c = &j->choices[i];
+        sched_choice *c = &j->choices[i];
         if (c->len > c->sent) {
             api_choice ac = {.index = (unsigned)i, .text = c->text + c->sent,
-                             .len = c->len - c->sent, .logprobs = gr->req.logprobs,
-                             .text_offset = gr->echo_len + c->sent};
+                             .len = c->len - c->sent, .logprobs = gr->prep.req.logprobs,
+                             .text_offset = gr->prep.echo_len + c->sent};
             lp_build lb = {0};
-            if (gr->req.logprobs &&
+            if (gr->prep.req.logprobs &&
                 lp_build_range(&lb, gr->g->v, c->lp, c->lp_sent, c->n_lp,
-                               gr->req.top_logprobs) == 0) {
+                               gr->prep.req.top_logprobs) == 0) {
                 ac.lp = lb.lp;
                 ac.n_lp = c->n_lp - c->lp_sent;
             }
@@ -350,17 +335,17 @@ static int stream_fill(gen_req *gr)
             c->sent = c->len;
             c->lp_sent = c->n_lp;
         }
-        if (c->finish && !gr->finish_sent[i] && rc == 0) {
+        if (c->finish != SCHED_RUNNING && !gr->finish_sent[i] && rc == 0) {
             gr->finish_sent[i] = true;
             api_choice ac = {.index = (unsigned)i, .text = kind == API_CHAT ? NULL : "",
-                             .len = 0, .finish_reason = finish_name(c->finish)};
+                             .len = 0, .finish_reason = sched_finish_name(c->finish)};
             rc = pend_event(gr, api_chunk_json(kind, &h, &ac, 1));
         }
-        if (!c->finish)
+        if (c->finish == SCHED_RUNNING)
             all_finished = false;
     }
     if (all_finished && rc == 0 && !gr->done_sent) {
-        if (gr->req.include_usage) {
+        if (gr->prep.req.include_usage) {
             api_usage u;
             usage_of(gr, &u);
             rc = pend_event(gr, api_usage_chunk_json(kind, &h, &u));
@@ -419,7 +404,7 @@ static void on_ping(uv_timer_t *t)
 static void on_deadline(uv_timer_t *t)
 {
     gen_req *gr = t->data;
-    if (gr->done_sent || (!gr->req.stream && job_done(gr->job)))
+    if (gr->done_sent || (!gr->prep.req.stream && sched_job_done(gr->job)))
         return;
     log_warn("gen", "%s: request_timeout reached, cancelling", gr->id);
     gr->timed_out = true;
@@ -464,192 +449,32 @@ static int start_stream(gen_req *gr)
 
 /* ---------------------------------------------------------- entry */
 
-static int context_error(http_req *r, int n_prompt, int n_ctx)
+/* The prepared request becomes a job, queued with the scheduler; then the
+ * response starts (stream) or waits (one JSON body). */
+static int start(gen_req *gr)
 {
-    char msg[256];
-    snprintf(msg, sizeof msg,
-             "This model's context is %d tokens, but the prompt has %d tokens "
-             "(at least one more is needed to generate). Shorten the prompt.",
-             n_ctx, n_prompt);
-    return http_respond_error(r, 400, "invalid_request_error", msg, "messages",
-                              "context_length_exceeded");
-}
-
-/* Tokenize text into a malloc'd array. */
-static int tokenize(const tok_vocab *v, const char *text, size_t len, bool add_bos,
-                    bool special, int32_t **out, int *n_out)
-{
-    int cap = (int)(len < 64 ? 64 : (len > MAX_PROMPT_TOKENS ? MAX_PROMPT_TOKENS : len + 8));
-    int32_t *ids = malloc((size_t)cap * sizeof *ids);
-    if (!ids)
-        return -1;
-    int n = tok_encode(v, text, len, add_bos, special, ids, cap);
-    if (n > cap) {
-        int32_t *ni = realloc(ids, (size_t)n * sizeof *ids);
-        if (!ni) {
-            free(ids);
-            return -1;
-        }
-        ids = ni;
-        n = tok_encode(v, text, len, add_bos, special, ids, n);
-    }
-    if (n < 0) {
-        free(ids);
-        return -1;
-    }
-    *out = ids;
-    *n_out = n;
-    return 0;
-}
-
-/* Render the chat template and tokenize the result. */
-static int chat_prompt(gen_service *g, const api_request *q, int32_t **ids, int *n,
-                       char *err, size_t errlen)
-{
-    chat_msg *msgs = calloc(q->n_messages, sizeof *msgs);
-    if (!msgs) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (size_t i = 0; i < q->n_messages; i++) {
-        msgs[i].role = api_role_name(q->messages[i].role);
-        msgs[i].content = q->messages[i].content;
-    }
-    char bos[64] = "", eos[64] = "";
-    int32_t b = tok_bos(g->v), e = tok_eos(g->v);
-    int nb = b >= 0 ? tok_piece(g->v, b, true, bos, sizeof bos - 1) : 0;
-    int ne = e >= 0 ? tok_piece(g->v, e, true, eos, sizeof eos - 1) : 0;
-    bos[nb > 0 && nb < (int)sizeof bos ? nb : 0] = '\0';
-    eos[ne > 0 && ne < (int)sizeof eos ? ne : 0] = '\0';
-    char *text = chat_template_apply(g->tmpl, msgs, q->n_messages, true, bos, eos,
-                                     err, errlen);
-    free(msgs);
-    if (!text)
-        return -1;
-    /* The template writes BOS itself when the model wants it; add one
-     * only when it did not. */
-    bool add_bos = tok_add_bos_default(g->v) && !(bos[0] && strncmp(text, bos, strlen(bos)) == 0);
-    int rc = tokenize(g->v, text, strlen(text), add_bos, true, ids, n);
-    free(text);
-    if (rc < 0)
-        snprintf(err, errlen, "the prompt could not be tokenized");
-    return rc;
-}
-
-static int handle(gen_service *g, http_req *r, api_kind kind)
-{
-    gen_req *gr = calloc(1, sizeof *gr);
-    if (!gr)
-        return -1;
-    gr->g = g;
-    gr->r = r;
-    r->app = gr;
-    r->app_free = gen_req_free;
-
-    api_err e;
-    int prc = kind == API_CHAT ? api_parse_chat(r->body, r->body_len, &gr->req, &e)
-                               : api_parse_completion(r->body, r->body_len, &gr->req, &e);
-    if (prc < 0)
-        return send_api_err(r, &e);
-    api_request *q = &gr->req;
-    if (q->model && strcmp(q->model, g->model_id) != 0) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "The model '%.200s' does not exist; this server has '%s'",
-                 q->model, g->model_id);
-        return http_respond_error(r, 404, "invalid_request_error", msg, "model",
-                                  "model_not_found");
-    }
-
-    /* the prompt, as tokens */
-    int32_t *ids = NULL;
-    int n = 0;
-    char err[512];
-    if (kind == API_CHAT) {
-        if (chat_prompt(g, q, &ids, &n, err, sizeof err) < 0)
-            return http_respond_error(r, 400, "invalid_request_error", err, "messages",
-                                      "invalid_prompt");
-    } else if (q->prompt_tokens) {
-        int32_t nv = tok_n_vocab(g->v);
-        for (size_t i = 0; i < q->n_prompt_tokens; i++)
-            if (q->prompt_tokens[i] >= nv) {
-                snprintf(err, sizeof err, "prompt token %d is outside the vocabulary (0..%d)",
-                         q->prompt_tokens[i], nv - 1);
-                return http_respond_error(r, 400, "invalid_request_error", err, "prompt",
-                                          "invalid_value");
-            }
-        if (q->n_prompt_tokens > MAX_PROMPT_TOKENS)
-            return context_error(r, MAX_PROMPT_TOKENS, g->n_ctx);
-        ids = malloc(q->n_prompt_tokens * sizeof *ids);
-        if (!ids)
-            return -1;
-        memcpy(ids, q->prompt_tokens, q->n_prompt_tokens * sizeof *ids);
-        n = (int)q->n_prompt_tokens;
-    } else if (tokenize(g->v, q->prompt, q->prompt_len, tok_add_bos_default(g->v), false,
-                        &ids, &n) < 0) {
-        return http_respond_error(r, 400, "invalid_request_error",
-                                  "the prompt could not be tokenized", "prompt",
-                                  "invalid_prompt");
-    }
-    gr->n_prompt = n;
-    if (n == 0) {
-        free(ids);
-        return http_respond_error(r, 400, "invalid_request_error",
-                                  "the prompt is empty (no tokens)", "prompt",
-                                  "invalid_value");
-    }
-    if (n >= g->n_ctx) {
-        free(ids);
-        return context_error(r, n, g->n_ctx);
-    }
-    for (size_t i = 0; i < q->n_logit_bias; i++)
-        if (q->logit_bias[i].id >= tok_n_vocab(g->v)) {
-            free(ids);
-            snprintf(err, sizeof err, "logit_bias: token %d is outside the vocabulary (0..%d)",
-                     q->logit_bias[i].id, tok_n_vocab(g->v) - 1);
-            return http_respond_error(r, 400, "invalid_request_error", err, "logit_bias",
-                                      "invalid_value");
-        }
-    if (kind == API_COMPLETION && q->echo) {
-        if (q->prompt) {
-            gr->echo = strndup(q->prompt, q->prompt_len);
-            gr->echo_len = q->prompt_len;
-        } else {
-            /* token prompt: its text, as the tokenizer decodes it */
-            long need = tok_decode(g->v, ids, (size_t)n, false, NULL, 0);
-            gr->echo = need >= 0 ? malloc((size_t)need + 1) : NULL;
-            if (gr->echo) {
-                tok_decode(g->v, ids, (size_t)n, false, gr->echo, (size_t)need + 1);
-                gr->echo[need] = '\0';
-                gr->echo_len = (size_t)need;
-            }
-        }
-    }
-
-    int room = g->n_ctx - n;
-    int max_tokens = q->max_tokens < 0 || q->max_tokens > room ? room : (int)q->max_tokens;
-    g->n_requests++;
-    api_format_id(gr->id, kind, ((uint64_t)time(NULL) << 20) ^ (g->n_requests * 0x9e3779b97f4a7c15ull));
-    gr->created = (int64_t)time(NULL);
-
-    if (max_tokens == 0) { /* completions with max_tokens 0: echo only */
-        free(ids);
-        if (q->stream) {
-            /* no job: stream just the head and the end */
+    gen_service *g = gr->g;
+    http_req *r = gr->r;
+    gen_prep *p = &gr->prep;
+    api_request *q = &p->req;
+    if (p->failed)
+        return http_respond_error(r, p->err.status, p->type, p->err.message,
+                                  p->err.param[0] ? p->err.param : NULL,
+                                  p->err.code[0] ? p->err.code : NULL);
+    if (p->max_tokens == 0) { /* completions with max_tokens 0: echo only */
+        if (q->stream)
             return http_respond_error(r, 400, "invalid_request_error",
                                       "max_tokens 0 is not supported with stream",
                                       "max_tokens", "invalid_value");
-        }
         return respond_full(r, g);
     }
-
-    gen_job *j = gen_job_new((int)q->n);
-    if (!j) {
-        free(ids);
+    sched_job *j = sched_job_new((int)q->n);
+    if (!j)
         return -1;
-    }
     gr->job = j;
-    j->prompt = ids;
-    j->n_prompt = n;
+    j->prompt = p->ids;
+    p->ids = NULL;
+    j->n_prompt = p->n_ids;
     j->sp = q->sampling;
     if (!(q->set & API_SET_SEED))
         j->sp.seed = (uint64_t)time(NULL) ^ (g->n_requests * 0x2545F4914F6CDD1Dull);
@@ -664,7 +489,7 @@ static int handle(gen_service *g, http_req *r, api_kind kind)
     j->want_logprobs = q->logprobs;
     j->top_logprobs = q->top_logprobs;
     j->sp.n_probs = q->logprobs ? q->top_logprobs : 0;
-    j->max_tokens = max_tokens;
+    j->max_tokens = p->max_tokens;
     if (q->n_stop) {
         j->stops = calloc(q->n_stop, sizeof *j->stops);
         if (!j->stops)
@@ -676,22 +501,87 @@ static int handle(gen_service *g, http_req *r, api_kind kind)
             j->n_stops++;
         }
     }
-    if (kind == API_CHAT)
+    if (gr->prep.kind == API_CHAT)
         j->stop_token = g->turn_end;
     j->notify = on_news;
     j->notify_arg = gr;
-    if (sched_submit(g->s, j, err, sizeof err) < 0) {
-        unsigned status = strstr(err, "busy") ? 429 : 400;
-        return http_respond_error(r, status, status == 429 ? "rate_limit_error"
-                                                           : "invalid_request_error",
-                                  err, status == 429 ? NULL : "n",
-                                  status == 429 ? "queue_full" : "invalid_value");
+    char err[256];
+    switch (sched_submit(g->s, j, err, sizeof err)) {
+    case SCHED_OK:
+        break;
+    case SCHED_BUSY:
+        return http_respond_error(r, 429, "rate_limit_error", err, NULL, "queue_full");
+    case SCHED_INVALID:
+    default:
+        return http_respond_error(r, 400, "invalid_request_error", err, "n",
+                                  "invalid_value");
     }
-    r->on_disconnect = on_disconnect;
     start_deadline(gr);
     if (q->stream)
         return start_stream(gr);
     r->on_resume = respond_full;
+    http_suspend(r);
+    return 0;
+}
+
+/* Resumed once preparation is back (or the client left meanwhile). */
+static int on_prepared(http_req *r, void *user)
+{
+    (void)user;
+    gen_req *gr = r->app;
+    if (r->client_gone)
+        return -1;
+    if (gr->preparing) { /* woken early: wait on */
+        http_suspend(r);
+        return 0;
+    }
+    r->on_resume = NULL;
+    return start(gr);
+}
+
+static void prep_work(uv_work_t *w)
+{
+    gen_req *gr = w->data;
+    gen_prep_run(&gr->prep);
+}
+
+static void prep_done(uv_work_t *w, int status)
+{
+    (void)status;
+    gen_req *gr = w->data;
+    gr->preparing = false;
+    if (gr->orphaned) { /* the connection ended meanwhile */
+        gen_req_free(gr);
+        return;
+    }
+    http_resume(gr->r);
+}
+
+static int handle(gen_service *g, http_req *r, api_kind kind)
+{
+    gen_req *gr = calloc(1, sizeof *gr);
+    if (!gr)
+        return -1;
+    gr->g = g;
+    gr->r = r;
+    r->app = gr;
+    r->app_free = gen_req_free;
+    g->n_requests++;
+    api_format_id(gr->id, kind, ((uint64_t)time(NULL) << 20) ^ (g->n_requests * 0x9e3779b97f4a7c15ull));
+    gr->created = (int64_t)time(NULL);
+
+    /* The body moves to the preparation, which runs on libuv's thread
+     * pool; the connection waits suspended. */
+    gr->prep = (gen_prep){.g = g, .kind = kind, .body = r->body, .body_len = r->body_len};
+    r->body = NULL;
+    r->body_len = r->body_cap = 0;
+    gr->work.data = gr;
+    if (uv_queue_work(g->loop, &gr->work, prep_work, prep_done) != 0)
+        return http_respond_error(r, 500, "server_error",
+                                  "cannot queue the request's preparation", NULL, NULL);
+    gr->preparing = true;
+    r->on_resume = on_prepared;
+    r->on_disconnect = on_disconnect;
     http_suspend(r);
     return 0;
 }

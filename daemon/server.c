@@ -72,14 +72,14 @@ static int on_health(http_req *r, void *user)
     json_t *mj = hs->model_id
         ? json_pack("{s:b, s:s}", "loaded", 1, "id", hs->model_id)
         : json_pack("{s:b}", "loaded", 0);
-    int running = 0, queued = 0;
+    sched_counters n = {0};
     if (hs->sched)
-        sched_stats(hs->sched, &running, &queued);
+        sched_stats(hs->sched, &n);
     return reply_json(r, 200,
                       json_pack("{s:s, s:f, s:o, s:{s:i, s:i}}", "status",
                                 hs->stopping ? "stopping" : "ok",
                                 "uptime_seconds", up, "model", mj,
-                                "requests", "running", running, "queued", queued));
+                                "requests", "running", n.running, "queued", n.queued));
 }
 
 static int on_models(http_req *r, void *user)

@@ -262,6 +262,30 @@ START_TEST(parse_range_message)
 }
 END_TEST
 
+/* A stop string may be 1,024 bytes long, not one more; the refusal names
+ * the limit and frees what the parse kept so far. */
+START_TEST(parse_stop_length_cap)
+{
+    char body[3000], big[API_MAX_STOP_LEN + 2];
+    memset(big, 'x', sizeof big - 1);
+    big[API_MAX_STOP_LEN] = '\0';
+    snprintf(body, sizeof body, CHAT("\"stop\":[\"a\",\"%s\"]"), big);
+    ck_assert_int_eq(chat(body), 0);
+    ck_assert_uint_eq(req.n_stop, 2);
+    ck_assert_uint_eq(strlen(req.stop[1]), API_MAX_STOP_LEN);
+    api_request_free(&req);
+    big[API_MAX_STOP_LEN] = 'x';
+    big[API_MAX_STOP_LEN + 1] = '\0';
+    snprintf(body, sizeof body, CHAT("\"stop\":[\"a\",\"%s\"]"), big);
+    ck_assert_int_eq(chat(body), -1);
+    ck_assert_uint_eq(err.status, 400);
+    ck_assert_str_eq(err.param, "stop");
+    ck_assert_msg(strstr(err.message, "1024"), "%s", err.message);
+    ck_assert_uint_eq(req.n_stop, 0);
+    ck_assert_ptr_null(req.stop[0]);
+}
+END_TEST
+
 START_TEST(parse_invalid_json_position)
 {
     const char *body = "{\n  \"model\": \"m\",\n  \"messages\": [}\n}";
@@ -1199,6 +1223,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_loop_test(tc, parse_bad_field, 0, (int)(sizeof bad_cases / sizeof *bad_cases));
     tcase_add_test(tc, parse_range_message);
+    tcase_add_test(tc, parse_stop_length_cap);
     tcase_add_test(tc, parse_invalid_json_position);
     tcase_add_test(tc, parse_error_json);
     tcase_add_test(tc, parse_chat_defaults);

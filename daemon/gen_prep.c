@@ -1,0 +1,218 @@
+/* gen_prep.c - see gen_prep.h. */
+#include "gen_prep.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PROMPT_TOKENS (1 << 22)
+
+static void fail(gen_prep *p, unsigned status, const char *type, const char *param,
+                 const char *code, const char *fmt, ...)
+{
+    p->failed = true;
+    p->type = type;
+    p->err.status = status;
+    snprintf(p->err.param, sizeof p->err.param, "%s", param ? param : "");
+    snprintf(p->err.code, sizeof p->err.code, "%s", code ? code : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err.message, sizeof p->err.message, fmt, ap);
+    va_end(ap);
+}
+
+void gen_prep_limits(size_t body_len, jinja_limits *out)
+{
+    /* Output: the messages three times over plus the template's own
+     * text. Memory: the values one render makes. Steps: four per byte of
+     * body on top of a fixed million (a step is a loop body, an expression
+     * or 64 bytes copied). A 1 KiB chat gets 1 MiB / 16 MiB / 1 M steps,
+     * the 8 MiB default maximum 25 MiB / 144 MiB / 35 M steps (well under a
+     * second), instead of the library's 64 MiB / 512 MiB / 100 M. */
+    size_t b = body_len < ((size_t)1 << 30) ? body_len : ((size_t)1 << 30);
+    *out = (jinja_limits){.max_output = 3 * b + ((size_t)1 << 20),
+                          .max_memory = 16 * b + ((size_t)16 << 20),
+                          .max_steps = 1000000ull + 4ull * b,
+                          .max_depth = 32};
+}
+
+static void context_fail(gen_prep *p, size_t n_prompt)
+{
+    fail(p, 400, NULL, "messages", "context_length_exceeded",
+         "This model's context is %d tokens, but the prompt has %zu tokens "
+         "(at least one more is needed to generate). Shorten the prompt.",
+         p->g->n_ctx, n_prompt);
+}
+
+/* Tokenize text into a malloc'd array. */
+static int tokenize(const tok_vocab *v, const char *text, size_t len, bool add_bos,
+                    bool special, int32_t **out, int *n_out)
+{
+    int cap = (int)(len < 64 ? 64 : (len > MAX_PROMPT_TOKENS ? MAX_PROMPT_TOKENS : len + 8));
+    int32_t *ids = malloc((size_t)cap * sizeof *ids);
+    if (!ids)
+        return -1;
+    int n = tok_encode(v, text, len, add_bos, special, ids, cap);
+    if (n > cap) {
+        int32_t *ni = realloc(ids, (size_t)n * sizeof *ids);
+        if (!ni) {
+            free(ids);
+            return -1;
+        }
+        ids = ni;
+        n = tok_encode(v, text, len, add_bos, special, ids, n);
+    }
+    if (n < 0) {
+        free(ids);
+        return -1;
+    }
+    *out = ids;
+    *n_out = n;
+    return 0;
+}
+
+/* Render the chat template and tokenize the result. */
+static int chat_prompt(gen_prep *p)
+{
+    const gen_service *g = p->g;
+    const api_request *q = &p->req;
+    char err[512];
+    chat_msg *msgs = calloc(q->n_messages, sizeof *msgs);
+    if (!msgs) {
+        fail(p, 500, NULL, NULL, NULL, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < q->n_messages; i++) {
+        msgs[i].role = api_role_name(q->messages[i].role);
+        msgs[i].content = q->messages[i].content;
+    }
+    char bos[64] = "", eos[64] = "";
+    int32_t b = tok_bos(g->v), e = tok_eos(g->v);
+    int nb = b >= 0 ? tok_piece(g->v, b, true, bos, sizeof bos - 1) : 0;
+    int ne = e >= 0 ? tok_piece(g->v, e, true, eos, sizeof eos - 1) : 0;
+    bos[nb > 0 && nb < (int)sizeof bos ? nb : 0] = '\0';
+    eos[ne > 0 && ne < (int)sizeof eos ? ne : 0] = '\0';
+    chat_opts opts = {0};
+    gen_prep_limits(p->body_len, &opts.limits);
+    char *text = chat_template_apply_opts(g->tmpl, msgs, q->n_messages, true, bos, eos,
+                                          &opts, err, sizeof err);
+    free(msgs);
+    if (!text) {
+        fail(p, 400, NULL, "messages", "invalid_prompt", "%s", err);
+        return -1;
+    }
+    /* The template writes BOS itself when the model wants it; add one
+     * only when it did not. */
+    bool add_bos = tok_add_bos_default(g->v) && !(bos[0] && strncmp(text, bos, strlen(bos)) == 0);
+    int rc = tokenize(g->v, text, strlen(text), add_bos, true, &p->ids, &p->n_ids);
+    free(text);
+    if (rc < 0)
+        fail(p, 400, NULL, "messages", "invalid_prompt", "the prompt could not be tokenized");
+    return rc;
+}
+
+/* A completion's prompt: text or token ids. */
+static int completion_prompt(gen_prep *p)
+{
+    const gen_service *g = p->g;
+    const api_request *q = &p->req;
+    if (!q->prompt_tokens) {
+        if (tokenize(g->v, q->prompt, q->prompt_len, tok_add_bos_default(g->v), false,
+                     &p->ids, &p->n_ids) == 0)
+            return 0;
+        fail(p, 400, NULL, "prompt", "invalid_prompt", "the prompt could not be tokenized");
+        return -1;
+    }
+    int32_t nv = tok_n_vocab(g->v);
+    for (size_t i = 0; i < q->n_prompt_tokens; i++)
+        if (q->prompt_tokens[i] >= nv) {
+            fail(p, 400, NULL, "prompt", "invalid_value",
+                 "prompt token %d is outside the vocabulary (0..%d)", q->prompt_tokens[i],
+                 nv - 1);
+            return -1;
+        }
+    if (q->n_prompt_tokens >= (size_t)g->n_ctx) {
+        context_fail(p, q->n_prompt_tokens);
+        return -1;
+    }
+    p->ids = malloc(q->n_prompt_tokens * sizeof *p->ids);
+    if (!p->ids) {
+        fail(p, 500, NULL, NULL, NULL, "out of memory");
+        return -1;
+    }
+    memcpy(p->ids, q->prompt_tokens, q->n_prompt_tokens * sizeof *p->ids);
+    p->n_ids = (int)q->n_prompt_tokens;
+    return 0;
+}
+
+/* Completions with echo: the prompt text, as given or as the tokenizer
+ * decodes the given ids. */
+static void echo_text(gen_prep *p)
+{
+    const api_request *q = &p->req;
+    if (q->prompt) {
+        p->echo = strndup(q->prompt, q->prompt_len);
+        p->echo_len = p->echo ? q->prompt_len : 0;
+        return;
+    }
+    long need = tok_decode(p->g->v, p->ids, (size_t)p->n_ids, false, NULL, 0);
+    p->echo = need >= 0 ? malloc((size_t)need + 1) : NULL;
+    if (p->echo) {
+        tok_decode(p->g->v, p->ids, (size_t)p->n_ids, false, p->echo, (size_t)need + 1);
+        p->echo[need] = '\0';
+        p->echo_len = (size_t)need;
+    }
+}
+
+void gen_prep_run(gen_prep *p)
+{
+    const gen_service *g = p->g;
+    api_request *q = &p->req;
+    int prc = p->kind == API_CHAT ? api_parse_chat(p->body, p->body_len, q, &p->err)
+                                  : api_parse_completion(p->body, p->body_len, q, &p->err);
+    free(p->body);
+    p->body = NULL;
+    if (prc < 0) {
+        p->failed = true;
+        return;
+    }
+    if (q->model && strcmp(q->model, g->model_id) != 0) {
+        fail(p, 404, "invalid_request_error", "model", "model_not_found",
+             "The model '%.200s' does not exist; this server has '%s'", q->model,
+             g->model_id);
+        return;
+    }
+    if ((p->kind == API_CHAT ? chat_prompt(p) : completion_prompt(p)) < 0)
+        return;
+    if (p->n_ids == 0) {
+        fail(p, 400, NULL, "prompt", "invalid_value", "the prompt is empty (no tokens)");
+        return;
+    }
+    if (p->n_ids >= g->n_ctx) {
+        context_fail(p, (size_t)p->n_ids);
+        return;
+    }
+    for (size_t i = 0; i < q->n_logit_bias; i++)
+        if (q->logit_bias[i].id >= tok_n_vocab(g->v)) {
+            fail(p, 400, NULL, "logit_bias", "invalid_value",
+                 "logit_bias: token %d is outside the vocabulary (0..%d)",
+                 q->logit_bias[i].id, tok_n_vocab(g->v) - 1);
+            return;
+        }
+    if (p->kind == API_COMPLETION && q->echo)
+        echo_text(p);
+    int room = g->n_ctx - p->n_ids;
+    p->max_tokens = q->max_tokens < 0 || q->max_tokens > room ? room : (int)q->max_tokens;
+}
+
+void gen_prep_free(gen_prep *p)
+{
+    free(p->body);
+    free(p->ids);
+    free(p->echo);
+    api_request_free(&p->req);
+    p->body = NULL;
+    p->ids = NULL;
+    p->echo = NULL;
+}

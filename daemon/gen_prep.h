@@ -1,0 +1,48 @@
+/* gen_prep.h - a generation request from body to tokens, off the loop.
+ *
+ * Parsing up to max_body_size of JSON, rendering the chat template and
+ * tokenizing the result take milliseconds to seconds; on the loop thread
+ * they would stall every stream and /health meanwhile. gen.c runs
+ * gen_prep_run on libuv's thread pool (uv_queue_work). It reads only what
+ * the loaded model makes immutable (the gen_service's model, vocabulary,
+ * template, context) and writes only the gen_prep, so any number run at
+ * once. The chat template renders under limits that scale with the body,
+ * so one request cannot spend more than its own size warrants. */
+#ifndef HEARTH_GEN_PREP_H
+#define HEARTH_GEN_PREP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gen.h"
+#include "request.h"
+
+typedef struct gen_prep {
+    /* in */
+    const gen_service *g;
+    api_kind kind;
+    char *body;          /* owned; freed by gen_prep_run */
+    size_t body_len;
+    /* out: on success */
+    api_request req;
+    int32_t *ids;        /* owned: the prompt */
+    int n_ids;           /* 1 .. n_ctx - 1, or 0 with max_tokens 0 */
+    int max_tokens;      /* >= 0 after the context's room */
+    char *echo;          /* completions with echo: the prompt text */
+    size_t echo_len;
+    /* out: on failure */
+    bool failed;
+    const char *type;    /* error type, NULL: derived from err.status */
+    api_err err;
+} gen_prep;
+
+/* Parse, check, render and tokenize (any thread). */
+void gen_prep_run(gen_prep *p);
+/* Free what p owns (not p). */
+void gen_prep_free(gen_prep *p);
+
+/* Jinja limits for a request body of body_len bytes (exposed for tests). */
+void gen_prep_limits(size_t body_len, jinja_limits *out);
+
+#endif

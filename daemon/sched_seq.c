@@ -1,0 +1,355 @@
+/* sched_seq.c - the scheduler's slots: placing a job's choices, building
+ * each step's batch, running it, and turning the logits into text. All on
+ * the scheduler thread (see scheduler.h). */
+#include "sched_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+int sched_free_slots(const sched *s)
+{
+    int n = 0;
+    for (int i = 0; i < s->p.n_slots; i++)
+        n += s->seqs[i].state == SEQ_FREE;
+    return n;
+}
+
+/* ---------------------------------------------------------- ending */
+
+static void seq_release(seq *q)
+{
+    sampler_free(q->smp);
+    api_stop_free(q->stop);
+    q->smp = NULL;
+    q->stop = NULL;
+    /* The cache is kept: the next prompt that starts with the same tokens
+     * (a chat's history) reuses it. Should the cache and hist ever
+     * disagree, forget both. */
+    if (kv_len(q->kv) != q->n_hist) {
+        kv_clear(q->kv);
+        q->n_hist = 0;
+    }
+    q->state = SEQ_FREE;
+    q->job = NULL;
+}
+
+/* Set a choice's finish (unless set) and end the job once all are. */
+static void choice_end(sched *s, sched_job *j, int choice, sched_finish f)
+{
+    pthread_mutex_lock(&j->mu);
+    if (j->choices[choice].finish == SCHED_RUNNING)
+        j->choices[choice].finish = f;
+    bool all = true;
+    for (int i = 0; i < j->n_choices; i++)
+        all &= j->choices[i].finish != SCHED_RUNNING;
+    bool now_done = all && !j->done;
+    if (now_done) {
+        j->done = true;
+        j->t_done_ns = sched_now_ns();
+    }
+    pthread_mutex_unlock(&j->mu);
+    if (now_done)
+        sched_job_ended(s, j);
+}
+
+/* Fail a running job: its slots free, every open choice ends with an
+ * error, and the job ends. */
+static void job_fail(sched *s, sched_job *j, const char *msg)
+{
+    for (int i = 0; i < s->p.n_slots; i++)
+        if (s->seqs[i].job == j)
+            seq_release(&s->seqs[i]);
+    pthread_mutex_lock(&j->mu);
+    if (!j->error[0])
+        snprintf(j->error, sizeof j->error, "%s", msg);
+    for (int i = 0; i < j->n_choices; i++)
+        if (j->choices[i].finish == SCHED_RUNNING)
+            j->choices[i].finish = SCHED_FINISH_ERROR;
+    pthread_mutex_unlock(&j->mu);
+    choice_end(s, j, 0, SCHED_FINISH_ERROR); /* ends the job */
+}
+
+void sched_fail_all(sched *s, const char *msg)
+{
+    for (int i = 0; i < s->p.n_slots; i++)
+        if (s->seqs[i].job)
+            job_fail(s, s->seqs[i].job, msg);
+}
+
+/* Finish one choice: release held-back text (unless a stop matched). */
+static void seq_finish(sched *s, seq *q, sched_finish f, bool stop_string)
+{
+    sched_job *j = q->job;
+    sched_choice *c = &j->choices[q->choice];
+    int choice = q->choice;
+    api_stop_out o = {0};
+    char tail[64];
+    int nt = tok_stream_flush(&q->ts, tail, sizeof tail);
+    pthread_mutex_lock(&j->mu);
+    if (!stop_string) {
+        if (nt > 0) {
+            api_stop_feed(q->stop, tail, (size_t)nt, &o);
+            sched_choice_append(c, o.text, o.len);
+        }
+        if (o.stop < 0 || nt <= 0) {
+            api_stop_flush(q->stop, &o);
+            sched_choice_append(c, o.text, o.len);
+        }
+    }
+    pthread_mutex_unlock(&j->mu);
+    seq_release(q);
+    choice_end(s, j, choice, f);
+}
+
+/* ---------------------------------------------------------- placing */
+
+void sched_place(sched *s, sched_job *j)
+{
+    for (int placed = 0; placed < j->n_choices; placed++) {
+        /* the free slot whose cache shares the longest prefix */
+        seq *q = NULL;
+        int best = -1;
+        for (int i = 0; i < s->p.n_slots; i++) {
+            seq *c = &s->seqs[i];
+            if (c->state != SEQ_FREE)
+                continue;
+            int common = 0;
+            while (common < c->n_hist && common < j->n_prompt &&
+                   c->hist[common] == j->prompt[common])
+                common++;
+            if (common > best) {
+                best = common;
+                q = c;
+            }
+        }
+        /* at least the last prompt token runs, for its logits */
+        int keep = best < j->n_prompt ? best : j->n_prompt - 1;
+        kv_truncate(q->kv, keep);
+        q->n_hist = keep;
+        if (placed == 0) {
+            pthread_mutex_lock(&j->mu);
+            j->cached_tokens = keep;
+            pthread_mutex_unlock(&j->mu);
+        }
+        sampler_params sp = j->sp;
+        if (placed > 0)
+            sp.seed = j->sp.seed + (uint64_t)placed; /* distinct choices */
+        char err[200];
+        q->job = j;
+        q->choice = placed;
+        q->n_fed = keep;
+        q->state = SEQ_PREFILL;
+        tok_stream_init(&q->ts, s->v);
+        /* a failure leaves smp or stop NULL: the next step fails the job */
+        if (sampler_new(&sp, s->n_vocab, &q->smp, err, sizeof err) == 0)
+            api_stop_new((const char *const *)j->stops, (size_t)j->n_stops, &q->stop);
+    }
+}
+
+/* ---------------------------------------------------------- sampling */
+
+/* Handle the token sampled for q. */
+static void seq_accept(sched *s, seq *q, const sampler_result *r)
+{
+    sched_job *j = q->job;
+    sched_choice *c = &j->choices[q->choice];
+    sampler_accept(q->smp, r->id);
+
+    if (tok_is_eog(s->v, r->id) || r->id == j->stop_token) {
+        pthread_mutex_lock(&j->mu);
+        c->n_gen++;
+        pthread_mutex_unlock(&j->mu);
+        seq_finish(s, q, SCHED_FINISH_STOP, false);
+        return;
+    }
+    char piece[512];
+    int n = tok_stream_push(&q->ts, r->id, piece, sizeof piece);
+    if (n < 0)
+        n = 0; /* a piece longer than the buffer: dropped, not overrun */
+    api_stop_out o;
+    api_stop_feed(q->stop, piece, (size_t)n, &o);
+    pthread_mutex_lock(&j->mu);
+    c->n_gen++;
+    int rc = sched_choice_append(c, o.text, o.len);
+    if (rc == 0 && j->want_logprobs)
+        rc = sched_choice_add_lp(c, r);
+    int n_gen = c->n_gen;
+    pthread_mutex_unlock(&j->mu);
+    if (rc < 0)
+        job_fail(s, j, "out of memory");
+    else if (o.stop >= 0)
+        seq_finish(s, q, SCHED_FINISH_STOP, true);
+    else if (n_gen >= j->max_tokens || kv_len(q->kv) >= kv_n_ctx(q->kv))
+        seq_finish(s, q, SCHED_FINISH_LENGTH, false);
+    else {
+        q->next = r->id;
+        q->state = SEQ_DECODE;
+        sched_wake(s, j);
+    }
+}
+
+/* Sample every sequence that has logits this step. */
+static void sample_all(sched *s)
+{
+    for (int i = 0; i < s->p.n_slots; i++) {
+        seq *q = &s->seqs[i];
+        if (q->state == SEQ_FREE || q->logit_row < 0)
+            continue;
+        sched_job *j = q->job;
+        if (q->state == SEQ_PREFILL) {
+            pthread_mutex_lock(&j->mu);
+            if (!j->t_first_ns)
+                j->t_first_ns = sched_now_ns();
+            pthread_mutex_unlock(&j->mu);
+            /* the prompt counts for penalties, as llama.cpp does */
+            for (int k = 0; k < j->n_prompt; k++)
+                sampler_accept(q->smp, j->prompt[k]);
+        }
+        sampler_result r;
+        const float *row = s->logits + (size_t)q->logit_row * (size_t)s->n_vocab;
+        if (sampler_sample(q->smp, row, &r) < 0)
+            job_fail(s, j, "every token is banned by logit_bias");
+        else
+            seq_accept(s, q, &r);
+    }
+}
+
+/* ---------------------------------------------------------- the step */
+
+/* Cancelled jobs free their slots; sequences that could not start fail. */
+static void reap(sched *s)
+{
+    for (int i = 0; i < s->p.n_slots; i++) {
+        seq *q = &s->seqs[i];
+        if (q->state == SEQ_FREE)
+            continue;
+        sched_job *j = q->job;
+        if (atomic_load(&j->cancel)) {
+            int choice = q->choice;
+            seq_release(q);
+            choice_end(s, j, choice, SCHED_FINISH_CANCELLED);
+        } else if (!q->smp || !q->stop) {
+            job_fail(s, j, "out of memory starting the sequence");
+        }
+    }
+}
+
+/* Record a token fed into a sequence's cache. */
+static void hist_push(seq *q, int32_t id)
+{
+    if (q->n_hist < kv_n_ctx(q->kv))
+        q->hist[q->n_hist++] = id;
+}
+
+/* Sequences in prefill, fewest prompt tokens left first (shortest
+ * remaining first: a short request is not held up behind a long one). */
+static int prefill_order(sched *s)
+{
+    int n = 0;
+    for (int i = 0; i < s->p.n_slots; i++) {
+        seq *q = &s->seqs[i];
+        if (q->state != SEQ_PREFILL)
+            continue;
+        int left = q->job->n_prompt - q->n_fed, k = n++;
+        while (k > 0) {
+            seq *p = &s->seqs[s->order[k - 1]];
+            if (p->job->n_prompt - p->n_fed <= left)
+                break;
+            s->order[k] = s->order[k - 1];
+            k--;
+        }
+        s->order[k] = i;
+    }
+    return n;
+}
+
+/* The batch: one token of every generating sequence, then prompt chunks
+ * with what is left of the batch. Returns its size. */
+static int build_batch(sched *s)
+{
+    int n = 0, rows = 0;
+    for (int i = 0; i < s->p.n_slots; i++) {
+        seq *q = &s->seqs[i];
+        q->logit_row = -1;
+        q->fed = false;
+        q->n_fed0 = q->n_fed;
+        q->n_hist0 = q->n_hist;
+        if (q->state != SEQ_DECODE)
+            continue;
+        s->batch[n++] = (model_token){.id = q->next, .pos = kv_len(q->kv),
+                                      .kv = q->kv, .want_logits = true};
+        hist_push(q, q->next);
+        q->fed = true;
+        q->logit_row = rows++;
+    }
+    int n_pre = prefill_order(s);
+    for (int o = 0; o < n_pre && n < s->p.batch; o++) {
+        seq *q = &s->seqs[s->order[o]];
+        sched_job *j = q->job;
+        int take = j->n_prompt - q->n_fed;
+        if (take > s->p.batch - n)
+            take = s->p.batch - n;
+        for (int t = 0; t < take; t++) {
+            int k = q->n_fed + t;
+            s->batch[n++] = (model_token){.id = j->prompt[k], .pos = k, .kv = q->kv,
+                                          .want_logits = k == j->n_prompt - 1};
+            hist_push(q, j->prompt[k]);
+        }
+        q->fed = take > 0;
+        q->n_fed += take;
+    }
+    /* logits rows follow batch order: decode rows first, then the
+     * prompts that end in this batch, in the order they were added */
+    for (int o = 0; o < n_pre; o++) {
+        seq *q = &s->seqs[s->order[o]];
+        if (q->fed && q->n_fed == q->job->n_prompt)
+            q->logit_row = rows++;
+    }
+    return n;
+}
+
+/* The forward pass failed and left every cache as it was (model_decode's
+ * contract): the sequences that fed it go back to where they were and
+ * their jobs fail; nothing else is touched. */
+static void roll_back(sched *s, const char *err)
+{
+    for (int i = 0; i < s->p.n_slots; i++) {
+        seq *q = &s->seqs[i];
+        if (q->state == SEQ_FREE || !q->fed)
+            continue;
+        q->n_fed = q->n_fed0;
+        q->n_hist = q->n_hist0;
+        q->logit_row = -1;
+    }
+    for (int i = 0; i < s->p.n_slots; i++) {
+        seq *q = &s->seqs[i];
+        if (q->state != SEQ_FREE && q->fed)
+            job_fail(s, q->job, err);
+    }
+}
+
+bool sched_step(sched *s)
+{
+    reap(s);
+    int n = build_batch(s);
+    if (n == 0)
+        return false;
+    char err[256];
+    model_batch b = {.n = n, .tok = s->batch};
+    int rc = s->p.decode(s->ctx, &b, s->logits, err, sizeof err);
+    pthread_mutex_lock(&s->mu);
+    s->n.steps++;
+    s->n.failed_steps += rc < 0;
+    s->n.tokens += rc < 0 ? 0 : (uint64_t)n;
+    pthread_mutex_unlock(&s->mu);
+    if (rc < 0) {
+        log_error("sched", "forward pass failed: %s", err);
+        roll_back(s, err);
+        return true;
+    }
+    sample_all(s);
+    return true;
+}
