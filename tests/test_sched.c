@@ -1,0 +1,2 @@
+/* test_sched.c - placeholder, being written. */
+int main(void) { return 77; }
