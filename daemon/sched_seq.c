@@ -151,14 +151,15 @@ void sched_place(sched *s, sched_job *j)
 
 /* ---------------------------------------------------------- sampling */
 
-/* Handle the token sampled for q. */
-static void seq_accept(sched *s, seq *q, const sampler_result *r)
+/* Handle the token sampled for q (r: its log-probabilities, when the job
+ * asked for them). */
+static void seq_accept(sched *s, seq *q, int32_t id, const sampler_result *r)
 {
     sched_job *j = q->job;
     sched_choice *c = &j->choices[q->choice];
-    sampler_accept(q->smp, r->id);
+    sampler_accept(q->smp, id);
 
-    if (tok_is_eog(s->v, r->id) || r->id == j->stop_token) {
+    if (tok_is_eog(s->v, id) || id == j->stop_token) {
         pthread_mutex_lock(&j->mu);
         c->n_gen++;
         pthread_mutex_unlock(&j->mu);
@@ -166,7 +167,7 @@ static void seq_accept(sched *s, seq *q, const sampler_result *r)
         return;
     }
     char piece[512];
-    int n = tok_stream_push(&q->ts, r->id, piece, sizeof piece);
+    int n = tok_stream_push(&q->ts, id, piece, sizeof piece);
     if (n < 0)
         n = 0; /* a piece longer than the buffer: dropped, not overrun */
     api_stop_out o;
@@ -174,7 +175,7 @@ static void seq_accept(sched *s, seq *q, const sampler_result *r)
     pthread_mutex_lock(&j->mu);
     c->n_gen++;
     int rc = sched_choice_append(c, o.text, o.len);
-    if (rc == 0 && j->want_logprobs)
+    if (rc == 0 && r)
         rc = sched_choice_add_lp(c, r);
     int n_gen = c->n_gen;
     pthread_mutex_unlock(&j->mu);
@@ -185,7 +186,7 @@ static void seq_accept(sched *s, seq *q, const sampler_result *r)
     else if (n_gen >= j->max_tokens || kv_len(q->kv) >= kv_n_ctx(q->kv))
         seq_finish(s, q, SCHED_FINISH_LENGTH, false);
     else {
-        q->next = r->id;
+        q->next = id;
         q->state = SEQ_DECODE;
         sched_wake(s, j);
     }
@@ -208,12 +209,15 @@ static void sample_all(sched *s)
             for (int k = 0; k < j->n_prompt; k++)
                 sampler_accept(q->smp, j->prompt[k]);
         }
-        sampler_result r;
+        /* the raw log-probabilities cost a pass of exp() over the whole
+         * vocabulary: only when asked for */
+        sampler_result r, *rp = j->want_logprobs ? &r : NULL;
         const float *row = s->logits + (size_t)q->logit_row * (size_t)s->n_vocab;
-        if (sampler_sample(q->smp, row, &r) < 0)
+        int32_t id = sampler_sample(q->smp, row, rp);
+        if (id < 0)
             job_fail(s, j, "every token is banned by logit_bias");
         else
-            seq_accept(s, q, &r);
+            seq_accept(s, q, id, rp);
     }
 }
 
@@ -339,17 +343,24 @@ bool sched_step(sched *s)
         return false;
     char err[256];
     model_batch b = {.n = n, .tok = s->batch};
+    uint64_t t0 = sched_now_ns();
     int rc = s->p.decode(s->ctx, &b, s->logits, err, sizeof err);
+    uint64_t t1 = sched_now_ns();
+    if (rc < 0) {
+        log_error("sched", "forward pass failed: %s", err);
+        roll_back(s, err);
+    } else {
+        sample_all(s);
+    }
+    uint64_t t2 = sched_now_ns();
     pthread_mutex_lock(&s->mu);
     s->n.steps++;
     s->n.failed_steps += rc < 0;
     s->n.tokens += rc < 0 ? 0 : (uint64_t)n;
+    s->n.decode_ns += t1 - t0;
+    s->n.sample_ns += t2 - t1;
     pthread_mutex_unlock(&s->mu);
-    if (rc < 0) {
-        log_error("sched", "forward pass failed: %s", err);
-        roll_back(s, err);
-        return true;
-    }
-    sample_all(s);
+    log_debug("sched", "step: %d tokens, forward %.2f ms, sampling %.2f ms", n,
+              (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6);
     return true;
 }

@@ -55,6 +55,8 @@ typedef struct sched_counters {
     uint64_t steps;      /* forward passes run */
     uint64_t failed_steps;
     uint64_t tokens;     /* tokens through forward passes */
+    uint64_t decode_ns;  /* time in forward passes */
+    uint64_t sample_ns;  /* time sampling and detokenizing after them */
 } sched_counters;
 
 int sched_new(sched **out, const model *m, const tok_vocab *v,

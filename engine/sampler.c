@@ -227,26 +227,95 @@ static bool cand_before(const cand *a, const cand *b)
     return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
 }
 
-/* Move the k best of c[0..n) to the front, sorted (k < n). A bounded
- * insertion for small k, a full sort otherwise. */
-static void select_top(cand *c, int n, int k)
+/* The first +inf logit, or -1. A +inf logit takes all the mass. */
+static int32_t first_inf(const float *l, int32_t n)
 {
-    if (k > 64) {
-        qsort(c, (size_t)n, sizeof *c, cand_cmp);
-        return;
+    for (int32_t i = 0; i < n; i++)
+        if (l[i] == INFINITY)
+            return i;
+    return -1;
+}
+
+/* Greedy: the highest logit, the lowest id on a tie; -1 when none is
+ * above -inf (NaN never is). Two passes that vectorize: the maximum, then
+ * its first position. */
+static int32_t argmax(const float *l, int32_t n)
+{
+    float mx = -INFINITY;
+    for (int32_t i = 0; i < n; i++)
+        mx = l[i] > mx ? l[i] : mx;
+    if (!(mx > -INFINITY))
+        return -1;
+    for (int32_t i = 0; i < n; i++)
+        if (l[i] == mx)
+            return i;
+    return -1;
+}
+
+/* Every finite logit as a candidate, in id order (or the first +inf
+ * alone). */
+static int candidates(const float *l, int32_t n_vocab, cand *c)
+{
+    int32_t inf = first_inf(l, n_vocab);
+    if (inf >= 0) {
+        c[0] = (cand){0.0f, inf};
+        return 1;
     }
-    int have = 0;
-    for (int i = 0; i < n; i++) {
-        cand x = c[i];
-        if (have == k && !cand_before(&x, &c[k - 1]))
-            continue;
+    int n = 0;
+    for (int32_t i = 0; i < n_vocab; i++)
+        if (l[i] > -INFINITY && l[i] < INFINITY)
+            c[n++] = (cand){l[i], i};
+    return n;
+}
+
+static int cand_id_cmp(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Step 4: the k best finite logits (higher logit, then lower id), sorted,
+ * or the first +inf alone. When no more than k logits are finite top-k
+ * keeps them all and leaves them in id order, as it always has (the order
+ * decides the draw). A bounded insertion for small k: almost every logit
+ * fails the one comparison with the k-th best. */
+static int top_k_of(const float *l, int32_t n_vocab, int k, cand *c, bool *cut)
+{
+    *cut = false;
+    if (k > 64) {
+        int n = candidates(l, n_vocab, c);
+        if (n <= k)
+            return n;
+        qsort(c, (size_t)n, sizeof *c, cand_cmp);
+        *cut = true;
+        return k;
+    }
+    int32_t inf = first_inf(l, n_vocab);
+    if (inf >= 0) {
+        c[0] = (cand){0.0f, inf};
+        return 1;
+    }
+    int have = 0, n_finite = 0;
+    float thr = -INFINITY; /* c[k-1].logit once k are kept */
+    for (int32_t i = 0; i < n_vocab; i++) {
+        float v = l[i];
+        n_finite += v > -INFINITY;
+        if (!(v > thr) && (have == k || !(v > -INFINITY)))
+            continue; /* ties with the k-th lose: their id is higher */
+        cand x = {v, i};
         int j = have < k ? have++ : k - 1;
         while (j > 0 && cand_before(&x, &c[j - 1])) {
             c[j] = c[j - 1];
             j--;
         }
         c[j] = x;
+        if (have == k)
+            thr = c[k - 1].logit;
     }
+    *cut = n_finite > k;
+    if (!*cut)
+        qsort(c, (size_t)have, sizeof *c, cand_id_cmp);
+    return have;
 }
 
 /* Log-probabilities under the raw logits: chosen token and the top n. */
@@ -296,39 +365,19 @@ int32_t sampler_sample(sampler *s, const float *logits, sampler_result *res)
     sampler_apply_adjustments(s, l);
 
     cand *c = s->cands;
-    int n = 0;
-    for (int32_t i = 0; i < s->n_vocab; i++)
-        if (l[i] > -INFINITY && l[i] < INFINITY) {
-            c[n].logit = l[i];
-            c[n].id = i;
-            n++;
-        } else if (l[i] == INFINITY) {
-            /* a +inf logit takes all the mass: keep only those */
-            c[0].logit = 0.0f;
-            c[0].id = i;
-            n = 1;
-            break;
-        }
     int32_t chosen = -1;
+    int n;
+    if (!(p->temp > 0.0f)) { /* 3. greedy */
+        chosen = argmax(l, s->n_vocab);
+        goto out;
+    }
+    /* 4. top-k, straight from the logits (no candidate list of the whole
+     * vocabulary), or every finite logit */
+    bool sorted = false; /* top-k sorts what it cuts */
+    n = p->top_k > 0 ? top_k_of(l, s->n_vocab, p->top_k, c, &sorted)
+                     : candidates(l, s->n_vocab, c);
     if (n == 0)
         goto out;
-
-    if (!(p->temp > 0.0f)) {
-        int best = 0;
-        for (int i = 1; i < n; i++)
-            if (c[i].logit > c[best].logit)
-                best = i;
-        chosen = c[best].id;
-        goto out;
-    }
-
-    /* 4. top-k */
-    bool sorted = false;
-    if (p->top_k > 0 && p->top_k < n) {
-        select_top(c, n, p->top_k);
-        n = p->top_k;
-        sorted = true;
-    }
     /* 5. top-p */
     if (p->top_p < 1.0f && n > 1) {
         if (!sorted)

@@ -50,6 +50,145 @@ static void histogram(sampler *s, const float *l, int n, int draws, int *count)
 
 static const double P4[4] = {0.5, 0.3, 0.15, 0.05};
 
+/* ---- the chain as sampler.h documents it, written plainly: every finite
+ * logit a candidate in id order, sorted only by a top-k that cuts or by
+ * top-p; draws from a second sampler with the same seed. */
+typedef struct rcand {
+    float logit;
+    int32_t id;
+} rcand;
+
+static int rcand_cmp(const void *a, const void *b)
+{
+    const rcand *x = a, *y = b;
+    if (x->logit != y->logit)
+        return x->logit > y->logit ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int32_t ref_sample(const sampler_params *p, const float *in, int nv, sampler *rng)
+{
+    float l[256];
+    rcand c[256];
+    for (int i = 0; i < nv; i++)
+        l[i] = isnan(in[i]) ? -INFINITY : in[i];
+    for (int i = 0; i < p->n_bias; i++)
+        l[p->bias[i].id] += p->bias[i].bias;
+    int n = 0;
+    for (int i = 0; i < nv; i++) {
+        if (l[i] == INFINITY) {
+            c[0] = (rcand){0.0f, i};
+            n = 1;
+            break;
+        }
+        if (l[i] > -INFINITY)
+            c[n++] = (rcand){l[i], i};
+    }
+    if (n == 0)
+        return -1;
+    if (!(p->temp > 0.0f)) {
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (c[i].logit > c[best].logit)
+                best = i;
+        return c[best].id;
+    }
+    bool sorted = false;
+    if (p->top_k > 0 && p->top_k < n) {
+        qsort(c, (size_t)n, sizeof *c, rcand_cmp);
+        n = p->top_k;
+        sorted = true;
+    }
+    if (p->top_p < 1.0f && n > 1) {
+        if (!sorted)
+            qsort(c, (size_t)n, sizeof *c, rcand_cmp);
+        double sum = 0.0, cum = 0.0;
+        for (int i = 0; i < n; i++)
+            sum += exp((double)c[i].logit - (double)c[0].logit);
+        for (int i = 0; i < n; i++) {
+            cum += exp((double)c[i].logit - (double)c[0].logit) / sum;
+            if (cum >= (double)p->top_p) {
+                n = i + 1;
+                break;
+            }
+        }
+    }
+    if (p->min_p > 0.0f && n > 1) {
+        float mx = c[0].logit;
+        for (int i = 1; i < n; i++)
+            mx = c[i].logit > mx ? c[i].logit : mx;
+        float thr = mx + logf(p->min_p);
+        int keep = 0;
+        for (int i = 0; i < n; i++)
+            if (c[i].logit >= thr)
+                c[keep++] = c[i];
+        n = keep;
+    }
+    float mx = c[0].logit;
+    for (int i = 1; i < n; i++)
+        mx = c[i].logit > mx ? c[i].logit : mx;
+    double total = 0.0, cum = 0.0;
+    for (int i = 0; i < n; i++)
+        total += exp(((double)c[i].logit - (double)mx) / (double)p->temp);
+    double u = sampler_rand(rng) * total;
+    for (int i = 0; i < n; i++) {
+        cum += exp(((double)c[i].logit - (double)mx) / (double)p->temp);
+        if (u < cum)
+            return c[i].id;
+    }
+    return c[n - 1].id;
+}
+
+/* The sampler's fast paths (top-k straight from the logits, a vectorized
+ * argmax) choose exactly what the plain chain chooses: random logits with
+ * ties, NaN, -inf, +inf, bans that leave fewer finite logits than top_k. */
+START_TEST(matches_plain_chain)
+{
+    uint64_t st = 12345;
+    static const int ks[] = {0, 1, 3, 40, 100};
+    for (int trial = 0; trial < 3000; trial++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t r = st >> 11;
+        int nv = 2 + (int)(r % 200);
+        float l[256];
+        for (int i = 0; i < nv; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            uint64_t x = st >> 20;
+            l[i] = (float)((int)(x % 64) - 32) / 4.0f; /* ties are common */
+            if (x % 97 == 0)
+                l[i] = NAN;
+            else if (x % 89 == 0)
+                l[i] = -INFINITY;
+            else if (x % 3001 == 0)
+                l[i] = INFINITY;
+        }
+        sampler_params p = plain((float)(r % 5) * 0.4f, trial);
+        p.top_k = ks[(r >> 8) % 5];
+        p.top_p = (r >> 12) % 3 == 0 ? 0.9f : 1.0f;
+        p.min_p = (r >> 14) % 3 == 0 ? 0.05f : 0.0f;
+        sampler_bias bias[200];
+        int nb = 0;
+        if ((r >> 16) % 4 == 0) /* ban all but a few */
+            for (int i = 0; i < nv && nb < 200; i++)
+                if (i % 7 != 0)
+                    bias[nb++] = (sampler_bias){i, -INFINITY};
+        p.bias = bias;
+        p.n_bias = nb;
+        sampler *s = make(&p, nv), *rng = make(&p, nv);
+        for (int d = 0; d < 3; d++) {
+            int32_t want = ref_sample(&p, l, nv, rng);
+            int32_t got = sampler_sample(s, l, NULL);
+            ck_assert_msg(got == want, "trial %d draw %d (nv %d, temp %g, top_k %d, top_p %g, "
+                          "min_p %g, %d banned): %d, plain chain %d", trial, d, nv,
+                          (double)p.temp, p.top_k, (double)p.top_p, (double)p.min_p, nb,
+                          got, want);
+        }
+        sampler_free(s);
+        sampler_free(rng);
+    }
+}
+END_TEST
+
 START_TEST(rng_known_sequence)
 {
     /* xoshiro256** seeded through splitmix64: fixed on every machine */
@@ -388,6 +527,7 @@ static Suite *sampler_suite(void)
     Suite *s = suite_create("sampler");
     TCase *t = tcase_create("core");
     tcase_add_test(t, rng_known_sequence);
+    tcase_add_test(t, matches_plain_chain);
     tcase_add_test(t, same_seed_same_sequence);
     tcase_add_test(t, greedy_is_argmax);
     tcase_add_test(t, top_k_one_is_greedy);
