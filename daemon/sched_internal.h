@@ -31,6 +31,8 @@ typedef struct seq {
     int logit_row;  /* row in the step's logits, or -1 */
     bool fed;       /* put tokens into the batch */
     int n_fed0, n_hist0; /* before the step, to roll back */
+    int32_t drawn;       /* the token sampled, or -1 */
+    sampler_result res;  /* its log-probabilities, when asked for */
 } seq;
 
 struct sched {
@@ -40,7 +42,7 @@ struct sched {
     int32_t n_vocab;
     model_ctx *ctx;
     seq *seqs;         /* n_slots */
-    int *order;        /* n_slots: the batch builder's scratch */
+    int *order;        /* n_slots: scratch of the batch builder and sampling */
     float *logits;     /* n_slots rows of n_vocab */
     model_token *batch;
 

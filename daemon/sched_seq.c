@@ -192,9 +192,23 @@ static void seq_accept(sched *s, seq *q, int32_t id, const sampler_result *r)
     }
 }
 
-/* Sample every sequence that has logits this step. */
+/* One sequence's draw, on the context's threads (each sequence has its
+ * own sampler and scratch). The raw log-probabilities cost a pass of exp()
+ * over the whole vocabulary: only when the job asks for them. */
+static void sample_task(void *arg, int64_t i, int thread)
+{
+    (void)thread;
+    sched *s = arg;
+    seq *q = &s->seqs[s->order[i]];
+    const float *row = s->logits + (size_t)q->logit_row * (size_t)s->n_vocab;
+    q->drawn = sampler_sample(q->smp, row, q->job->want_logprobs ? &q->res : NULL);
+}
+
+/* Sample every sequence that has logits this step: the draws side by side,
+ * then each token handled in slot order. */
 static void sample_all(sched *s)
 {
+    int n = 0;
     for (int i = 0; i < s->p.n_slots; i++) {
         seq *q = &s->seqs[i];
         if (q->state == SEQ_FREE || q->logit_row < 0)
@@ -209,15 +223,17 @@ static void sample_all(sched *s)
             for (int k = 0; k < j->n_prompt; k++)
                 sampler_accept(q->smp, j->prompt[k]);
         }
-        /* the raw log-probabilities cost a pass of exp() over the whole
-         * vocabulary: only when asked for */
-        sampler_result r, *rp = j->want_logprobs ? &r : NULL;
-        const float *row = s->logits + (size_t)q->logit_row * (size_t)s->n_vocab;
-        int32_t id = sampler_sample(q->smp, row, rp);
-        if (id < 0)
-            job_fail(s, j, "every token is banned by logit_bias");
+        s->order[n++] = i;
+    }
+    model_ctx_run(s->ctx, n, sample_task, s);
+    for (int k = 0; k < n; k++) {
+        seq *q = &s->seqs[s->order[k]];
+        if (q->state == SEQ_FREE)
+            continue; /* its job failed with another of its choices */
+        if (q->drawn < 0)
+            job_fail(s, q->job, "every token is banned by logit_bias");
         else
-            seq_accept(s, q, id, rp);
+            seq_accept(s, q, q->drawn, q->job->want_logprobs ? &q->res : NULL);
     }
 }
 

@@ -791,6 +791,12 @@ int model_ctx_set_threads(model_ctx *c, int n_threads, char *err,
     return 0;
 }
 
+void model_ctx_run(model_ctx *c, int64_t n, void (*fn)(void *arg, int64_t i, int thread),
+                   void *arg)
+{
+    pool_run(c->pool, n, fn, arg);
+}
+
 int model_ctx_threads(const model_ctx *c)
 {
     return c->n_threads;

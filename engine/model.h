@@ -115,6 +115,13 @@ int model_ctx_set_threads(model_ctx *c, int n_threads, char *err,
                           size_t errlen);
 int model_ctx_threads(const model_ctx *c);
 
+/* Run fn(arg, i, thread) for i in 0..n-1 on the context's threads, each
+ * index once, and return when all are done (for work that goes with a
+ * forward pass, such as sampling each sequence's logits). Not during a
+ * model_decode on this context, and fn must not call one. */
+void model_ctx_run(model_ctx *c, int64_t n, void (*fn)(void *arg, int64_t i, int thread),
+                   void *arg);
+
 /* Run the batch. For each token with want_logits, n_vocab logits are
  * written to `logits`, rows in batch order (logits may be NULL when no
  * token wants them). The batch is checked whole before anything runs: a
