@@ -109,7 +109,9 @@ static void seq_finish(sched *s, seq *q, sched_finish f, bool stop_string)
 void sched_place(sched *s, sched_job *j)
 {
     for (int placed = 0; placed < j->n_choices; placed++) {
-        /* the free slot whose cache shares the longest prefix */
+        /* the free slot whose cache shares the longest prefix; on a tie
+         * the one with the least history, so that a stranger does not
+         * wipe a conversation's cache while an empty slot waits */
         seq *q = NULL;
         int best = -1;
         for (int i = 0; i < s->p.n_slots; i++) {
@@ -120,7 +122,7 @@ void sched_place(sched *s, sched_job *j)
             while (common < c->n_hist && common < j->n_prompt &&
                    c->hist[common] == j->prompt[common])
                 common++;
-            if (common > best) {
+            if (common > best || (common == best && c->n_hist < q->n_hist)) {
                 best = common;
                 q = c;
             }
@@ -362,6 +364,13 @@ bool sched_step(sched *s)
     uint64_t t0 = sched_now_ns();
     int rc = s->p.decode(s->ctx, &b, s->logits, err, sizeof err);
     uint64_t t1 = sched_now_ns();
+    /* counted before any job of this step ends */
+    pthread_mutex_lock(&s->mu);
+    s->n.steps++;
+    s->n.failed_steps += rc < 0;
+    s->n.tokens += rc < 0 ? 0 : (uint64_t)n;
+    s->n.decode_ns += t1 - t0;
+    pthread_mutex_unlock(&s->mu);
     if (rc < 0) {
         log_error("sched", "forward pass failed: %s", err);
         roll_back(s, err);
@@ -370,10 +379,6 @@ bool sched_step(sched *s)
     }
     uint64_t t2 = sched_now_ns();
     pthread_mutex_lock(&s->mu);
-    s->n.steps++;
-    s->n.failed_steps += rc < 0;
-    s->n.tokens += rc < 0 ? 0 : (uint64_t)n;
-    s->n.decode_ns += t1 - t0;
     s->n.sample_ns += t2 - t1;
     pthread_mutex_unlock(&s->mu);
     log_debug("sched", "step: %d tokens, forward %.2f ms, sampling %.2f ms", n,

@@ -114,11 +114,24 @@ static void queue_unlink(sched *s, sched_job *j)
 
 sched_status sched_submit(sched *s, sched_job *j, char *err, size_t errlen)
 {
+    /* jobs that could never run are refused here, not failed in a step
+     * where they would take other sequences down with them */
     if (j->n_choices > s->p.n_slots) {
         snprintf(err, errlen, "n=%d needs more parallel slots than the %d configured",
                  j->n_choices, s->p.n_slots);
         return SCHED_INVALID;
     }
+    if (j->n_prompt < 1 || j->n_prompt >= s->p.n_ctx || j->max_tokens < 1) {
+        snprintf(err, errlen, "a prompt of %d tokens (max_tokens %d) does not fit a context "
+                 "of %d", j->n_prompt, j->max_tokens, s->p.n_ctx);
+        return SCHED_INVALID;
+    }
+    for (int i = 0; i < j->n_prompt; i++)
+        if (j->prompt[i] < 0 || j->prompt[i] >= s->n_vocab) {
+            snprintf(err, errlen, "prompt token %d is outside the vocabulary (0..%d)",
+                     j->prompt[i], s->n_vocab - 1);
+            return SCHED_INVALID;
+        }
     pthread_mutex_lock(&s->mu);
     /* Capacity: one job per slot running, max_queue more waiting. */
     if (s->stop || s->n.queued + s->n.running >= s->p.max_queue + s->p.n_slots) {
