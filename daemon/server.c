@@ -76,10 +76,11 @@ static int on_health(http_req *r, void *user)
     if (hs->sched)
         sched_stats(hs->sched, &n);
     return reply_json(r, 200,
-                      json_pack("{s:s, s:f, s:o, s:{s:i, s:i}}", "status",
+                      json_pack("{s:s, s:f, s:o, s:{s:i, s:i, s:i}}", "status",
                                 hs->stopping ? "stopping" : "ok",
                                 "uptime_seconds", up, "model", mj,
-                                "requests", "running", n.running, "queued", n.queued));
+                                "requests", "running", n.running, "queued", n.queued,
+                                "in_flight", (int)http_inflight(hs->http)));
 }
 
 static int on_models(http_req *r, void *user)

@@ -459,15 +459,28 @@ static int open_stream(const char *body, char *got, size_t cap, size_t need)
     return fd;
 }
 
-static int running_jobs(void)
+static int health_requests(const char *field)
 {
     http_resp r;
     ck_assert_int_eq(tu_request(d.port, "GET", "/health", NULL, &r), 0);
     json_t *j = json_loads(r.body, 0, NULL);
-    int n = (int)json_integer_value(json_object_get(json_object_get(j, "requests"), "running"));
+    int n = (int)json_integer_value(json_object_get(json_object_get(j, "requests"), field));
     json_decref(j);
     tu_resp_free(&r);
     return n;
+}
+
+static int running_jobs(void) { return health_requests("running"); }
+
+/* Poll /health until requests.running is n, for up to ms milliseconds. */
+static bool wait_running(int n, int ms)
+{
+    for (int waited = 0; running_jobs() != n; waited += 20) {
+        if (waited >= ms)
+            return false;
+        usleep(20000);
+    }
+    return true;
 }
 
 START_TEST(disconnect_mid_stream_frees_slot)
@@ -481,17 +494,14 @@ START_TEST(disconnect_mid_stream_frees_slot)
     int fd = open_stream("{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],"
                          "\"max_tokens\":400,\"stream\":true}", got, sizeof got, 400);
     ck_assert(strstr(got, "text/event-stream") != NULL);
-    ck_assert_int_eq(running_jobs(), 1);
+    ck_assert_msg(wait_running(1, 5000), "the stream's job is not running");
     /* the only slot is busy and nothing may wait: 429 */
     json_t *j = post("/v1/completions", "{\"prompt\":\"x\",\"max_tokens\":2}", 429);
     assert_error(j, "queue_full", NULL);
     json_decref(j);
     close(fd);
     /* the job is cancelled within a step or two */
-    int tries = 0;
-    while (running_jobs() != 0 && tries++ < 50)
-        usleep(50000);
-    ck_assert_int_eq(running_jobs(), 0);
+    ck_assert_msg(wait_running(0, 5000), "the slot was not freed");
     /* and the next request is served */
     j = post("/v1/completions", "{\"prompt\":\"Once\",\"max_tokens\":2}", 200);
     json_decref(j);
@@ -514,14 +524,10 @@ START_TEST(disconnect_while_waiting_nonstream)
                      strlen(body));
     tu_send(fd, head, (size_t)n);
     tu_send(fd, body, strlen(body));
-    usleep(300000);
-    ck_assert_int_eq(running_jobs(), 1);
+    ck_assert_msg(wait_running(1, 5000), "the request never started running");
     close(fd);
     ck_assert(tu_log_contains(&d, "client went away", 5000));
-    int tries = 0;
-    while (running_jobs() != 0 && tries++ < 50)
-        usleep(50000);
-    ck_assert_int_eq(running_jobs(), 0);
+    ck_assert_msg(wait_running(0, 5000), "the slot was not freed");
     stop_ok();
 }
 END_TEST
@@ -643,10 +649,7 @@ START_TEST(request_timeout_cancels)
     ck_assert(strstr(r.body, "data: [DONE]\n\n") != NULL);
     tu_resp_free(&r);
     /* the slot was freed: the next request runs */
-    int tries = 0;
-    while (running_jobs() != 0 && tries++ < 50)
-        usleep(50000);
-    ck_assert_int_eq(running_jobs(), 0);
+    ck_assert_msg(wait_running(0, 5000), "the slot was not freed");
     stop_ok();
 }
 END_TEST

@@ -204,6 +204,25 @@ START_TEST(http_keep_alive)
 }
 END_TEST
 
+/* Poll /health until requests.in_flight (the poll itself included) is n. */
+static bool wait_in_flight(int n, int ms)
+{
+    for (int waited = 0;; waited += 20) {
+        http_resp r;
+        ck_assert_int_eq(tu_request(d.port, "GET", "/health", NULL, &r), 0);
+        json_t *j = json_loads(r.body, 0, NULL);
+        int have = (int)json_integer_value(
+            json_object_get(json_object_get(j, "requests"), "in_flight"));
+        json_decref(j);
+        tu_resp_free(&r);
+        if (have == n)
+            return true;
+        if (waited >= ms)
+            return false;
+        usleep(20000);
+    }
+}
+
 /* SIGTERM while a request is still arriving: it is finished, then exit 0. */
 START_TEST(http_sigterm_finishes_inflight)
 {
@@ -212,7 +231,7 @@ START_TEST(http_sigterm_finishes_inflight)
     ck_assert_int_ge(fd, 0);
     const char *head = "POST /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234";
     ck_assert_int_eq(tu_send(fd, head, strlen(head)), 0);
-    usleep(200000);
+    ck_assert_msg(wait_in_flight(2, 5000), "the partial request never arrived");
     kill(d.pid, SIGTERM);
     ck_assert(tu_log_contains(&d, "1 request(s) in flight", 5000));
     /* still running, and no longer accepting new connections */
@@ -240,7 +259,7 @@ START_TEST(http_sigterm_deadline)
     int fd = tu_connect(d.port);
     const char *head = "POST /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01";
     ck_assert_int_eq(tu_send(fd, head, strlen(head)), 0);
-    usleep(200000);
+    ck_assert_msg(wait_in_flight(2, 5000), "the partial request never arrived");
     kill(d.pid, SIGTERM);
     ck_assert_int_eq(tu_daemon_wait(&d, 10000), 0);
     ck_assert(tu_log_contains(&d, "deadline reached with 1 request(s) in flight", 1000));
