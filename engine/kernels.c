@@ -66,6 +66,7 @@ static void fill_tables(void)
     memcpy(avx512_table.mm, avx2_table.mm, sizeof avx512_table.mm);
     memcpy(avx512_table.mmx, avx2_table.mmx, sizeof avx512_table.mmx);
     avx512_table.attend_f16 = kern_avx512_attend_f16;
+    avx512_table.attend_f16_group = kern_avx512_attend_f16_group;
     avx512_table.mm_q4_0_x8 = avx2_table.mm_q4_0_x8;
     avx512_table.swiglu = avx2_table.swiglu;
     avx512_table.mm[QT_Q4_0] = kern_avx512_q4_0;

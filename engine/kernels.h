@@ -54,6 +54,17 @@ typedef void (*kern_attend_fn)(const uint16_t *k, const uint16_t *v,
                                int n_pos, float scale, float *acc,
                                float *m_s);
 
+/* kern_attend_fn for n_heads query heads that share one KV head: head g's
+ * query at q + g * q_stride, its acc at out + g * out_stride, its maximum
+ * and sum at m_s[2g], m_s[2g + 1]; each head's results are exactly
+ * kern_attend_fn's. */
+#define KERN_MAX_GROUP 8
+typedef void (*kern_attend_group_fn)(const uint16_t *k, const uint16_t *v,
+                                     size_t stride, int hd, int n_heads,
+                                     const float *q, size_t q_stride, int n_pos,
+                                     float scale, float *out, size_t out_stride,
+                                     float *m_s);
+
 /* gate[i] = silu(gate[i]) * up[i], exactly as vm_swiglu() computes it. */
 typedef void (*kern_swiglu_fn)(float *gate, const float *up, int64_t n);
 
@@ -83,6 +94,7 @@ typedef struct kern_table {
      * eight lanes. NULL: use mm[QT_Q4_0]. */
     kern_mm_fn mm_q4_0_x8;
     kern_attend_fn attend_f16;      /* NULL: use kv.c's scalar loop */
+    kern_attend_group_fn attend_f16_group; /* NULL: one head at a time */
     kern_swiglu_fn swiglu;          /* NULL: vm_swiglu() */
 } kern_table;
 
@@ -143,6 +155,9 @@ void kern_avx512_q5_0_x16(int64_t, const void *, int64_t, const void *, size_t,
                           int, float *, int64_t);
 void kern_avx512_q8_0_x16(int64_t, const void *, int64_t, const void *, size_t,
                           int, float *, int64_t);
+void kern_avx512_attend_f16_group(const uint16_t *, const uint16_t *, size_t, int,
+                                  int, const float *, size_t, int, float, float *,
+                                  size_t, float *);
 void kern_avx512_attend_f16(const uint16_t *, const uint16_t *, size_t, int,
                             const float *, int, float, float *, float *);
 void kern_avx512_quant_act(const float *, repack_act *, int64_t);

@@ -481,6 +481,99 @@ void kern_avx512_attend_f16(const uint16_t *k, const uint16_t *v,
         kern_avx2_attend_f16(k, v, stride, hd, q, n_pos, scale, out, m_s);
 }
 
+/* attend_hd for G query heads that share one KV head (grouped-query
+ * attention), position by position: each position's keys and values are
+ * loaded and widened once for all G heads, and each head's operations are
+ * attend_hd's in attend_hd's order (the same bits). The heads' chains are
+ * independent, so the core overlaps them instead of waiting on one head's
+ * reduction, exp and F16 rounding at every position. */
+static inline __attribute__((always_inline)) void
+attend_group_hd(int HD, int G, const uint16_t *k, const uint16_t *v, size_t stride,
+                const float *q, size_t qs, int n_pos, float scale, float *out,
+                size_t os, float *m_s)
+{
+    __m512 qh[KERN_MAX_GROUP][8], acc[KERN_MAX_GROUP][8];
+    float M[KERN_MAX_GROUP], S[KERN_MAX_GROUP];
+    for (int g = 0; g < G; g++) {
+#pragma GCC unroll 8
+        for (int i = 0; i < HD / 16; i++) {
+            qh[g][i] = _mm512_cvtph_ps(_mm512_cvtps_ph(
+                _mm512_loadu_ps(q + (size_t)g * qs + 16 * i), _MM_FROUND_TO_NEAREST_INT));
+            acc[g][i] = _mm512_setzero_ps();
+        }
+        M[g] = -INFINITY;
+        S[g] = 0.0f;
+    }
+    for (int p = 0; p < n_pos; p++) {
+        const uint16_t *kp = k + (size_t)p * stride;
+        const uint16_t *vp = v + (size_t)p * stride;
+        __m512 kf[8], vf[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < HD / 16; i++) {
+            kf[i] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kp + 16 * i)));
+            vf[i] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vp + 16 * i)));
+        }
+        for (int g = 0; g < G; g++) {
+            __m512 a[4];
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+                a[j] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+            for (int i = 0; i < HD / 16; i++)
+                a[i % 4] = _mm512_fmadd_ps(kf[i], qh[g][i], a[i % 4]);
+            a[0] = _mm512_add_ps(a[0], a[2]);
+            a[1] = _mm512_add_ps(a[1], a[3]);
+            a[0] = _mm512_add_ps(a[0], a[1]);
+            __m256 lo = _mm512_castps512_ps256(a[0]);
+            __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a[0]), 1));
+            float s = hsum_ps(_mm256_add_ps(lo, hi)) * scale;
+            float ms = 1.0f, vs = 1.0f;
+            if (s > M[g]) {
+                ms = expf(M[g] - s);
+                M[g] = s;
+                __m512 m16 = _mm512_set1_ps(ms);
+#pragma GCC unroll 8
+                for (int i = 0; i < HD / 16; i++)
+                    acc[g][i] = _mm512_cvtph_ps(_mm512_cvtps_ph(
+                        _mm512_mul_ps(acc[g][i], m16), _MM_FROUND_TO_NEAREST_INT));
+            } else {
+                vs = expf(s - M[g]);
+            }
+            __m512 v16 = _mm512_set1_ps(vs);
+#pragma GCC unroll 8
+            for (int i = 0; i < HD / 16; i++)
+                acc[g][i] = _mm512_cvtph_ps(_mm512_cvtps_ph(
+                    _mm512_fmadd_ps(vf[i], v16, acc[g][i]), _MM_FROUND_TO_NEAREST_INT));
+            S[g] = fmaf(S[g], ms, vs);
+        }
+    }
+    for (int g = 0; g < G; g++) {
+#pragma GCC unroll 8
+        for (int i = 0; i < HD / 16; i++)
+            _mm512_storeu_ps(out + (size_t)g * os + 16 * i, acc[g][i]);
+        m_s[2 * g] = M[g];
+        m_s[2 * g + 1] = S[g];
+    }
+}
+
+void kern_avx512_attend_f16_group(const uint16_t *k, const uint16_t *v, size_t stride,
+                                  int hd, int n_heads, const float *q, size_t q_stride,
+                                  int n_pos, float scale, float *out, size_t out_stride,
+                                  float *m_s)
+{
+    if (hd == 64 && n_heads <= KERN_MAX_GROUP) {
+        attend_group_hd(64, n_heads, k, v, stride, q, q_stride, n_pos, scale, out,
+                        out_stride, m_s);
+    } else if (hd == 128 && n_heads <= KERN_MAX_GROUP) {
+        attend_group_hd(128, n_heads, k, v, stride, q, q_stride, n_pos, scale, out,
+                        out_stride, m_s);
+    } else {
+        for (int g = 0; g < n_heads; g++)
+            kern_avx512_attend_f16(k, v, stride, hd, q + (size_t)g * q_stride, n_pos,
+                                   scale, out + (size_t)g * out_stride, m_s + 2 * g);
+    }
+}
+
 /* repack_quantize_act() with the same bits: quant.c's Q8_0 activation
  * rounding (d = amax / 127 rounded to f16 for storage, quants
  * round(x * 127 / amax) to nearest even under the default rounding mode,

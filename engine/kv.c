@@ -250,6 +250,29 @@ static void attend_part(const kv_cache *kv, size_t base, int hd,
     m_s[1] = S;
 }
 
+void kv_attend_heads(const kv_cache *kv, int layer, int off, int hd, int n_heads,
+                     const float *q, int n_pos, float scale, float *out)
+{
+    const kern_table *kt = kern_get();
+    if (kv->type != KV_F16 || !kt->attend_f16_group || n_heads > KERN_MAX_GROUP ||
+        hd > KERN_MAX_HEAD_DIM) {
+        for (int g = 0; g < n_heads; g++)
+            kv_attend(kv, layer, off, hd, q + (size_t)g * (size_t)hd, n_pos, false, scale,
+                      out + (size_t)g * (size_t)hd);
+        return;
+    }
+    size_t base = kv_index(kv, layer, 0) + (size_t)off;
+    float m_s[2 * KERN_MAX_GROUP];
+    kt->attend_f16_group((const uint16_t *)kv->k + base, (const uint16_t *)kv->v + base,
+                         (size_t)kv->kv_dim, hd, n_heads, q, (size_t)hd, n_pos, scale,
+                         out, (size_t)hd, m_s);
+    for (int g = 0; g < n_heads; g++) {
+        float inv = m_s[2 * g + 1] > 0.0f ? 1.0f / m_s[2 * g + 1] : 0.0f;
+        for (int i = 0; i < hd; i++)
+            out[(size_t)g * (size_t)hd + (size_t)i] *= inv;
+    }
+}
+
 int kv_split_len(int n_pos)
 {
     int n_kv = (n_pos + KV_PAD - 1) / KV_PAD * KV_PAD;

@@ -68,6 +68,14 @@ void kv_set_len(kv_cache *kv, int len);
 void kv_attend(const kv_cache *kv, int layer, int off, int hd, const float *q,
                int n_pos, bool lone, float scale, float *out);
 
+/* kv_attend (not lone) for n_heads consecutive query heads that share the
+ * KV head at `off` (grouped-query attention): head g's query at q + g*hd,
+ * its output at out + g*hd; each head's result is exactly kv_attend's. The
+ * F16 cache's keys and values are read once for all of them when the
+ * kernel path has a grouped kernel. */
+void kv_attend_heads(const kv_cache *kv, int layer, int off, int hd, int n_heads,
+                     const float *q, int n_pos, float scale, float *out);
+
 /* Positions per part of a lone query's attention over n_pos positions, 0
  * when it is one pass. llama.cpp views its cache in steps of KV_PAD cells
  * and, for a batch of one row over a view of KV_SPLIT_MIN cells or more,

@@ -893,20 +893,31 @@ typedef struct attn_job {
     model_ctx *c;
     const model_token *tok;
     int il, hd, qd, rep;
-    bool lone; /* one token in the slice: llama.cpp's batch of one row */
     float scale;
 } attn_job;
 
-static void attn_task(void *arg, int64_t task, int thread)
+/* A token alone in its slice (a decode step on its own): one task per
+ * query head, each over llama.cpp's split of the cache (kv.h). */
+static void attn_lone_task(void *arg, int64_t h, int thread)
 {
     (void)thread;
     const attn_job *j = arg;
-    int n_head = j->c->m->hp.n_head;
-    int t = (int)(task / n_head), h = (int)(task % n_head);
-    const float *qh = j->c->q + (size_t)t * j->qd + (size_t)h * j->hd;
-    kv_attend(j->tok[t].kv, j->il, (h / j->rep) * j->hd, j->hd, qh,
-              j->tok[t].pos + 1, j->lone, j->scale,
-              j->c->att + (size_t)t * j->qd + (size_t)h * j->hd);
+    const float *qh = j->c->q + h * j->hd;
+    kv_attend(j->tok[0].kv, j->il, (int)(h / j->rep) * j->hd, j->hd, qh,
+              j->tok[0].pos + 1, true, j->scale, j->c->att + h * j->hd);
+}
+
+/* Several tokens: one task per (token, KV head), the query heads that
+ * share the KV head together (their keys and values read once). */
+static void attn_group_task(void *arg, int64_t task, int thread)
+{
+    (void)thread;
+    const attn_job *j = arg;
+    int n_kv = j->c->m->hp.n_head_kv;
+    int t = (int)(task / n_kv), g = (int)(task % n_kv);
+    size_t at = (size_t)t * j->qd + (size_t)g * j->rep * j->hd;
+    kv_attend_heads(j->tok[t].kv, j->il, g * j->hd, j->hd, j->rep, j->c->q + at,
+                    j->tok[t].pos + 1, j->scale, j->c->att + at);
 }
 
 /* Attention of every token of the slice over its own cache, for one layer.
@@ -918,9 +929,11 @@ static void attention(model_ctx *c, const model_token *tok, int n, int il)
     int qd = hp->n_head * hd;
     int rep = hp->n_head / hp->n_head_kv;
     float scale = 1.0f / sqrtf((float)hd);
-    attn_job j = {c, tok, il, hd, qd, rep, n == 1, scale};
-    /* every (token, head) pair is independent: share them among threads */
-    pool_run(c->pool, (int64_t)n * hp->n_head, attn_task, &j);
+    attn_job j = {c, tok, il, hd, qd, rep, scale};
+    if (n == 1)
+        pool_run(c->pool, hp->n_head, attn_lone_task, &j);
+    else
+        pool_run(c->pool, (int64_t)n * hp->n_head_kv, attn_group_task, &j);
 }
 
 /* The per-token steps between the matrix products, shared among the

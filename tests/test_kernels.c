@@ -247,6 +247,67 @@ START_TEST(attend_f16_equals_kv_attend)
 }
 END_TEST
 
+/* The query heads of one KV head together (kv_attend_heads, the grouped
+ * kernel where there is one) give each head exactly kv_attend's bits: group
+ * sizes 1..8 and 3 beyond the kernel's limit, head dims with and without a
+ * grouped kernel, on every kernel path. */
+START_TEST(attend_heads_equals_kv_attend)
+{
+    static const int hds[] = {64, 128, 12};
+    static const int groups[] = {1, 2, 4, 7, 8, 11};
+    static const char *paths[] = {"scalar", "avx2", "avx512"};
+    rng_state = 4242;
+    for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
+        int hd = hds[h], kv_dim = 2 * hd, n_ctx = 300;
+        kv_cache *kv = NULL;
+        char err[128];
+        ck_assert_int_eq(kv_new(1, kv_dim, n_ctx, KV_F16, &kv, err, sizeof err), 0);
+        float *kf = malloc(sizeof(float) * (size_t)kv_dim);
+        float *vf = malloc(sizeof(float) * (size_t)kv_dim);
+        float *q = malloc(sizeof(float) * 11 * (size_t)hd);
+        float *o1 = malloc(sizeof(float) * 11 * (size_t)hd);
+        float *o2 = malloc(sizeof(float) * 11 * (size_t)hd);
+        ck_assert(kf && vf && q && o1 && o2);
+        for (int p = 0; p < n_ctx; p++) {
+            float mag = p % 9 == 0 ? 1e-6f : p % 5 == 0 ? 30.0f : 2.0f;
+            for (int i = 0; i < kv_dim; i++) {
+                kf[i] = frand(mag);
+                vf[i] = frand(p % 3 == 0 ? 1000.0f : 1.0f);
+            }
+            kv_store(kv, 0, p, kf, vf);
+        }
+        kv_set_len(kv, n_ctx);
+        for (int i = 0; i < 11 * hd; i++)
+            q[i] = frand(3.0f);
+        for (size_t pa = 0; pa < sizeof paths / sizeof paths[0]; pa++) {
+            if (!kern_table_of(paths[pa]))
+                continue;
+            ck_assert_int_eq(kern_select(paths[pa]), 0);
+            for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
+                int G = groups[gi], n_pos = 1 + (int)(gi * 61) % n_ctx;
+                float sc = gi % 2 ? 0.125f : 0.01f;
+                for (int g = 0; g < G; g++)
+                    kv_attend(kv, 0, hd, hd, q + (size_t)g * hd, n_pos, false, sc,
+                              o1 + (size_t)g * hd);
+                kv_attend_heads(kv, 0, hd, hd, G, q, n_pos, sc, o2);
+                for (int i = 0; i < G * hd; i++)
+                    ck_assert_msg(memcmp(&o1[i], &o2[i], sizeof(float)) == 0,
+                                  "%s hd %d heads %d n_pos %d [%d]: %.9g vs %.9g",
+                                  paths[pa], hd, G, n_pos, i, (double)o2[i],
+                                  (double)o1[i]);
+            }
+        }
+        ck_assert_int_eq(kern_select("auto"), 0);
+        kv_free(kv);
+        free(kf);
+        free(vf);
+        free(q);
+        free(o1);
+        free(o2);
+    }
+}
+END_TEST
+
 /* Q4_0 matrices of 8k rows: llama.cpp repacks them and sums each
  * output's blocks in one chain of fused multiply-adds (exact integer sum
  * per block, times the two scales). Spelled out here in plain C; ops.c
@@ -846,6 +907,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, kernels_match_scalar_reference);
     tcase_add_test(tc, kernel_selection);
     tcase_add_test(tc, attend_f16_equals_kv_attend);
+    tcase_add_test(tc, attend_heads_equals_kv_attend);
     tcase_add_test(tc, lone_query_splits_long_cache);
     tcase_add_test(tc, q4_0_x8_is_one_fma_chain);
     tcase_add_test(tc, float_kernels_equal_vecmath);
