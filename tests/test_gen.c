@@ -825,5 +825,6 @@ int main(void)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     json_decref(reference);
-    return failed ? 1 : 0;
+    /* without the data most tests could not run: SKIP, not PASS */
+    return failed ? 1 : dir ? 0 : 77;
 }
