@@ -307,13 +307,23 @@ static int build_batch(sched *s)
         q->fed = true;
         q->logit_row = rows++;
     }
+    /* While sequences generate, prompts get half the batch: a chunk then
+     * holds their streams up half as long, for one more pass over the
+     * weights per chunk (a few percent of a prompt's time). */
+    int limit = s->p.batch;
+    if (n > 0) {
+        int half = s->p.batch / 2 > 0 ? s->p.batch / 2 : 1;
+        limit = n + half < s->p.batch ? n + half : s->p.batch;
+        if (limit <= n)
+            limit = n + 1; /* more generating rows than a batch: still one */
+    }
     int n_pre = prefill_order(s);
-    for (int o = 0; o < n_pre && n < s->p.batch; o++) {
+    for (int o = 0; o < n_pre && n < limit; o++) {
         seq *q = &s->seqs[s->order[o]];
         sched_job *j = q->job;
         int take = j->n_prompt - q->n_fed;
-        if (take > s->p.batch - n)
-            take = s->p.batch - n;
+        if (take > limit - n)
+            take = limit - n;
         for (int t = 0; t < take; t++) {
             int k = q->n_fed + t;
             s->batch[n++] = (model_token){.id = j->prompt[k], .pos = k, .kv = q->kv,
