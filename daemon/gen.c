@@ -404,7 +404,8 @@ static void on_ping(uv_timer_t *t)
 static void on_deadline(uv_timer_t *t)
 {
     gen_req *gr = t->data;
-    if (gr->done_sent || (!gr->prep.req.stream && sched_job_done(gr->job)))
+    /* a finished job's text is all there: a slow reader still gets it */
+    if (gr->done_sent || sched_job_done(gr->job))
         return;
     log_warn("gen", "%s: request_timeout reached, cancelling", gr->id);
     gr->timed_out = true;
@@ -570,6 +571,11 @@ static int handle(gen_service *g, http_req *r, api_kind kind)
     api_format_id(gr->id, kind, ((uint64_t)time(NULL) << 20) ^ (g->n_requests * 0x9e3779b97f4a7c15ull));
     gr->created = (int64_t)time(NULL);
 
+    /* refused before any work when nothing could take the job; the
+     * submit checks again, as the queue may fill meanwhile */
+    char err[160];
+    if (sched_is_full(g->s, err, sizeof err))
+        return http_respond_error(r, 429, "rate_limit_error", err, NULL, "queue_full");
     /* The body moves to the preparation, which runs on libuv's thread
      * pool; the connection waits suspended. */
     gr->prep = (gen_prep){.g = g, .kind = kind, .body = r->body, .body_len = r->body_len};

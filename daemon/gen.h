@@ -1,11 +1,14 @@
 /* gen.h - the generation endpoints: POST /v1/chat/completions and
  * POST /v1/completions, streamed (SSE) or not.
  *
- * On the loop thread: parse and validate (api/), apply the chat template,
- * tokenize, check the context, submit a job to the scheduler, then either
- * suspend the connection until the job is done (one JSON response) or
- * stream its text as it is generated, suspending whenever there is nothing
- * to send. A client that goes away cancels its job. */
+ * The connection is suspended while gen_prep.c parses and validates the
+ * body (api/), applies the chat template, tokenizes and checks the context
+ * on libuv's thread pool. Back on the loop thread, a job goes to the
+ * scheduler, then the connection either waits until the job is done (one
+ * JSON response) or streams its text as it is generated, suspending
+ * whenever there is nothing to send. A client that goes away cancels its
+ * job (or drops the preparation's result). A full scheduler is refused
+ * (429) before any preparation. */
 #ifndef HEARTH_GEN_H
 #define HEARTH_GEN_H
 

@@ -27,7 +27,7 @@ typedef struct gen_prep {
     /* out: on success */
     api_request req;
     int32_t *ids;        /* owned: the prompt */
-    int n_ids;           /* 1 .. n_ctx - 1, or 0 with max_tokens 0 */
+    int n_ids;           /* 1 .. n_ctx - 1 */
     int max_tokens;      /* >= 0 after the context's room */
     char *echo;          /* completions with echo: the prompt text */
     size_t echo_len;

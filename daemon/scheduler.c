@@ -112,6 +112,20 @@ static void queue_unlink(sched *s, sched_job *j)
     s->n.queued--;
 }
 
+/* Capacity: one job per slot running, max_queue more waiting (s->mu
+ * held). True, with the reason in err, when a new job cannot be taken. */
+static bool full(const sched *s, char *err, size_t errlen)
+{
+    if (s->stop)
+        snprintf(err, errlen, "the server is stopping");
+    else if (s->n.queued + s->n.running >= s->p.max_queue + s->p.n_slots)
+        snprintf(err, errlen, "the server is busy: %d requests are waiting (max_queue %d)",
+                 s->n.queued, s->p.max_queue);
+    else
+        return false;
+    return true;
+}
+
 sched_status sched_submit(sched *s, sched_job *j, char *err, size_t errlen)
 {
     /* jobs that could never run are refused here, not failed in a step
@@ -133,16 +147,8 @@ sched_status sched_submit(sched *s, sched_job *j, char *err, size_t errlen)
             return SCHED_INVALID;
         }
     pthread_mutex_lock(&s->mu);
-    /* Capacity: one job per slot running, max_queue more waiting. */
-    if (s->stop || s->n.queued + s->n.running >= s->p.max_queue + s->p.n_slots) {
-        int waiting = s->n.queued;
-        bool stopping = s->stop;
+    if (full(s, err, errlen)) {
         pthread_mutex_unlock(&s->mu);
-        if (stopping)
-            snprintf(err, errlen, "the server is stopping");
-        else
-            snprintf(err, errlen, "the server is busy: %d requests are waiting (max_queue %d)",
-                     waiting, s->p.max_queue);
         return SCHED_BUSY;
     }
     sched_job_ref(j);
@@ -345,6 +351,14 @@ void sched_free(sched *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     uv_close((uv_handle_t *)&s->async, on_async_closed);
+}
+
+bool sched_is_full(sched *s, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&s->mu);
+    bool f = full(s, err, errlen);
+    pthread_mutex_unlock(&s->mu);
+    return f;
 }
 
 int sched_n_ctx(const sched *s) { return s->p.n_ctx; }

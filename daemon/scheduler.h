@@ -19,6 +19,7 @@
 #ifndef HEARTH_SCHEDULER_H
 #define HEARTH_SCHEDULER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -73,6 +74,11 @@ sched_status sched_submit(sched *s, sched_job *j, char *err, size_t errlen);
  * step. The caller still holds its reference. Safe to call more than once
  * and on a job that already ended. */
 void sched_cancel(sched *s, sched_job *j);
+
+/* Whether running + queued jobs are at capacity now (a new job would get
+ * SCHED_BUSY, with the message err then holds): lets a caller refuse
+ * before costly preparation. */
+bool sched_is_full(sched *s, char *err, size_t errlen);
 
 int sched_n_ctx(const sched *s);
 int sched_n_slots(const sched *s);

@@ -254,6 +254,7 @@ static void finish(void *arg)
     hs->http = NULL;
     sched_free(hs->sched);
     hs->sched = NULL;
+    hs->gen.s = NULL; /* preparations still running end without a job */
     uv_close((uv_handle_t *)&hs->sig_int, on_closed);
     uv_close((uv_handle_t *)&hs->sig_term, on_closed);
     uv_close((uv_handle_t *)&hs->sig_hup, on_closed);

@@ -254,7 +254,7 @@ void kv_attend_heads(const kv_cache *kv, int layer, int off, int hd, int n_heads
                      const float *q, int n_pos, float scale, float *out)
 {
     const kern_table *kt = kern_get();
-    if (kv->type != KV_F16 || !kt->attend_f16_group || n_heads > KERN_MAX_GROUP ||
+    if (kv->type != KV_F16 || !kt->attend_f16_group || n_heads > KV_GROUP_HEADS ||
         hd > KERN_MAX_HEAD_DIM) {
         for (int g = 0; g < n_heads; g++)
             kv_attend(kv, layer, off, hd, q + (size_t)g * (size_t)hd, n_pos, false, scale,
@@ -262,7 +262,8 @@ void kv_attend_heads(const kv_cache *kv, int layer, int off, int hd, int n_heads
         return;
     }
     size_t base = kv_index(kv, layer, 0) + (size_t)off;
-    float m_s[2 * KERN_MAX_GROUP];
+    _Static_assert(KV_GROUP_HEADS <= KERN_MAX_GROUP, "the grouped kernel takes them all");
+    float m_s[2 * KV_GROUP_HEADS];
     kt->attend_f16_group((const uint16_t *)kv->k + base, (const uint16_t *)kv->v + base,
                          (size_t)kv->kv_dim, hd, n_heads, q, (size_t)hd, n_pos, scale,
                          out, (size_t)hd, m_s);

@@ -75,6 +75,8 @@ void kv_attend(const kv_cache *kv, int layer, int off, int hd, const float *q,
  * kernel path has a grouped kernel. */
 void kv_attend_heads(const kv_cache *kv, int layer, int off, int hd, int n_heads,
                      const float *q, int n_pos, float scale, float *out);
+/* The most heads kv_attend_heads takes together (beyond, one at a time). */
+#define KV_GROUP_HEADS 8
 
 /* Positions per part of a lone query's attention over n_pos positions, 0
  * when it is one pass. llama.cpp views its cache in steps of KV_PAD cells

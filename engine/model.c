@@ -893,6 +893,7 @@ typedef struct attn_job {
     model_ctx *c;
     const model_token *tok;
     int il, hd, qd, rep;
+    int gs, n_sub; /* query heads per task, tasks per KV head */
     float scale;
 } attn_job;
 
@@ -908,15 +909,18 @@ static void attn_lone_task(void *arg, int64_t h, int thread)
 }
 
 /* Several tokens: one task per (token, KV head), the query heads that
- * share the KV head together (their keys and values read once). */
+ * share the KV head together (their keys and values read once); more than
+ * KV_GROUP_HEADS of them (multi-query models) split into several tasks. */
 static void attn_group_task(void *arg, int64_t task, int thread)
 {
     (void)thread;
     const attn_job *j = arg;
-    int n_kv = j->c->m->hp.n_head_kv;
-    int t = (int)(task / n_kv), g = (int)(task % n_kv);
-    size_t at = (size_t)t * j->qd + (size_t)g * j->rep * j->hd;
-    kv_attend_heads(j->tok[t].kv, j->il, g * j->hd, j->hd, j->rep, j->c->q + at,
+    int per_tok = j->c->m->hp.n_head_kv * j->n_sub;
+    int t = (int)(task / per_tok), rem = (int)(task % per_tok);
+    int g = rem / j->n_sub, h0 = g * j->rep + (rem % j->n_sub) * j->gs;
+    int nh = g * j->rep + j->rep - h0 < j->gs ? g * j->rep + j->rep - h0 : j->gs;
+    size_t at = (size_t)t * j->qd + (size_t)h0 * j->hd;
+    kv_attend_heads(j->tok[t].kv, j->il, g * j->hd, j->hd, nh, j->c->q + at,
                     j->tok[t].pos + 1, j->scale, j->c->att + at);
 }
 
@@ -929,11 +933,12 @@ static void attention(model_ctx *c, const model_token *tok, int n, int il)
     int qd = hp->n_head * hd;
     int rep = hp->n_head / hp->n_head_kv;
     float scale = 1.0f / sqrtf((float)hd);
-    attn_job j = {c, tok, il, hd, qd, rep, scale};
+    int gs = rep < KV_GROUP_HEADS ? rep : KV_GROUP_HEADS;
+    attn_job j = {c, tok, il, hd, qd, rep, gs, (rep + gs - 1) / gs, scale};
     if (n == 1)
         pool_run(c->pool, hp->n_head, attn_lone_task, &j);
     else
-        pool_run(c->pool, (int64_t)n * hp->n_head_kv, attn_group_task, &j);
+        pool_run(c->pool, (int64_t)n * hp->n_head_kv * j.n_sub, attn_group_task, &j);
 }
 
 /* The per-token steps between the matrix products, shared among the
