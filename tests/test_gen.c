@@ -16,13 +16,7 @@ static daemon_proc d;
 static char model_path[1024];
 static json_t *reference; /* reference/stories260K.json */
 
-#define SKIP_WITHOUT_DATA()                                                        \
-    do {                                                                           \
-        if (!tu_data_dir()) {                                                      \
-            fprintf(stderr, "SKIP %s: HEARTH_TEST_DATA not found\n", __func__);    \
-            return;                                                                \
-        }                                                                          \
-    } while (0)
+#define SKIP_WITHOUT_DATA() TU_NEED_DATA()
 
 static void start_with(const char *const *extra)
 {

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 typedef struct daemon_proc {
@@ -15,6 +16,14 @@ typedef struct daemon_proc {
 
 /* Directory of the shared test data, or NULL (tests then skip). */
 const char *tu_data_dir(void);
+/* In a Check test: say SKIP and return when the test data is absent. */
+#define TU_NEED_DATA()                                                            \
+    do {                                                                          \
+        if (!tu_data_dir()) {                                                     \
+            fprintf(stderr, "SKIP %s: HEARTH_TEST_DATA not found\n", __func__);  \
+            return;                                                               \
+        }                                                                         \
+    } while (0)
 /* Path of the hearthd binary under test ($HEARTHD, default ./hearthd). */
 const char *tu_hearthd(void);
 
