@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_PROMPT_TOKENS (1 << 22)
-
 static void fail(gen_prep *p, unsigned status, const char *type, const char *param,
                  const char *code, const char *fmt, ...)
 {
@@ -45,33 +43,6 @@ static void context_fail(gen_prep *p, size_t n_prompt)
          p->g->n_ctx, n_prompt);
 }
 
-/* Tokenize text into a malloc'd array. */
-static int tokenize(const tok_vocab *v, const char *text, size_t len, bool add_bos,
-                    bool special, int32_t **out, int *n_out)
-{
-    int cap = (int)(len < 64 ? 64 : (len > MAX_PROMPT_TOKENS ? MAX_PROMPT_TOKENS : len + 8));
-    int32_t *ids = malloc((size_t)cap * sizeof *ids);
-    if (!ids)
-        return -1;
-    int n = tok_encode(v, text, len, add_bos, special, ids, cap);
-    if (n > cap) {
-        int32_t *ni = realloc(ids, (size_t)n * sizeof *ids);
-        if (!ni) {
-            free(ids);
-            return -1;
-        }
-        ids = ni;
-        n = tok_encode(v, text, len, add_bos, special, ids, n);
-    }
-    if (n < 0) {
-        free(ids);
-        return -1;
-    }
-    *out = ids;
-    *n_out = n;
-    return 0;
-}
-
 /* Render the chat template and tokenize the result. */
 static int chat_prompt(gen_prep *p)
 {
@@ -105,11 +76,12 @@ static int chat_prompt(gen_prep *p)
     /* The template writes BOS itself when the model wants it; add one
      * only when it did not. */
     bool add_bos = tok_add_bos_default(g->v) && !(bos[0] && strncmp(text, bos, strlen(bos)) == 0);
-    int rc = tokenize(g->v, text, strlen(text), add_bos, true, &p->ids, &p->n_ids);
+    p->n_ids = tok_encode_alloc(g->v, text, strlen(text), add_bos, true, &p->ids);
     free(text);
-    if (rc < 0)
-        fail(p, 400, NULL, "messages", "invalid_prompt", "the prompt could not be tokenized");
-    return rc;
+    if (p->n_ids >= 0)
+        return 0;
+    fail(p, 400, NULL, "messages", "invalid_prompt", "the prompt could not be tokenized");
+    return -1;
 }
 
 /* A completion's prompt: text or token ids. */
@@ -118,8 +90,9 @@ static int completion_prompt(gen_prep *p)
     const gen_service *g = p->g;
     const api_request *q = &p->req;
     if (!q->prompt_tokens) {
-        if (tokenize(g->v, q->prompt, q->prompt_len, tok_add_bos_default(g->v), false,
-                     &p->ids, &p->n_ids) == 0)
+        p->n_ids = tok_encode_alloc(g->v, q->prompt, q->prompt_len,
+                                    tok_add_bos_default(g->v), false, &p->ids);
+        if (p->n_ids >= 0)
             return 0;
         fail(p, 400, NULL, "prompt", "invalid_prompt", "the prompt could not be tokenized");
         return -1;

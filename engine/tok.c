@@ -891,6 +891,31 @@ done:
     return rc;
 }
 
+int tok_encode_alloc(const tok_vocab *v, const char *text, size_t len, bool add_bos,
+                     bool parse_special, int32_t **out)
+{
+    *out = NULL;
+    /* a guess (about a token per byte, capped), then the exact count */
+    int cap = len < 64 ? 64 : len > (1u << 22) ? (1 << 22) : (int)len + 8;
+    int32_t *ids = malloc((size_t)cap * sizeof *ids);
+    int n = ids ? tok_encode(v, text, len, add_bos, parse_special, ids, cap) : -1;
+    if (n > cap) {
+        int32_t *ni = realloc(ids, (size_t)n * sizeof *ids);
+        if (ni) {
+            ids = ni;
+            n = tok_encode(v, text, len, add_bos, parse_special, ids, n);
+        } else {
+            n = -1;
+        }
+    }
+    if (n < 0) {
+        free(ids);
+        return -1;
+    }
+    *out = ids;
+    return n;
+}
+
 /* ------------------------------------------------------------ decode */
 
 static int hexval(char c)

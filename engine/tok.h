@@ -62,6 +62,11 @@ const char *tok_text(const tok_vocab *v, int32_t id, size_t *len);
  * does). */
 int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_bos,
                bool parse_special, int32_t *out, int max_out);
+/* tok_encode into a malloc'd array of exactly the ids the text needs
+ * (*out, the caller frees it). Returns the count, or -1 (nothing
+ * allocated) on bad arguments or out of memory. */
+int tok_encode_alloc(const tok_vocab *v, const char *text, size_t len, bool add_bos,
+                     bool parse_special, int32_t **out);
 
 /* The bytes a token stands for when detokenized (SentencePiece and
  * WordPiece "▁" turned to spaces, byte tokens <0xNN> to their byte,

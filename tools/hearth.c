@@ -795,20 +795,9 @@ static int cmd_tokenize(int argc, char **argv)
     size_t len = strlen(text);
     bool bos = !no_bos && tok_add_bos_default(v);
     int rc = EXIT_FAILURE;
-    int cap = len > (size_t)INT_MAX / 2 ? INT_MAX / 2 : (int)len + 8;
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
-    int n = ids ? tok_encode(v, text, len, bos, special, ids, cap) : -1;
-    if (n > cap) {
-        int32_t *ni = realloc(ids, sizeof(int32_t) * (size_t)n);
-        if (ni) {
-            ids = ni;
-            cap = n;
-            n = tok_encode(v, text, len, bos, special, ids, cap);
-        } else {
-            n = -1;
-        }
-    }
-    if (n < 0 || n > cap) {
+    int32_t *ids = NULL;
+    int n = tok_encode_alloc(v, text, len, bos, special, &ids);
+    if (n < 0) {
         fail("tokenize", "cannot tokenize the text (invalid input or out of memory)");
         goto done;
     }
