@@ -12,24 +12,10 @@ fi
 if [ ! -d "$here/node/node_modules/openai" ] || ! command -v node >/dev/null 2>&1; then
     echo "SKIP: node or the openai package missing (run: npm ci --prefix tests/node)"; exit 77
 fi
-log=$(mktemp)
-"$hearthd" --model "$data/models/stories260K.gguf" --host 127.0.0.1 --port 0 >"$log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -f "$log"' EXIT
-port=""
-for _ in $(seq 1 100); do
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log")
-    [ -n "$port" ] && break
-    kill -0 $pid 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$port" ]; then
-    echo "hearthd did not start:"; cat "$log"; exit 1
-fi
+. "$here/hearthd.sh"
+hearthd_start --model "$data/models/stories260K.gguf"
 HEARTH_URL="http://127.0.0.1:$port" HEARTH_TEST_DATA="$data" node "$here/node/openai_client.mjs"
 rc=$?
-kill -TERM $pid
-wait $pid
-st=$?
-if [ $st -ne 0 ]; then echo "hearthd exited with $st"; cat "$log"; rc=1; fi
+hearthd_stop
+if [ $hearthd_status -ne 0 ]; then echo "hearthd exited with $hearthd_status"; cat "$log"; rc=1; fi
 exit $rc

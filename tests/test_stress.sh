@@ -14,27 +14,12 @@ fi
 if ! command -v node >/dev/null 2>&1; then
     echo "SKIP: node missing"; exit 77
 fi
-log=$(mktemp)
-"$hearthd" --model "$data/models/stories260K.gguf" --host 127.0.0.1 --port 0 \
-    --parallel 4 --max-queue 64 >"$log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -f "$log"' EXIT
-port=""
-for _ in $(seq 1 300); do
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log")
-    [ -n "$port" ] && break
-    kill -0 $pid 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$port" ]; then
-    echo "hearthd did not start:"; cat "$log"; exit 1
-fi
+. "$here/hearthd.sh"
+hearthd_start --model "$data/models/stories260K.gguf" --parallel 4 --max-queue 64
 HEARTH_URL="http://127.0.0.1:$port" STRESS_CLIENTS=${STRESS_CLIENTS:-64} \
     node "$here/node/stress.mjs"
 rc=$?
-kill -TERM $pid
-wait $pid
-st=$?
-if [ $st -ne 0 ]; then echo "hearthd exited with $st"; rc=1; fi
+hearthd_stop
+if [ $hearthd_status -ne 0 ]; then echo "hearthd exited with $hearthd_status"; rc=1; fi
 if [ -n "${STRESS_SHOW_LOG:-}" ] || [ $rc -ne 0 ]; then echo "---- hearthd log (last 80 lines)"; tail -n 80 "$log"; fi
 exit $rc
