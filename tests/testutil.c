@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -442,4 +444,52 @@ const char *tu_write_temp(int slot, const char *contents)
     fputs(contents, f);
     fclose(f);
     return paths[slot];
+}
+
+char *tu_temp_dir(const char *tag, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "/tmp/hearth-%s-XXXXXX", tag);
+    if (n < 0 || (size_t)n >= cap)
+        return NULL;
+    return mkdtemp(buf);
+}
+
+int tu_write_file(const char *path, const char *contents)
+{
+    char dir[4096];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *s = dir + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *s = '/';
+    }
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    size_t len = strlen(contents);
+    int r = fwrite(contents, 1, len, f) == len ? 0 : -1;
+    if (fclose(f) != 0)
+        r = -1;
+    return r;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag,
+                  struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_DP)
+        return rmdir(path);
+    return unlink(path);
+}
+
+int tu_rm_tree(const char *path)
+{
+    return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -1,5 +1,6 @@
 /* testutil.h - helpers for integration tests: start a real hearthd on a
- * free loopback port, talk raw HTTP/1.1 to it, stop it. */
+ * free loopback port, talk raw HTTP/1.1 to it, stop it; and temporary
+ * files and directory trees. */
 #ifndef HEARTH_TESTUTIL_H
 #define HEARTH_TESTUTIL_H
 
@@ -62,5 +63,15 @@ void tu_resp_free(http_resp *r);
 /* Write a temporary file with contents; returns its path (static buffer
  * per call index 0..3). */
 const char *tu_write_temp(int slot, const char *contents);
+
+/* Files and directories, for suites that build trees of their own. */
+/* A new directory /tmp/hearth-<tag>-XXXXXX (mode 0700), its path in buf
+ * (>= 64 bytes); NULL on failure. */
+char *tu_temp_dir(const char *tag, char *buf, size_t cap);
+/* Write contents to path (created or truncated; the missing directories
+ * above it are created, 0755). 0, or -1 with errno. */
+int tu_write_file(const char *path, const char *contents);
+/* Remove a tree (symlinks are removed, not followed). 0, or -1. */
+int tu_rm_tree(const char *path);
 
 #endif
