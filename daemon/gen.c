@@ -9,32 +9,12 @@
 #include <time.h>
 
 #include "error.h"
+#include "gen_internal.h"
 #include "gen_prep.h"
 #include "log.h"
 #include "request.h"
 #include "response.h"
 
-typedef struct gen_req {
-    gen_service *g;
-    http_req *r;
-    gen_prep prep;       /* the parsed request (prep.req) and its prompt */
-    uv_work_t work;      /* the preparation, on libuv's thread pool */
-    bool preparing;      /* work queued and not back yet */
-    bool orphaned;       /* the connection ended while preparing */
-    sched_job *job;
-    char id[API_ID_MAX];
-    int64_t created;
-    /* streaming */
-    char *pend;          /* bytes rendered, not yet handed to MHD */
-    size_t pend_len, pend_off, pend_cap;
-    bool sent_head;      /* the first chunk (role / echo) */
-    bool *finish_sent;   /* per choice */
-    bool done_sent;
-    bool ping_due;
-    uv_timer_t *ping;
-    uv_timer_t *deadline; /* request_timeout */
-    bool timed_out;
-} gen_req;
 
 /* ---------------------------------------------------------- helpers */
 
@@ -52,10 +32,17 @@ static void gen_req_free(void *arg)
         return;
     }
     if (gr->job) {
+        if (sched_job_done(gr->job) && !gr->job->error[0] && gr->t_local_ns) {
+            /* the router's estimate of the local queue wait */
+            double secs = (double)(http_now_ns() - gr->t_local_ns) / 1e9;
+            routing *rt = gr->g->rt;
+            rt->job_secs = rt->job_secs > 0 ? 0.8 * rt->job_secs + 0.2 * secs : secs;
+        }
         gr->job->notify = NULL;
         sched_cancel(gr->g->s, gr->job);
         sched_job_unref(gr->job);
     }
+    gen_cloud_free(gr);
     if (gr->ping)
         uv_close((uv_handle_t *)gr->ping, on_timer_closed);
     if (gr->deadline)
@@ -70,6 +57,14 @@ static void gen_req_free(void *arg)
 static void on_news(sched_job *j, void *arg)
 {
     gen_req *gr = arg;
+    if (gr->awaiting_score) {
+        pthread_mutex_lock(&j->mu);
+        bool ready = j->prefilled || j->done;
+        pthread_mutex_unlock(&j->mu);
+        if (ready)
+            http_resume(gr->r);
+        return;
+    }
     if (gr->prep.req.stream || sched_job_done(j))
         http_resume(gr->r);
 }
@@ -80,6 +75,7 @@ static void on_disconnect(http_req *r)
     log_info("gen", "%s: client went away, cancelling", gr->id);
     if (gr->job)
         sched_cancel(gr->g->s, gr->job);
+    gen_cloud_disconnect(gr);
     /* MHD learns of the closed socket once the connection runs again */
     http_resume(r);
 }
@@ -252,7 +248,7 @@ out:
 
 /* ---------------------------------------------------------- streaming */
 
-static int pend_add(gen_req *gr, const char *s, size_t n)
+int gen_pend_add(gen_req *gr, const char *s, size_t n)
 {
     if (gr->pend_len + n + 1 > gr->pend_cap) {
         size_t cap = gr->pend_cap ? gr->pend_cap : 4096;
@@ -278,7 +274,7 @@ static int pend_event(gen_req *gr, char *json)
     free(json);
     if (!ev)
         return -1;
-    int rc = pend_add(gr, ev, strlen(ev));
+    int rc = gen_pend_add(gr, ev, strlen(ev));
     free(ev);
     return rc;
 }
@@ -300,7 +296,7 @@ static int stream_fill(gen_req *gr)
         pthread_mutex_unlock(&j->mu);
         rc = pend_event(gr, e);
         if (rc == 0)
-            rc = pend_add(gr, API_SSE_DONE, strlen(API_SSE_DONE));
+            rc = gen_pend_add(gr, API_SSE_DONE, strlen(API_SSE_DONE));
         gr->done_sent = true;
         return rc;
     }
@@ -351,7 +347,7 @@ static int stream_fill(gen_req *gr)
             rc = pend_event(gr, api_usage_chunk_json(kind, &h, &u));
         }
         if (rc == 0)
-            rc = pend_add(gr, API_SSE_DONE, strlen(API_SSE_DONE));
+            rc = gen_pend_add(gr, API_SSE_DONE, strlen(API_SSE_DONE));
         gr->done_sent = true;
     }
     pthread_mutex_unlock(&j->mu);
@@ -372,7 +368,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
                 return MHD_CONTENT_READER_END_OF_STREAM;
             if (gr->ping_due) {
                 gr->ping_due = false;
-                if (pend_add(gr, API_SSE_PING, strlen(API_SSE_PING)) < 0)
+                if (gen_pend_add(gr, API_SSE_PING, strlen(API_SSE_PING)) < 0)
                     return MHD_CONTENT_READER_END_WITH_ERROR;
             } else {
                 http_suspend(gr->r); /* the scheduler's news resumes it */
@@ -450,31 +446,34 @@ static int start_stream(gen_req *gr)
 
 /* ---------------------------------------------------------- entry */
 
-/* The prepared request becomes a job, queued with the scheduler; then the
- * response starts (stream) or waits (one JSON body). */
-static int start(gen_req *gr)
+int gen_prep_error(gen_req *gr)
+{
+    gen_prep *p = &gr->prep;
+    return http_respond_error(gr->r, p->err.status, p->type, p->err.message,
+                              p->err.param[0] ? p->err.param : NULL,
+                              p->err.code[0] ? p->err.code : NULL);
+}
+
+/* The prepared request becomes a job, queued with the scheduler. */
+int gen_local_submit(gen_req *gr, bool hold)
 {
     gen_service *g = gr->g;
     http_req *r = gr->r;
     gen_prep *p = &gr->prep;
     api_request *q = &p->req;
-    if (p->failed)
-        return http_respond_error(r, p->err.status, p->type, p->err.message,
-                                  p->err.param[0] ? p->err.param : NULL,
-                                  p->err.code[0] ? p->err.code : NULL);
-    if (p->max_tokens == 0) { /* completions with max_tokens 0: echo only */
-        if (q->stream)
-            return http_respond_error(r, 400, "invalid_request_error",
-                                      "max_tokens 0 is not supported with stream",
-                                      "max_tokens", "invalid_value");
-        return respond_full(r, g);
-    }
     sched_job *j = sched_job_new((int)q->n);
     if (!j)
         return -1;
     gr->job = j;
-    j->prompt = p->ids;
-    p->ids = NULL;
+    if (hold) { /* the prompt may yet be needed after a cloud failure */
+        j->prompt = malloc((size_t)p->n_ids * sizeof *j->prompt);
+        if (!j->prompt)
+            return -1;
+        memcpy(j->prompt, p->ids, (size_t)p->n_ids * sizeof *j->prompt);
+    } else {
+        j->prompt = p->ids;
+        p->ids = NULL;
+    }
     j->n_prompt = p->n_ids;
     j->sp = q->sampling;
     if (!(q->set & API_SET_SEED))
@@ -491,6 +490,8 @@ static int start(gen_req *gr)
     j->top_logprobs = q->top_logprobs;
     j->sp.n_probs = q->logprobs ? q->top_logprobs : 0;
     j->max_tokens = p->max_tokens;
+    j->hold = hold;
+    j->want_nll = hold;
     if (q->n_stop) {
         j->stops = calloc(q->n_stop, sizeof *j->stops);
         if (!j->stops)
@@ -506,10 +507,11 @@ static int start(gen_req *gr)
         j->stop_token = g->turn_end;
     j->notify = on_news;
     j->notify_arg = gr;
+    gr->t_local_ns = http_now_ns();
     char err[256];
     switch (sched_submit(g->s, j, err, sizeof err)) {
     case SCHED_OK:
-        break;
+        return 1;
     case SCHED_BUSY:
         return http_respond_error(r, 429, "rate_limit_error", err, NULL, "queue_full");
     case SCHED_INVALID:
@@ -517,12 +519,31 @@ static int start(gen_req *gr)
         return http_respond_error(r, 400, "invalid_request_error", err, "n",
                                   "invalid_value");
     }
+}
+
+/* Then the response starts (stream) or waits (one JSON body). */
+int gen_local_respond(gen_req *gr)
+{
     start_deadline(gr);
-    if (q->stream)
+    if (gr->prep.req.stream)
         return start_stream(gr);
-    r->on_resume = respond_full;
-    http_suspend(r);
+    gr->r->on_resume = respond_full;
+    http_suspend(gr->r);
     return 0;
+}
+
+int gen_local_start(gen_req *gr)
+{
+    gen_prep *p = &gr->prep;
+    if (p->max_tokens == 0) { /* completions with max_tokens 0: echo only */
+        if (p->req.stream)
+            return http_respond_error(gr->r, 400, "invalid_request_error",
+                                      "max_tokens 0 is not supported with stream",
+                                      "max_tokens", "invalid_value");
+        return respond_full(gr->r, gr->g);
+    }
+    int rc = gen_local_submit(gr, false);
+    return rc == 1 ? gen_local_respond(gr) : rc;
 }
 
 /* Resumed once preparation is back (or the client left meanwhile). */
@@ -537,7 +558,7 @@ static int on_prepared(http_req *r, void *user)
         return 0;
     }
     r->on_resume = NULL;
-    return start(gr);
+    return gen_route(gr);
 }
 
 static void prep_work(uv_work_t *w)
@@ -572,13 +593,15 @@ static int handle(gen_service *g, http_req *r, api_kind kind)
     gr->created = (int64_t)time(NULL);
 
     /* refused before any work when nothing could take the job; the
-     * submit checks again, as the queue may fill meanwhile */
+     * submit checks again, as the queue may fill meanwhile. With an
+     * upstream configured the router may forward instead. */
     char err[160];
-    if (sched_is_full(g->s, err, sizeof err))
+    if (g->s && !g->rt->n_ups && sched_is_full(g->s, err, sizeof err))
         return http_respond_error(r, 429, "rate_limit_error", err, NULL, "queue_full");
     /* The body moves to the preparation, which runs on libuv's thread
      * pool; the connection waits suspended. */
-    gr->prep = (gen_prep){.g = g, .kind = kind, .body = r->body, .body_len = r->body_len};
+    gr->prep = (gen_prep){.g = g, .kind = kind, .body = r->body, .body_len = r->body_len,
+                          .keep_body = g->rt->n_ups > 0};
     r->body = NULL;
     r->body_len = r->body_cap = 0;
     gr->work.data = gr;

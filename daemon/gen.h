@@ -18,10 +18,13 @@
 #include "chat.h"
 #include "http.h"
 #include "model.h"
+#include "routing.h"
 #include "scheduler.h"
 #include "tok.h"
 
 typedef struct gen_service {
+    /* the local model; all NULL (s too) when none is loaded and upstreams
+     * are configured */
     const char *model_id;
     const model *m;
     const tok_vocab *v;
@@ -29,9 +32,11 @@ typedef struct gen_service {
     int32_t turn_end;          /* the template's end-of-turn token, or -1 */
     sched *s;
     int n_ctx;
+    int n_slots;
     const int *ping_interval;  /* seconds; points into the live config */
     const int *request_timeout; /* seconds, 0: none; live config */
     uv_loop_t *loop;
+    routing *rt;               /* never NULL */
     uint64_t n_requests;       /* for response ids */
 } gen_service;
 

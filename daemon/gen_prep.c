@@ -6,6 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "privacy.h"
+#include "prompt.h"
+
 static void fail(gen_prep *p, unsigned status, const char *type, const char *param,
                  const char *code, const char *fmt, ...)
 {
@@ -37,7 +42,8 @@ void gen_prep_limits(size_t body_len, jinja_limits *out)
 
 static void context_fail(gen_prep *p, size_t n_prompt)
 {
-    fail(p, 400, NULL, "messages", "context_length_exceeded",
+    p->context = true;
+    fail(p, 400, NULL, p->kind == API_CHAT ? "messages" : "prompt", "context_length_exceeded",
          "This model's context is %d tokens, but the prompt has %zu tokens "
          "(at least one more is needed to generate). Shorten the prompt.",
          p->g->n_ctx, n_prompt);
@@ -58,28 +64,18 @@ static int chat_prompt(gen_prep *p)
         msgs[i].role = api_role_name(q->messages[i].role);
         msgs[i].content = q->messages[i].content;
     }
-    char bos[64] = "", eos[64] = "";
-    int32_t b = tok_bos(g->v), e = tok_eos(g->v);
-    int nb = b >= 0 ? tok_piece(g->v, b, true, bos, sizeof bos - 1) : 0;
-    int ne = e >= 0 ? tok_piece(g->v, e, true, eos, sizeof eos - 1) : 0;
-    bos[nb > 0 && nb < (int)sizeof bos ? nb : 0] = '\0';
-    eos[ne > 0 && ne < (int)sizeof eos ? ne : 0] = '\0';
     chat_opts opts = {0};
     gen_prep_limits(p->body_len, &opts.limits);
-    char *text = chat_template_apply_opts(g->tmpl, msgs, q->n_messages, true, bos, eos,
-                                          &opts, err, sizeof err);
+    int bad_template = 0;
+    p->n_ids = prompt_chat_ids(g->tmpl, g->v, msgs, q->n_messages, &opts, &p->ids,
+                               &bad_template, err, sizeof err);
     free(msgs);
-    if (!text) {
+    if (p->n_ids >= 0)
+        return 0;
+    if (bad_template) {
         fail(p, 400, NULL, "messages", "invalid_prompt", "%s", err);
         return -1;
     }
-    /* The template writes BOS itself when the model wants it; add one
-     * only when it did not. */
-    bool add_bos = tok_add_bos_default(g->v) && !(bos[0] && strncmp(text, bos, strlen(bos)) == 0);
-    p->n_ids = tok_encode_alloc(g->v, text, strlen(text), add_bos, true, &p->ids);
-    free(text);
-    if (p->n_ids >= 0)
-        return 0;
     fail(p, 400, NULL, "messages", "invalid_prompt", "the prompt could not be tokenized");
     return -1;
 }
@@ -138,32 +134,97 @@ static void echo_text(gen_prep *p)
     }
 }
 
+/* What the router needs from the raw body, whatever the parser said: the
+ * model name, whether tools or a structured format are asked for. */
+static void raw_facts(gen_prep *p)
+{
+    json_t *root = json_loadb(p->body, p->body_len, 0, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return;
+    }
+    const char *m = json_string_value(json_object_get(root, "model"));
+    if (m && !p->model_name)
+        p->model_name = strdup(m);
+    json_t *tools = json_object_get(root, "tools");
+    json_t *rf = json_object_get(root, "response_format");
+    const char *rft = json_string_value(json_object_get(rf, "type"));
+    p->tools = (json_is_array(tools) && json_array_size(tools) > 0) ||
+               json_object_get(root, "functions") || (rft && strcmp(rft, "text") != 0);
+    json_decref(root);
+}
+
+/* The privacy guard reads the whole body: every message, every field. A
+ * scan that could not finish counts as a hit (custom). */
+static void privacy_check(gen_prep *p)
+{
+    p->privacy_kind = -1;
+    const privacy_set *set = p->g->rt->privacy;
+    if (!set)
+        return;
+    privacy_hit hit;
+    size_t n = 0;
+    privacy_status st = privacy_scan(set, p->body, p->body_len, &hit, 1, &n);
+    if (st != PRIVACY_OK)
+        p->privacy_kind = PRIVACY_CUSTOM;
+    else if (n > 0)
+        p->privacy_kind = (int)hit.kind;
+}
+
+static bool is_unsupported(const api_err *e)
+{
+    return strcmp(e->code, API_CODE_UNSUPPORTED_PARAM) == 0 ||
+           strcmp(e->code, API_CODE_UNSUPPORTED_VALUE) == 0 ||
+           strcmp(e->code, API_CODE_UNSUPPORTED_FORMAT) == 0;
+}
+
+static void features(gen_prep *p)
+{
+    score_input in = {.req = p->failed && !p->context ? NULL : &p->req, .tools = p->tools,
+                      .n_prompt = p->n_ids, .n_ctx = p->g->n_ctx};
+    score_features(&in, p->x);
+}
+
 void gen_prep_run(gen_prep *p)
 {
     const gen_service *g = p->g;
     api_request *q = &p->req;
+    p->privacy_kind = -1;
     int prc = p->kind == API_CHAT ? api_parse_chat(p->body, p->body_len, q, &p->err)
                                   : api_parse_completion(p->body, p->body_len, q, &p->err);
-    free(p->body);
-    p->body = NULL;
+    if (p->keep_body) {
+        raw_facts(p);
+        privacy_check(p);
+    } else {
+        free(p->body);
+        p->body = NULL;
+    }
     if (prc < 0) {
         p->failed = true;
+        p->unsupported = is_unsupported(&p->err);
+        if (p->unsupported)
+            features(p);
         return;
     }
-    if (q->model && strcmp(q->model, g->model_id) != 0) {
-        fail(p, 404, "invalid_request_error", "model", "model_not_found",
-             "The model '%.200s' does not exist; this server has '%s'", q->model,
-             g->model_id);
+    if (q->model && !p->model_name)
+        p->model_name = strdup(q->model);
+    if (!g->v) { /* no local model: the router forwards or refuses */
+        p->no_local = true;
+        features(p);
         return;
     }
-    if ((p->kind == API_CHAT ? chat_prompt(p) : completion_prompt(p)) < 0)
+    if ((p->kind == API_CHAT ? chat_prompt(p) : completion_prompt(p)) < 0) {
+        if (p->context)
+            features(p);
         return;
+    }
     if (p->n_ids == 0) {
         fail(p, 400, NULL, "prompt", "invalid_value", "the prompt is empty (no tokens)");
         return;
     }
     if (p->n_ids >= g->n_ctx) {
         context_fail(p, (size_t)p->n_ids);
+        features(p);
         return;
     }
     for (size_t i = 0; i < q->n_logit_bias; i++)
@@ -177,6 +238,7 @@ void gen_prep_run(gen_prep *p)
         echo_text(p);
     int room = g->n_ctx - p->n_ids;
     p->max_tokens = q->max_tokens < 0 || q->max_tokens > room ? room : (int)q->max_tokens;
+    features(p);
 }
 
 void gen_prep_free(gen_prep *p)
@@ -184,7 +246,9 @@ void gen_prep_free(gen_prep *p)
     free(p->body);
     free(p->ids);
     free(p->echo);
+    free(p->model_name);
     api_request_free(&p->req);
+    p->model_name = NULL;
     p->body = NULL;
     p->ids = NULL;
     p->echo = NULL;

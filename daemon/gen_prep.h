@@ -17,13 +17,15 @@
 
 #include "gen.h"
 #include "request.h"
+#include "score.h"
 
 typedef struct gen_prep {
     /* in */
     const gen_service *g;
     api_kind kind;
-    char *body;          /* owned; freed by gen_prep_run */
+    char *body;          /* owned; freed by gen_prep_run unless keep_body */
     size_t body_len;
+    bool keep_body;      /* upstreams exist: the body may be forwarded */
     /* out: on success */
     api_request req;
     int32_t *ids;        /* owned: the prompt */
@@ -31,6 +33,14 @@ typedef struct gen_prep {
     int max_tokens;      /* >= 0 after the context's room */
     char *echo;          /* completions with echo: the prompt text */
     size_t echo_len;
+    /* out: for the router */
+    char *model_name;    /* the request's "model", even when parsing failed */
+    bool unsupported;    /* failed on a feature the local server lacks */
+    bool context;        /* failed: the prompt does not fit the context */
+    bool no_local;       /* no local model: only parsed */
+    bool tools;          /* tools or a structured response format asked */
+    int privacy_kind;    /* keep_body: the first detector that fired, -1 none */
+    double x[SF_COUNT];  /* the score's features (without device state) */
     /* out: on failure */
     bool failed;
     const char *type;    /* error type, NULL: derived from err.status */

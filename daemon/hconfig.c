@@ -13,9 +13,10 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "hconfig_lists.h"
 #include "log.h"
 
-enum key_type { K_STR, K_INT, K_SIZE, K_LEVEL, K_HOST };
+enum key_type { K_STR, K_INT, K_SIZE, K_LEVEL, K_HOST, K_REAL, K_BOOL, K_CHOICE, K_LONG };
 
 typedef struct config_key {
     const char *section;
@@ -27,47 +28,86 @@ typedef struct config_key {
     long long min, max;
     bool live;         /* applied by SIGHUP without restart */
     const char *help;
+    const char *choices; /* K_CHOICE: "a|b|c" */
 } config_key;
 
 #define OFF(f) offsetof(hearth_config, f)
 
 static const config_key keys[] = {
     {"server", "host", "host", 0, K_HOST, OFF(host), 0, 0, false,
-     "address to listen on (default 127.0.0.1)"},
+     "address to listen on (default 127.0.0.1)", NULL},
     {"server", "port", "port", 'p', K_INT, OFF(port), 0, 65535, false,
-     "TCP port (default 8080; 0 picks a free one)"},
+     "TCP port (default 8080; 0 picks a free one)", NULL},
     {"server", "max_body_size", "max-body-size", 0, K_SIZE, OFF(max_body), 1,
-     1LL << 34, true, "largest request body accepted, e.g. 1M (default 8M)"},
+     1LL << 34, true, "largest request body accepted, e.g. 1M (default 8M)", NULL},
     {"server", "shutdown_timeout", "shutdown-timeout", 0, K_INT,
      OFF(shutdown_timeout), 0, 3600, true,
-     "seconds to let in-flight requests finish on SIGTERM (default 10)"},
+     "seconds to let in-flight requests finish on SIGTERM (default 10)", NULL},
     {"server", "max_queue", "max-queue", 0, K_INT, OFF(max_queue), 0, 100000,
      false, "generation requests that may wait for a free slot; more get 429 "
-     "(default 64)"},
+     "(default 64)", NULL},
     {"server", "ping_interval", "ping-interval", 0, K_INT, OFF(ping_interval), 1,
      3600, true, "seconds between SSE keep-alive comments while a stream "
-     "waits (default 5)"},
+     "waits (default 5)", NULL},
     {"server", "request_timeout", "request-timeout", 0, K_INT, OFF(request_timeout), 0,
      86400, true, "seconds a generation request may take, queue wait included; "
-     "0 = no limit (default 600)"},
+     "0 = no limit (default 600)", NULL},
     {"server", "api_key", "api-key", 0, K_STR, OFF(api_key), 0, 0, true,
      "require 'Authorization: Bearer KEY' on every endpoint but /health "
-     "(default: none)"},
+     "(default: none)", NULL},
     {"model", "path", "model", 'm', K_STR, OFF(model_path), 0, 0, false,
-     "GGUF model file to serve (default: none)"},
+     "GGUF model file to serve (default: none)", NULL},
     {"model", "threads", "threads", 't', K_INT, OFF(threads), 0, 1024, false,
-     "compute threads, 0 = one per core (default 0)"},
+     "compute threads, 0 = one per core (default 0)", NULL},
     {"model", "context", "context", 'C', K_INT, OFF(context), 0, 1 << 20, false,
      "context size per sequence in tokens, 0 = the model's (default 4096, "
-     "capped at the model's)"},
+     "capped at the model's)", NULL},
     {"model", "parallel", "parallel", 'P', K_INT, OFF(parallel), 1, 256, false,
-     "sequences generated at once, batched together (default 4)"},
+     "sequences generated at once, batched together (default 4)", NULL},
     {"model", "chat_template", "chat-template", 0, K_STR, OFF(chat_template), 0,
      0, false, "override the model's chat template with a built-in one: "
      "chatml, llama2, llama3, mistral, phi3, gemma, zephyr, deepseek (default: "
-     "the model's; chatml when it has none)"},
+     "the model's; chatml when it has none)", NULL},
     {"log", "level", "log-level", 'l', K_LEVEL, OFF(log_level), 0, 0, true,
-     "error, warn, info or debug (default info)"},
+     "error, warn, info or debug (default info)", NULL},
+    {"router", "default", "route", 0, K_CHOICE, OFF(route_default), 0, 0, true,
+     "route of requests that name no model: local, auto or cloud (default local)",
+     "local|auto|cloud"},
+    {"router", "weights", "router-weights", 0, K_STR, OFF(router_weights), 0, 0, false,
+     "complexity score weights file (default: built in)", NULL},
+    {"router", "threshold", "route-threshold", 0, K_REAL, OFF(router_threshold), -1, 1, true,
+     "score at or above which auto goes to the cloud, 0..1; -1 = the weights "
+     "file's (default -1)", NULL},
+    {"router", "max_queue_wait", "max-queue-wait", 0, K_INT, OFF(max_queue_wait), 0, 86400,
+     true, "seconds of estimated local queue wait past which auto forwards; 0 = "
+     "never (default 10)", NULL},
+    {"router", "fallback", "cloud-fallback", 0, K_BOOL, OFF(cloud_fallback), 0, 1, true,
+     "answer locally when the cloud fails before the first byte (default yes)", NULL},
+    {"router", "cooldown", "cooldown", 0, K_INT, OFF(cooldown), 0, 86400, true,
+     "seconds a failing upstream is skipped (default 30)", NULL},
+    {"router", "cooldown_failures", "cooldown-failures", 0, K_INT, OFF(cooldown_failures), 1,
+     1000, true, "consecutive upstream failures that start a cool-down (default 3)", NULL},
+    {"router", "nll_max_tokens", "nll-max-tokens", 0, K_INT, OFF(nll_max_tokens), 0, 1 << 20,
+     true, "auto: measure the local model's surprise at prompts up to this many "
+     "tokens, 0 = never (default 1024)", NULL},
+    {"router", "sysfs_root", "sysfs-root", 0, K_STR, OFF(sysfs_root), 0, 0, false,
+     "where battery and thermal state are read (default /sys)", NULL},
+    {"router", "battery_min", "battery-min", 0, K_INT, OFF(battery_min), 0, 100, true,
+     "battery percent below which, on battery, auto prefers the cloud (default 20)", NULL},
+    {"router", "state_dir", "state-dir", 0, K_STR, OFF(state_dir), 0, 0, false,
+     "directory for the budget counters (default $STATE_DIRECTORY, else "
+     "$XDG_STATE_HOME/hearth or ~/.local/state/hearth)", NULL},
+    {"privacy", "action", "privacy-action", 0, K_CHOICE, OFF(privacy_action), 0, 0, true,
+     "when a detector fires: local (keep the request on this machine), reject "
+     "(400) or redact (placeholders upstream) (default local)", "local|reject|redact"},
+    {"budget", "requests_per_hour", "budget-requests-hour", 0, K_LONG,
+     OFF(budget_requests_hour), 0, 1LL << 40, true, "cloud requests per hour, 0 = no cap (default 0)", NULL},
+    {"budget", "requests_per_day", "budget-requests-day", 0, K_LONG,
+     OFF(budget_requests_day), 0, 1LL << 40, true, "cloud requests per day, 0 = no cap (default 0)", NULL},
+    {"budget", "tokens_per_hour", "budget-tokens-hour", 0, K_LONG, OFF(budget_tokens_hour), 0,
+     1LL << 50, true, "cloud tokens (prompt + completion) per hour, 0 = no cap (default 0)", NULL},
+    {"budget", "tokens_per_day", "budget-tokens-day", 0, K_LONG, OFF(budget_tokens_day), 0,
+     1LL << 50, true, "cloud tokens per day, 0 = no cap (default 0)", NULL},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -85,6 +125,16 @@ void config_init(hearth_config *c)
     c->context = 4096;
     c->parallel = 4;
     c->log_level = LOG_INFO;
+    c->route_default = strdup("local");
+    c->router_threshold = -1;
+    c->max_queue_wait = 10;
+    c->cloud_fallback = 1;
+    c->cooldown = 30;
+    c->cooldown_failures = 3;
+    c->nll_max_tokens = 1024;
+    c->sysfs_root = strdup("/sys");
+    c->battery_min = 20;
+    c->privacy_action = strdup("local");
 }
 
 void config_free(hearth_config *c)
@@ -94,6 +144,12 @@ void config_free(hearth_config *c)
     free(c->model_path);
     free(c->chat_template);
     free(c->api_key);
+    free(c->route_default);
+    free(c->router_weights);
+    free(c->sysfs_root);
+    free(c->state_dir);
+    free(c->privacy_action);
+    config_free_router_lists(c);
     memset(c, 0, sizeof *c);
 }
 
@@ -177,6 +233,63 @@ static int key_set(hearth_config *c, const config_key *k, const char *val,
         *(long long *)(void *)field = v;
         return 0;
     }
+    case K_LONG: {
+        char *end;
+        errno = 0;
+        long long v = strtoll(val, &end, 10);
+        if (end == val || *end != '\0' || errno || v < k->min || v > k->max) {
+            snprintf(err, errlen, "%s: '%s' is not an integer in %lld..%lld",
+                     k->name, val, k->min, k->max);
+            return -1;
+        }
+        *(long long *)(void *)field = v;
+        return 0;
+    }
+    case K_REAL: {
+        char *end;
+        errno = 0;
+        double v = strtod(val, &end);
+        if (end == val || *end != '\0' || errno || !(v >= (double)k->min && v <= (double)k->max)) {
+            snprintf(err, errlen, "%s: '%s' is not a number in %lld..%lld", k->name, val,
+                     k->min, k->max);
+            return -1;
+        }
+        *(double *)(void *)field = v;
+        return 0;
+    }
+    case K_BOOL: {
+        int v = config_parse_bool(val);
+        if (v < 0) {
+            snprintf(err, errlen, "%s: '%s' is not yes/no (true/false, on/off, 1/0)",
+                     k->name, val);
+            return -1;
+        }
+        *(int *)(void *)field = v;
+        return 0;
+    }
+    case K_CHOICE: {
+        size_t vl = strlen(val);
+        const char *p = k->choices;
+        bool ok = false;
+        while (*p && !ok) {
+            size_t n = strcspn(p, "|");
+            ok = n == vl && strncmp(p, val, n) == 0;
+            p += n + (p[n] == '|');
+        }
+        if (!ok) {
+            snprintf(err, errlen, "%s: '%s' is not one of %s", k->name, val, k->choices);
+            return -1;
+        }
+        char *dup = strdup(val);
+        if (!dup) {
+            snprintf(err, errlen, "%s: out of memory", k->name);
+            return -1;
+        }
+        char **pp = (char **)(void *)field;
+        free(*pp);
+        *pp = dup;
+        return 0;
+    }
     case K_LEVEL: {
         int lvl = log_level_parse(val);
         if (lvl < 0) {
@@ -204,6 +317,11 @@ static int on_ini_kv(void *user, const char *section, const char *name,
     ini_ctx *ctx = user;
     if (ctx->failed)
         return 1; /* keep only the first error; inih reports its line */
+    int lrc = config_router_list_kv(ctx->c, section, name, value, ctx->err, sizeof ctx->err);
+    if (lrc != 0) {
+        ctx->failed = lrc < 0;
+        return lrc > 0;
+    }
     for (size_t i = 0; i < N_KEYS; i++) {
         if (strcmp(keys[i].section, section) == 0 &&
             strcmp(keys[i].name, name) == 0) {
@@ -218,7 +336,7 @@ static int on_ini_kv(void *user, const char *section, const char *name,
     if (*section == '\0')
         snprintf(ctx->err, sizeof ctx->err,
                  "key '%s' outside of any section (sections: [server], "
-                 "[model], [log])", name);
+                 "[model], [log], [router], [privacy], [budget], [upstream.NAME])", name);
     else
         snprintf(ctx->err, sizeof ctx->err, "unknown key '%s' in section [%s]",
                  name, section);
@@ -229,8 +347,13 @@ int config_read_file(hearth_config *c, const char *path, char *err, size_t errle
 {
     ini_ctx ctx = {.c = c};
     int rc = ini_parse(path, on_ini_kv, &ctx);
-    if (rc == 0)
-        return 0;
+    if (rc == 0) {
+        char why[400];
+        if (config_router_lists_check(c, why, sizeof why) == 0)
+            return 0;
+        snprintf(err, errlen, "%s: %s", path, why);
+        return -1;
+    }
     if (rc == -1)
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     else if (rc == -2)
@@ -363,11 +486,13 @@ int config_reload(hearth_config *c, int argc, char **argv, char *restart_keys,
         const config_key *k = &keys[i];
         char *a = (char *)c + k->off, *b = (char *)&fresh + k->off;
         bool differs;
-        if (k->type == K_STR || k->type == K_HOST) {
+        if (k->type == K_STR || k->type == K_HOST || k->type == K_CHOICE) {
             const char *sa = *(char **)(void *)a, *sb = *(char **)(void *)b;
             differs = (sa == NULL) != (sb == NULL) || (sa && strcmp(sa, sb) != 0);
-        } else if (k->type == K_SIZE) {
+        } else if (k->type == K_SIZE || k->type == K_LONG) {
             differs = *(long long *)(void *)a != *(long long *)(void *)b;
+        } else if (k->type == K_REAL) {
+            differs = *(double *)(void *)a != *(double *)(void *)b;
         } else {
             differs = *(int *)(void *)a != *(int *)(void *)b;
         }
@@ -376,9 +501,12 @@ int config_reload(hearth_config *c, int argc, char **argv, char *restart_keys,
         if (k->live) {
             /* swap so that `fresh` frees the old value */
             char tmp[sizeof(long long) > sizeof(char *) ? sizeof(long long) : sizeof(char *)];
-            size_t sz = (k->type == K_SIZE) ? sizeof(long long)
-                        : (k->type == K_STR || k->type == K_HOST) ? sizeof(char *)
-                                                                  : sizeof(int);
+            _Static_assert(sizeof(double) <= sizeof tmp, "double fits");
+            size_t sz = (k->type == K_SIZE || k->type == K_LONG) ? sizeof(long long)
+                        : k->type == K_REAL                      ? sizeof(double)
+                        : (k->type == K_STR || k->type == K_HOST || k->type == K_CHOICE)
+                            ? sizeof(char *)
+                            : sizeof(int);
             memcpy(tmp, a, sz);
             memcpy(a, b, sz);
             memcpy(b, tmp, sz);
@@ -389,6 +517,7 @@ int config_reload(hearth_config *c, int argc, char **argv, char *restart_keys,
                 used += (size_t)n;
         }
     }
+    config_router_lists_reload(c, &fresh, restart_keys, rk_len, &used);
     config_free(&fresh);
     return 0;
 }

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "upstream.h"
+
 typedef struct hearth_config {
     char *config_path;      /* the file read, or NULL */
     /* [server] */
@@ -29,6 +31,28 @@ typedef struct hearth_config {
     char *chat_template;    /* builtin template name; NULL: the model's */
     /* [log] */
     int log_level;          /* enum log_level */
+    /* [router] (docs/router.md) */
+    char *route_default;    /* "local", "auto" or "cloud": requests naming no model */
+    char *router_weights;   /* score weights file; NULL: built in */
+    double router_threshold; /* < 0: the weights file's */
+    int max_queue_wait;     /* seconds of estimated local wait before forwarding */
+    int cloud_fallback;     /* bool: a failed cloud answer falls back to local */
+    int cooldown;           /* seconds an upstream is skipped after failures */
+    int cooldown_failures;  /* consecutive failures that start a cool-down */
+    int nll_max_tokens;     /* measure the prompt NLL up to this many tokens; 0: off */
+    char *sysfs_root;       /* where battery and thermal state are read */
+    int battery_min;        /* percent: below it, on battery, forward more */
+    char *state_dir;        /* budgets; NULL: $STATE_DIRECTORY, else per user */
+    /* [privacy] */
+    char *privacy_action;   /* "local", "reject" or "redact" */
+    char **privacy_patterns; /* user PCRE2 patterns (key "pattern", repeatable) */
+    size_t n_privacy_patterns;
+    /* [budget]: 0 = no cap */
+    long long budget_requests_hour, budget_requests_day;
+    long long budget_tokens_hour, budget_tokens_day;
+    /* [upstream.NAME] sections, in file order */
+    upstream_conf *upstreams;
+    size_t n_upstreams;
 } hearth_config;
 
 enum config_status {

@@ -46,12 +46,43 @@ int http_respond_custom(http_req *r, unsigned status, struct MHD_Response *resp)
         return -1;
     if (r->srv->stopping)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    for (int i = 0; i < r->n_extra; i++)
+        MHD_add_response_header(resp, r->extra_name[i], r->extra_value[i]);
     enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     if (ok != MHD_YES)
         return -1;
     r->status = status;
     r->responded = true;
+    return 0;
+}
+
+int http_add_header(http_req *r, const char *name, const char *value)
+{
+    for (int i = 0; i < r->n_extra; i++)
+        if (strcasecmp(r->extra_name[i], name) == 0) { /* replace */
+            char *v = strdup(value);
+            if (!v)
+                return -1;
+            free(r->extra_value[i]);
+            r->extra_value[i] = v;
+            goto clean;
+        }
+    if (r->n_extra == HTTP_MAX_EXTRA)
+        return -1;
+    r->extra_name[r->n_extra] = strdup(name);
+    r->extra_value[r->n_extra] = strdup(value);
+    if (!r->extra_name[r->n_extra] || !r->extra_value[r->n_extra]) {
+        free(r->extra_name[r->n_extra]);
+        free(r->extra_value[r->n_extra]);
+        return -1;
+    }
+    r->n_extra++;
+clean:
+    for (int i = 0; i < r->n_extra; i++)
+        for (char *p = r->extra_value[i]; *p; p++)
+            if (*p == '\r' || *p == '\n')
+                *p = ' ';
     return 0;
 }
 
@@ -348,6 +379,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     unwatch(r);
     if (r->app_free)
         r->app_free(r->app);
+    for (int i = 0; i < r->n_extra; i++) {
+        free(r->extra_name[i]);
+        free(r->extra_value[i]);
+    }
     free(r->body);
     free(r);
     if (s->inflight)

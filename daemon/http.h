@@ -20,6 +20,8 @@ struct MHD_Connection;
 struct MHD_Response;
 typedef struct http_server http_server;
 
+#define HTTP_MAX_EXTRA 4
+
 typedef struct http_req {
     http_server *srv;
     struct MHD_Connection *conn;
@@ -46,7 +48,15 @@ typedef struct http_req {
     int fd;             /* the connection's socket */
     uv_poll_t *watch;   /* disconnect watch while suspended */
     struct http_req *next_susp, *prev_susp;
+    /* headers added to whatever response is queued (http_add_header) */
+    char *extra_name[HTTP_MAX_EXTRA], *extra_value[HTTP_MAX_EXTRA];
+    int n_extra;
 } http_req;
+
+/* Add a header to the response this request will get, whichever helper
+ * queues it (route headers, set before the answer is known). The value
+ * is copied; CR and LF in it become spaces. -1 when full or out of memory. */
+int http_add_header(http_req *r, const char *name, const char *value);
 
 /* A handler queues exactly one response (through the http_respond_*
  * helpers) and returns 0, or returns -1 on an internal failure (the

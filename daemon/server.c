@@ -19,6 +19,9 @@
 #include "http.h"
 #include "log.h"
 #include "model.h"
+#include "nll.h"
+#include "prompt.h"
+#include "routing.h"
 #include "scheduler.h"
 #include "tok.h"
 
@@ -41,6 +44,7 @@ typedef struct hearth_server {
     const char *tmpl_source; /* "model", "builtin NAME", "default chatml" */
     sched *sched;
     gen_service gen;
+    routing rt;
 } hearth_server;
 
 static void notify(const char *state)
@@ -76,11 +80,12 @@ static int on_health(http_req *r, void *user)
     if (hs->sched)
         sched_stats(hs->sched, &n);
     return reply_json(r, 200,
-                      json_pack("{s:s, s:f, s:o, s:{s:i, s:i, s:i}}", "status",
+                      json_pack("{s:s, s:f, s:o, s:{s:i, s:i, s:i}, s:o}", "status",
                                 hs->stopping ? "stopping" : "ok",
                                 "uptime_seconds", up, "model", mj,
                                 "requests", "running", n.running, "queued", n.queued,
-                                "in_flight", (int)http_inflight(hs->http)));
+                                "in_flight", (int)http_inflight(hs->http), "router",
+                                (json_t *)routing_health(&hs->rt)));
 }
 
 static int on_models(http_req *r, void *user)
@@ -98,6 +103,19 @@ static int on_models(http_req *r, void *user)
                             hp->n_vocab, "n_params", (json_int_t)model_n_params(hs->model),
                             "n_embd", hp->n_embd));
     }
+    if (hs->rt.n_ups) {
+        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id", "auto", "object",
+                                              "model", (json_int_t)(hs->t_start_ns / 1000000000u),
+                                              "owned_by", "hearth-router"));
+        for (size_t i = 0; i < hs->rt.n_ups; i++) {
+            char owner[96];
+            snprintf(owner, sizeof owner, "cloud:%s", hs->rt.ups[i].conf->name);
+            json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s, s:s}", "id",
+                                                  hs->rt.ups[i].conf->name, "object", "model",
+                                                  (json_int_t)0, "owned_by", owner,
+                                                  "upstream_model", hs->rt.ups[i].conf->model));
+        }
+    }
     return reply_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
@@ -112,13 +130,13 @@ static int no_model(http_req *r)
 static int on_chat(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    return hs->sched ? gen_chat(&hs->gen, r) : no_model(r);
+    return hs->sched || hs->rt.n_ups ? gen_chat(&hs->gen, r) : no_model(r);
 }
 
 static int on_completion(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    return hs->sched ? gen_completion(&hs->gen, r) : no_model(r);
+    return hs->sched || hs->rt.n_ups ? gen_completion(&hs->gen, r) : no_model(r);
 }
 
 static const http_route routes[] = {
@@ -129,6 +147,8 @@ static const http_route routes[] = {
 };
 
 /* ---------------------------------------------------------- model */
+
+static void reference_nll(hearth_server *hs);
 
 /* Load the model, its tokenizer and chat template, and start the
  * scheduler (after the loop exists: it wakes the loop). */
@@ -210,17 +230,53 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
     hs->model_id = strndup(base, n);
     struct stat st;
     hs->model_created = stat(path, &st) == 0 ? (long long)st.st_mtime : 0;
-    hs->gen = (gen_service){.model_id = hs->model_id, .m = hs->model, .v = hs->vocab,
-                            .tmpl = hs->tmpl, .turn_end = turn_end, .s = hs->sched,
-                            .n_ctx = n_ctx,
-                            .ping_interval = &hs->cfg.ping_interval,
-                            .request_timeout = &hs->cfg.request_timeout, .loop = &hs->loop};
+    hs->gen.model_id = hs->model_id;
+    hs->gen.m = hs->model;
+    hs->gen.v = hs->vocab;
+    hs->gen.tmpl = hs->tmpl;
+    hs->gen.turn_end = turn_end;
+    hs->gen.s = hs->sched;
+    hs->gen.n_ctx = n_ctx;
+    hs->gen.n_slots = sp.n_slots;
+    if (hs->rt.n_ups)
+        reference_nll(hs);
     log_info("model", "loaded %s: %s, %d layers, %.1fM parameters, context %d x %d "
              "slots, chat template %s, %s kernels, in %.0f ms",
              path, hp->arch_name, hp->n_layer, (double)model_n_params(hs->model) / 1e6,
              n_ctx, sp.n_slots, hs->tmpl_source, kern_get()->name,
              (double)(http_now_ns() - t0) / 1e6);
     return 0;
+}
+
+/* The model's NLL on plain prose, which the router's nll feature is
+ * measured against (router/score.h). Without it the feature is off. */
+static void reference_nll(hearth_server *hs)
+{
+    model_ctx *c = NULL;
+    char why[256];
+    double sum = 0;
+    int n = 0;
+    if (model_ctx_new(hs->model, 64, &c, why, sizeof why) != 0) {
+        log_warn("router", "no reference NLL: %s", why);
+        return;
+    }
+    for (size_t i = 0; i < score_n_reference_texts; i++) {
+        int32_t *ids = NULL;
+        chat_msg msg = {.role = "user", .content = score_reference_texts[i]};
+        int k = prompt_chat_ids(hs->tmpl, hs->vocab, &msg, 1, NULL, &ids, NULL, why,
+                                sizeof why);
+        double mean = 0;
+        int ns = 0;
+        if (k > 1 && nll_prompt(hs->model, c, ids, k, NLL_MAX_SAMPLES, &mean, &ns, why,
+                                sizeof why) == 0 && ns > 0) {
+            sum += mean;
+            n++;
+        }
+        free(ids);
+    }
+    model_ctx_free(c);
+    hs->rt.nll_ref = n ? sum / n : 0;
+    log_info("router", "reference NLL of the local model: %.3f nats/token", hs->rt.nll_ref);
 }
 
 static void model_close(hearth_server *hs)
@@ -255,6 +311,7 @@ static void finish(void *arg)
     sched_free(hs->sched);
     hs->sched = NULL;
     hs->gen.s = NULL; /* preparations still running end without a job */
+    routing_fini(&hs->rt); /* closes the cloud client's handles */
     uv_close((uv_handle_t *)&hs->sig_int, on_closed);
     uv_close((uv_handle_t *)&hs->sig_term, on_closed);
     uv_close((uv_handle_t *)&hs->sig_hup, on_closed);
@@ -329,9 +386,14 @@ int server_main(int argc, char **argv)
 
     int status = 1;
     uv_loop_init(&hs.loop);
-    if (model_open(&hs, err, sizeof err) < 0) {
+    hs.gen = (gen_service){.ping_interval = &hs.cfg.ping_interval,
+                           .request_timeout = &hs.cfg.request_timeout, .loop = &hs.loop,
+                           .rt = &hs.rt};
+    if (routing_init(&hs.rt, &hs.cfg, &hs.loop, err, sizeof err) < 0 ||
+        model_open(&hs, err, sizeof err) < 0) {
         fprintf(stderr, "hearthd: %s\n", err);
         model_close(&hs);
+        routing_fini(&hs.rt);
         uv_run(&hs.loop, UV_RUN_NOWAIT); /* let closed handles finish */
         uv_loop_close(&hs.loop);
         goto out;
@@ -343,6 +405,7 @@ int server_main(int argc, char **argv)
     if (http_start(&hs.http, &hs.loop, &hc, err, sizeof err) < 0) {
         fprintf(stderr, "hearthd: %s\n", err);
         model_close(&hs);
+        routing_fini(&hs.rt);
         uv_run(&hs.loop, UV_RUN_NOWAIT);
         uv_loop_close(&hs.loop);
         goto out;

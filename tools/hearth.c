@@ -5,6 +5,7 @@
  *   hearth tokenize  show the token ids of a text
  *   hearth quantize  convert a model's weights to a smaller type
  *   hearth bench     measure prompt and generation speed
+ *   hearth route     score a prompt as the router does (hearth_route.c)
  *
  * Exit status: 0 success, 1 failure (bad file, out of memory...), 2 usage
  * (unknown command or flag, bad value). Every error is one line on stderr.
@@ -1273,6 +1274,8 @@ done:
 
 /* ------------------------------------------------------------ main */
 
+int hearth_cmd_route(int argc, char **argv); /* hearth_route.c */
+
 typedef struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -1285,6 +1288,7 @@ static const command commands[] = {
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"quantize", cmd_quantize, "convert a model's weights to a smaller type"},
     {"bench", cmd_bench, "measure prompt and generation speed"},
+    {"route", hearth_cmd_route, "score a prompt as the router does (local or cloud)"},
 };
 
 static void main_help(FILE *to)
