@@ -5,7 +5,9 @@
  * computation, shifted by huge constants, with -inf, NaN and +inf logits.
  * On ../shared/models/stories260K.gguf ($HEARTH_TEST_DATA; SKIP without
  * it): a TinyStories sentence reads as clearly less surprising than its
- * own tokens shuffled or than C code; nll_prompt refuses bad input.
+ * own tokens shuffled or than C code; nll_prompt refuses bad input; and
+ * the scheduler's measure during a prefill (sched_job.want_nll, in chunks
+ * of another size) gives the same mean on the same positions.
  */
 #include <check.h>
 #include <math.h>
@@ -14,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <uv.h>
 
+#include "daemon/scheduler.h"
 #include "engine/model.h"
 #include "engine/nll.h"
 #include "engine/tok.h"
@@ -298,6 +303,71 @@ START_TEST(prompt_bad_input)
 }
 END_TEST
 
+/* ------------------------------------------- against the scheduler's measure */
+
+static const char STORY_LONG[] =
+    "Once upon a time, there was a little girl named Lily. She loved to play outside "
+    "in the park with her friends. One day, she saw a big red ball under a tree. "
+    "She ran to the ball and picked it up. She was very happy.";
+
+/* The scheduler measures during its prefill, in 16-token chunks on its
+ * own context; nll_prompt in 64-token slices: the same positions, the same
+ * mean. */
+START_TEST(prompt_equals_scheduler)
+{
+    TU_NEED_DATA();
+    loaded L;
+    load(&L, 64);
+    int32_t *ids;
+    int n = encode(&L, STORY_LONG, &ids);
+    ck_assert_int_gt(n, NLL_MAX_SAMPLES + 1); /* a spread sample, not all */
+    int np;
+    double want = mean_nll(&L, ids, n, &np);
+    ck_assert_int_eq(np, NLL_MAX_SAMPLES);
+
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    sched_params p = {.n_slots = 2, .n_ctx = 256, .max_queue = 4, .batch = 16, .threads = 2};
+    sched *s;
+    char err[256];
+    ck_assert_msg(sched_new(&s, L.m, L.v, &p, &loop, err, sizeof err) == 0, "sched_new: %s",
+                  err);
+    sched_job *j = sched_job_new(1);
+    ck_assert_ptr_nonnull(j);
+    j->prompt = ids; /* the job owns it now */
+    j->n_prompt = n;
+    sampler_params_default(&j->sp);
+    j->sp.temp = 0.0f;
+    j->max_tokens = 1;
+    j->want_nll = true;
+    ck_assert_int_eq(sched_submit(s, j, err, sizeof err), SCHED_OK);
+    struct timespec ms = {0, 1000000};
+    for (int i = 0; i < 60000 && !sched_job_done(j); i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        nanosleep(&ms, NULL);
+    }
+    pthread_mutex_lock(&j->mu);
+    bool done = j->done, prefilled = j->prefilled;
+    double sum = j->nll_sum;
+    int nn = j->nll_n;
+    pthread_mutex_unlock(&j->mu);
+    ck_assert_msg(done, "the job did not end within a minute");
+    ck_assert(prefilled);
+    ck_assert_int_eq(nn, np);
+    fprintf(stderr, "prompt_equals_scheduler: %d tokens, nll_prompt %.6f, scheduler %.6f\n", n,
+            want, sum / nn);
+    ck_assert_double_eq_tol(sum / nn, want, 1e-3);
+    sched_counters c;
+    sched_stats(s, &c);
+    ck_assert_uint_eq(c.nll_rows, (uint64_t)np);
+    sched_job_unref(j);
+    sched_free(s);
+    while (uv_loop_close(&loop) != 0)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    unload(&L);
+}
+END_TEST
+
 /* ------------------------------------------------------------ runner */
 
 static Suite *nll_suite(void)
@@ -313,6 +383,7 @@ static Suite *nll_suite(void)
     tcase_add_test(tc, token_inf_and_nan);
     tcase_add_test(tc, story_less_surprising);
     tcase_add_test(tc, prompt_bad_input);
+    tcase_add_test(tc, prompt_equals_scheduler);
     suite_add_tcase(s, tc);
     return s;
 }
