@@ -1,5 +1,5 @@
-/* sched_internal.h - what scheduler.c and sched_seq.c share: the scheduler
- * itself and its slots. Not for other modules. */
+/* sched_internal.h - what scheduler.c, sched_seq.c and sched_nll.c share:
+ * the scheduler itself and its slots. Not for other modules. */
 #ifndef HEARTH_SCHED_INTERNAL_H
 #define HEARTH_SCHED_INTERNAL_H
 
@@ -7,10 +7,16 @@
 #include <stdbool.h>
 
 #include "kv.h"
+#include "nll.h"
 #include "scheduler.h"
 #include "stop.h"
 
 enum seq_state { SEQ_FREE = 0, SEQ_PREFILL, SEQ_DECODE };
+
+/* NLL logits rows in one step at most (sched_nll.c): a prompt chunk whose
+ * sampled positions do not fit is cut short and goes on next step. One
+ * prompt has at most NLL_MAX_SAMPLES, so a step always makes progress. */
+#define SCHED_NLL_ROWS NLL_MAX_SAMPLES
 
 /* One running choice of a job, bound to a slot (its KV cache). Only the
  * scheduler thread touches it. */
@@ -27,6 +33,9 @@ typedef struct seq {
                        after the sequence ends for prefix reuse */
     int n_hist;
     int32_t next;   /* sampled token to feed in the next step */
+    int nll_pos[NLL_MAX_SAMPLES]; /* prompt positions whose NLL is measured
+                                     (choice 0 of a want_nll job), ascending */
+    int n_nll_pos;
     /* this step */
     int logit_row;  /* row in the step's logits, or -1 */
     bool fed;       /* put tokens into the batch */
@@ -34,6 +43,14 @@ typedef struct seq {
     int32_t drawn;       /* the token sampled, or -1 */
     sampler_result res;  /* its log-probabilities, when asked for */
 } seq;
+
+/* One NLL row of the step: the logits of a sampled prompt position. */
+typedef struct sched_nll_row {
+    seq *q;        /* whose prompt */
+    int row;       /* in the step's logits */
+    int32_t next;  /* the prompt token the row predicts */
+    double val;    /* its NLL, once computed */
+} sched_nll_row;
 
 struct sched {
     const model *m;
@@ -43,8 +60,13 @@ struct sched {
     model_ctx *ctx;
     seq *seqs;         /* n_slots */
     int *order;        /* n_slots: scratch of the batch builder and sampling */
-    float *logits;     /* n_slots rows of n_vocab */
+    sched_job **pre;   /* n_slots: scratch, jobs completing their prefill */
+    float *logits;     /* n_slots + SCHED_NLL_ROWS rows of n_vocab: one per
+                          sequence (decode or last prompt token), plus the
+                          step's NLL rows */
     model_token *batch;
+    sched_nll_row nll[SCHED_NLL_ROWS]; /* this step's NLL rows */
+    int n_nll;
 
     pthread_t thread;
     bool thread_started;
@@ -53,6 +75,8 @@ struct sched {
     sched_job *q_head, *q_tail; /* waiting jobs, oldest first */
     sched_counters n;   /* running, queued and the totals */
     bool stop;
+    bool kick;          /* a job was submitted, cancelled or released: the
+                           thread looks again before it sleeps */
     sched_job *wake_head, *wake_tail; /* jobs with news for the loop */
 
     uv_loop_t *loop;
@@ -75,5 +99,23 @@ void sched_place(sched *s, sched_job *j);
 bool sched_step(sched *s);
 /* Fail every running job with msg (the scheduler is stopping). */
 void sched_fail_all(sched *s, const char *msg);
+/* Whether a step has anything to do: a sequence that is neither free nor
+ * held (sched_job.hold), or a held one whose job was cancelled. */
+bool sched_has_work(const sched *s);
+
+/* sched_nll.c, on the scheduler thread */
+/* Choose the positions to measure for a placed sequence (keep: the tokens
+ * found in its cache). */
+void sched_nll_place(seq *q, const sched_job *j, int choice, int keep);
+/* The tokens of a prompt chunk of `take` from q->n_fed whose sampled
+ * positions fit the step's NLL rows left: take, or fewer. */
+int sched_nll_fit(const sched *s, const seq *q, int take);
+/* Index in q->nll_pos of the first position >= k. */
+int sched_nll_first(const seq *q, int k);
+/* Record that logits row `row` measures q's position before `next`. */
+void sched_nll_add(sched *s, seq *q, int row, int32_t next);
+/* After a forward pass that succeeded: compute the step's NLL rows and add
+ * them to their jobs (counters nll_rows, nll_ns). */
+void sched_nll_collect(sched *s);
 
 #endif

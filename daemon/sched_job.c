@@ -21,6 +21,7 @@ sched_job *sched_job_new(int n_choices)
     pthread_mutex_init(&j->mu, NULL);
     atomic_init(&j->refs, 1);
     atomic_init(&j->cancel, false);
+    atomic_init(&j->released, false);
     return j;
 }
 

@@ -69,6 +69,12 @@ typedef struct sched_job {
     int top_logprobs;    /* 0..SAMPLER_MAX_TOP */
     int32_t stop_token;  /* ends generation like EOS (a chat template's
                             end-of-turn token), or -1 */
+    bool want_nll;       /* measure the prompt's NLL during the prefill
+                            (nll.h: up to NLL_MAX_SAMPLES positions of
+                            choice 0's prompt, into nll_sum / nll_n) */
+    bool hold;           /* once every choice's prompt is in the cache and
+                            its first token sampled, run no further step
+                            for the job until sched_release (or cancel) */
 
     /* loop: called on the loop thread when the output changed; cleared by
      * the loop before it drops the job. */
@@ -79,9 +85,20 @@ typedef struct sched_job {
     pthread_mutex_t mu;
     atomic_int refs;
     atomic_bool cancel;  /* set by sched_cancel */
+    atomic_bool released; /* set by sched_release: `hold` no longer holds */
 
     /* output (under mu) */
     int cached_tokens;   /* prompt tokens reused from a slot's cache */
+    bool prefilled;      /* every choice's prompt is in its cache: set once,
+                            after the forward pass that completed the last
+                            one, and followed by a notify (unless the job
+                            ended in that step: then before done) */
+    double nll_sum;      /* the NLL (nats) summed over the sampled prompt
+                            positions computed in this job's prefill... */
+    int nll_n;           /* ...and their count: final once prefilled. The
+                            positions taken from the prefix cache are not
+                            recomputed, so a prompt found whole in a cache
+                            gives 0 - read it as "unknown", not as 0 nats */
     bool done;           /* every choice finished; set exactly once */
     char error[256];     /* non-empty when the job failed */
     sched_choice *choices; /* n_choices */

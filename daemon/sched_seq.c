@@ -17,6 +17,22 @@ int sched_free_slots(const sched *s)
     return n;
 }
 
+/* Past its prefill and first token, in a job that holds until released. */
+static bool seq_held(const seq *q)
+{
+    return q->state == SEQ_DECODE && q->job->hold && !atomic_load(&q->job->released);
+}
+
+bool sched_has_work(const sched *s)
+{
+    for (int i = 0; i < s->p.n_slots; i++) {
+        const seq *q = &s->seqs[i];
+        if (q->state != SEQ_FREE && (!seq_held(q) || atomic_load(&q->job->cancel)))
+            return true;
+    }
+    return false;
+}
+
 /* ---------------------------------------------------------- ending */
 
 static void seq_release(seq *q)
@@ -144,6 +160,7 @@ void sched_place(sched *s, sched_job *j)
         q->choice = placed;
         q->n_fed = keep;
         q->state = SEQ_PREFILL;
+        sched_nll_place(q, j, placed, keep);
         tok_stream_init(&q->ts, s->v);
         /* a failure leaves smp or stop NULL: the next step fails the job */
         if (sampler_new(&sp, s->n_vocab, &q->smp, err, sizeof err) == 0)
@@ -206,11 +223,42 @@ static void sample_task(void *arg, int64_t i, int thread)
     q->drawn = sampler_sample(q->smp, row, q->job->want_logprobs ? &q->res : NULL);
 }
 
+/* Whether every choice of j has its whole prompt in its cache. */
+static bool job_prefilled(const sched *s, const sched_job *j)
+{
+    for (int i = 0; i < s->p.n_slots; i++)
+        if (s->seqs[i].job == j && s->seqs[i].n_fed < j->n_prompt)
+            return false;
+    return true;
+}
+
+/* A prompt was completed this step: when it was the job's last, mark the
+ * job prefilled (before its first tokens are handled, so that before the
+ * job can end) and keep a reference to wake it after them. Returns the
+ * number of jobs in s->pre. */
+static int note_prefilled(sched *s, sched_job *j, int n_pre)
+{
+    for (int i = 0; i < n_pre; i++)
+        if (s->pre[i] == j)
+            return n_pre;
+    if (!job_prefilled(s, j))
+        return n_pre;
+    pthread_mutex_lock(&j->mu);
+    bool news = !j->prefilled;
+    j->prefilled = true;
+    pthread_mutex_unlock(&j->mu);
+    if (!news)
+        return n_pre;
+    sched_job_ref(j);
+    s->pre[n_pre] = j;
+    return n_pre + 1;
+}
+
 /* Sample every sequence that has logits this step: the draws side by side,
  * then each token handled in slot order. */
 static void sample_all(sched *s)
 {
-    int n = 0;
+    int n = 0, n_pre = 0;
     for (int i = 0; i < s->p.n_slots; i++) {
         seq *q = &s->seqs[i];
         if (q->state == SEQ_FREE || q->logit_row < 0)
@@ -224,6 +272,7 @@ static void sample_all(sched *s)
             /* the prompt counts for penalties, as llama.cpp does */
             for (int k = 0; k < j->n_prompt; k++)
                 sampler_accept(q->smp, j->prompt[k]);
+            n_pre = note_prefilled(s, j, n_pre);
         }
         s->order[n++] = i;
     }
@@ -236,6 +285,14 @@ static void sample_all(sched *s)
             job_fail(s, q->job, "every token is banned by logit_bias");
         else
             seq_accept(s, q, q->drawn, q->job->want_logprobs ? &q->res : NULL);
+    }
+    /* the news of a prefilled job comes with its first tokens; a job that
+     * ended meanwhile had its last notify already (and read prefilled) */
+    for (int i = 0; i < n_pre; i++) {
+        sched_job *j = s->pre[i];
+        if (!sched_job_done(j))
+            sched_wake(s, j);
+        sched_job_unref(j);
     }
 }
 
@@ -293,13 +350,14 @@ static int prefill_order(sched *s)
 static int build_batch(sched *s)
 {
     int n = 0, rows = 0;
+    s->n_nll = 0;
     for (int i = 0; i < s->p.n_slots; i++) {
         seq *q = &s->seqs[i];
         q->logit_row = -1;
         q->fed = false;
         q->n_fed0 = q->n_fed;
         q->n_hist0 = q->n_hist;
-        if (q->state != SEQ_DECODE)
+        if (q->state != SEQ_DECODE || seq_held(q))
             continue;
         s->batch[n++] = (model_token){.id = q->next, .pos = kv_len(q->kv),
                                       .kv = q->kv, .want_logits = true};
@@ -324,21 +382,26 @@ static int build_batch(sched *s)
         int take = j->n_prompt - q->n_fed;
         if (take > limit - n)
             take = limit - n;
+        take = sched_nll_fit(s, q, take);
+        /* logits rows follow batch order: decode rows first, then the
+         * sampled positions and last tokens of prompts as they come */
+        int p = sched_nll_first(q, q->n_fed);
         for (int t = 0; t < take; t++) {
             int k = q->n_fed + t;
+            bool nll = p < q->n_nll_pos && q->nll_pos[p] == k; /* never the last */
+            bool last = k == j->n_prompt - 1;
             s->batch[n++] = (model_token){.id = j->prompt[k], .pos = k, .kv = q->kv,
-                                          .want_logits = k == j->n_prompt - 1};
+                                          .want_logits = nll || last};
             hist_push(q, j->prompt[k]);
+            if (nll) {
+                sched_nll_add(s, q, rows++, j->prompt[k + 1]);
+                p++;
+            }
+            if (last)
+                q->logit_row = rows++;
         }
         q->fed = take > 0;
         q->n_fed += take;
-    }
-    /* logits rows follow batch order: decode rows first, then the
-     * prompts that end in this batch, in the order they were added */
-    for (int o = 0; o < n_pre; o++) {
-        seq *q = &s->seqs[s->order[o]];
-        if (q->fed && q->n_fed == q->job->n_prompt)
-            q->logit_row = rows++;
     }
     return n;
 }
@@ -356,6 +419,7 @@ static void roll_back(sched *s, const char *err)
         q->n_hist = q->n_hist0;
         q->logit_row = -1;
     }
+    s->n_nll = 0;
     for (int i = 0; i < s->p.n_slots; i++) {
         seq *q = &s->seqs[i];
         if (q->state != SEQ_FREE && q->fed)
@@ -381,17 +445,20 @@ bool sched_step(sched *s)
     s->n.tokens += rc < 0 ? 0 : (uint64_t)n;
     s->n.decode_ns += t1 - t0;
     pthread_mutex_unlock(&s->mu);
+    uint64_t ts = t1;
     if (rc < 0) {
         log_error("sched", "forward pass failed: %s", err);
         roll_back(s, err);
     } else {
+        sched_nll_collect(s); /* counts its own time */
+        ts = sched_now_ns();
         sample_all(s);
     }
     uint64_t t2 = sched_now_ns();
     pthread_mutex_lock(&s->mu);
-    s->n.sample_ns += t2 - t1;
+    s->n.sample_ns += t2 - ts;
     pthread_mutex_unlock(&s->mu);
-    log_debug("sched", "step: %d tokens, forward %.2f ms, sampling %.2f ms", n,
-              (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6);
+    log_debug("sched", "step: %d tokens, forward %.2f ms, NLL %.2f ms, sampling %.2f ms", n,
+              (double)(t1 - t0) / 1e6, (double)(ts - t1) / 1e6, (double)(t2 - ts) / 1e6);
     return true;
 }

@@ -163,6 +163,7 @@ sched_status sched_submit(sched *s, sched_job *j, char *err, size_t errlen)
     j->queued = true;
     s->n.queued++;
     s->n.submitted++;
+    s->kick = true;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return SCHED_OK;
@@ -183,6 +184,16 @@ void sched_cancel(sched *s, sched_job *j)
             s->n.ended++;
         sched_job_unref(j); /* the queue's; the caller keeps its own */
     }
+    s->kick = true; /* a held job's slot frees in the next step */
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_release(sched *s, sched_job *j)
+{
+    atomic_store(&j->released, true);
+    pthread_mutex_lock(&s->mu);
+    s->kick = true;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
@@ -220,18 +231,20 @@ static void *sched_thread(void *arg)
     long delay_ms = delay_env ? strtol(delay_env, NULL, 10) : 0;
     for (;;) {
         admit(s);
-        bool busy = sched_free_slots(s) < s->p.n_slots;
+        bool work = sched_has_work(s);
         pthread_mutex_lock(&s->mu);
-        /* idle: sleep until a job arrives (one that cannot be admitted
-         * while slots are busy waits for the next step instead) */
-        while (!s->stop && !busy && !s->q_head)
+        /* nothing to run (idle, or every running job held): sleep until a
+         * job is submitted, cancelled or released. A job that cannot be
+         * admitted while slots run waits for the next step instead. */
+        while (!s->stop && !work && !s->kick)
             pthread_cond_wait(&s->cv, &s->mu);
+        s->kick = false;
         bool stop = s->stop;
         pthread_mutex_unlock(&s->mu);
         if (stop)
             break;
-        if (!busy)
-            continue; /* a job arrived: admit it */
+        if (!work)
+            continue; /* admit, and look again */
         if (sched_step(s) && delay_ms > 0) {
             struct timespec ts = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};
             nanosleep(&ts, NULL);
@@ -253,6 +266,7 @@ static void release(sched *s)
     model_ctx_free(s->ctx);
     free(s->seqs);
     free(s->order);
+    free(s->pre);
     free(s->logits);
     free(s->batch);
 }
@@ -283,9 +297,13 @@ int sched_new(sched **out, const model *m, const tok_vocab *v, const sched_param
     int batch_cap = p->batch + p->n_slots;
     s->seqs = calloc((size_t)p->n_slots, sizeof *s->seqs);
     s->order = calloc((size_t)p->n_slots, sizeof *s->order);
-    s->logits = malloc((size_t)p->n_slots * (size_t)s->n_vocab * sizeof(float));
+    s->pre = calloc((size_t)p->n_slots, sizeof *s->pre);
+    /* a row per sequence (decode, or a prompt's last token) and the NLL
+     * rows (sched_nll.c) */
+    size_t rows = (size_t)p->n_slots + SCHED_NLL_ROWS;
+    s->logits = malloc(rows * (size_t)s->n_vocab * sizeof(float));
     s->batch = malloc((size_t)batch_cap * sizeof *s->batch);
-    if (!s->seqs || !s->order || !s->logits || !s->batch) {
+    if (!s->seqs || !s->order || !s->pre || !s->logits || !s->batch) {
         snprintf(err, errlen, "out of memory for %d slots", p->n_slots);
         goto fail;
     }

@@ -11,10 +11,21 @@
  *
  * A job is cancelled when the loop drops it: a queued job leaves the queue
  * at once, a running one frees its slots before the next step, so a client
- * that disconnects costs at most one more step.
+ * that disconnects costs at most one more step. A slot's cache outlives its
+ * job (prefix cache), whichever way the job ended.
+ *
+ * The router's view of a prompt: a job with want_nll has the NLL of a
+ * sample of its prompt positions measured during its prefill (nll.h: their
+ * logits rows are computed with the chunk, one output-projection row each,
+ * and their NLL on the context's threads). A job with hold stops after its
+ * prefill and first token (sched_job.prefilled, with a notify) until the
+ * loop releases it (sched_release: it goes on as if never stopped) or
+ * cancels it (its prefilled cache stays for the next request that starts
+ * the same way).
  *
  * Source files: scheduler.c (lifecycle, queue, wake list, thread loop),
- * sched_seq.c (slots, batch builder, sampling), sched_job.c (the job).
+ * sched_seq.c (slots, batch builder, sampling), sched_nll.c (the NLL rows),
+ * sched_job.c (the job).
  */
 #ifndef HEARTH_SCHEDULER_H
 #define HEARTH_SCHEDULER_H
@@ -58,6 +69,9 @@ typedef struct sched_counters {
     uint64_t tokens;     /* tokens through forward passes */
     uint64_t decode_ns;  /* time in forward passes */
     uint64_t sample_ns;  /* time sampling and detokenizing after them */
+    uint64_t nll_rows;   /* prompt positions whose NLL was measured */
+    uint64_t nll_ns;     /* time computing their NLL from the logits (the
+                            rows' forward pass is in decode_ns) */
 } sched_counters;
 
 int sched_new(sched **out, const model *m, const tok_vocab *v,
@@ -74,6 +88,10 @@ sched_status sched_submit(sched *s, sched_job *j, char *err, size_t errlen);
  * step. The caller still holds its reference. Safe to call more than once
  * and on a job that already ended. */
 void sched_cancel(sched *s, sched_job *j);
+/* Let a held job (sched_job.hold) go on: its sequences are scheduled again
+ * from the next step, and it generates what it would have unheld. Harmless
+ * on a job that is not held (yet: it then never stops) or has ended. */
+void sched_release(sched *s, sched_job *j);
 
 /* Whether running + queued jobs are at capacity now (a new job would get
  * SCHED_BUSY, with the message err then holds): lets a caller refuse

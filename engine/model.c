@@ -797,6 +797,8 @@ void model_ctx_run(model_ctx *c, int64_t n, void (*fn)(void *arg, int64_t i, int
     pool_run(c->pool, n, fn, arg);
 }
 
+int model_ctx_max_batch(const model_ctx *c) { return c->max_batch; }
+
 int model_ctx_threads(const model_ctx *c)
 {
     return c->n_threads;

@@ -114,6 +114,8 @@ void model_ctx_free(model_ctx *c);
 int model_ctx_set_threads(model_ctx *c, int n_threads, char *err,
                           size_t errlen);
 int model_ctx_threads(const model_ctx *c);
+/* The max_batch the context was made for (larger batches run in slices). */
+int model_ctx_max_batch(const model_ctx *c);
 
 /* Run fn(arg, i, thread) for i in 0..n-1 on the context's threads, each
  * index once, and return when all are done (for work that goes with a

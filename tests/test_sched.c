@@ -16,7 +16,12 @@
  * ends a job with "length"; a job that bans every token fails alone; jobs
  * that could never run (empty prompt, prompt beyond the context) are
  * refused at submit; a new request does not wipe a cached conversation
- * while an empty slot waits.
+ * while an empty slot waits; a held job stops after its prefill and first
+ * token, costs no step while others run, and finishes as unheld once
+ * released, or, cancelled, leaves its prompt cached for the next request;
+ * want_nll measures min(32, n-1) positions of a fresh prompt as
+ * nll_prompt does, fewer when a prefix is cached, at one logits row each,
+ * and no row without it.
  *
  * Reads two internals (sched_internal.h), both on the side the scheduler
  * itself allows: a job's `queued` flag under the scheduler's mutex (to tell
@@ -42,6 +47,7 @@
 #include "daemon/sched_internal.h"
 #include "daemon/scheduler.h"
 #include "engine/model.h"
+#include "engine/nll.h"
 #include "engine/tok.h"
 #include "tests/testrand.h"
 
@@ -195,6 +201,9 @@ static atomic_int g_decodes;  /* every call (never reset within a test) */
 static atomic_int g_injected;
 static atomic_int g_max_batch;
 static atomic_int g_mixed; /* steps with a prompt chunk and another sequence */
+static atomic_int g_rows;     /* tokens that wanted logits, over every call */
+static atomic_int g_max_rows; /* the most in one call */
+static atomic_int g_held_tokens; /* tokens of jobs with `hold` set */
 static sched *_Atomic g_sched;
 
 static pthread_mutex_t g_failed_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -210,6 +219,9 @@ static void hooks_reset(void)
     atomic_store(&g_injected, 0);
     atomic_store(&g_max_batch, 0);
     atomic_store(&g_mixed, 0);
+    atomic_store(&g_rows, 0);
+    atomic_store(&g_max_rows, 0);
+    atomic_store(&g_held_tokens, 0);
     atomic_store(&g_sched, NULL);
     pthread_mutex_lock(&g_failed_mu);
     g_n_failed = 0;
@@ -262,6 +274,20 @@ static void note_batch_shape(const model_batch *b)
     }
     if (chunk && other)
         atomic_fetch_add(&g_mixed, 1);
+    /* logits rows, and the tokens of held jobs (the slots are the
+     * scheduler thread's, which this runs on) */
+    int rows = 0;
+    for (int t = 0; t < b->n; t++)
+        rows += b->tok[t].want_logits;
+    atomic_fetch_add(&g_rows, rows);
+    cur = atomic_load(&g_max_rows);
+    while (rows > cur && !atomic_compare_exchange_weak(&g_max_rows, &cur, rows))
+        ;
+    sched *s = atomic_load(&g_sched);
+    for (int t = 0; s && t < b->n; t++)
+        for (int i = 0; i < s->p.n_slots; i++)
+            if (s->seqs[i].kv == b->tok[t].kv && s->seqs[i].job && s->seqs[i].job->hold)
+                atomic_fetch_add(&g_held_tokens, 1);
 }
 
 static int test_decode(model_ctx *c, const model_batch *b, float *logits, char *err,
@@ -317,6 +343,7 @@ typedef struct spec {
     int n_prompt;
     int max_tokens;
     bool ban_eog; /* exact lengths: the end-of-generation tokens banned */
+    float temp;   /* 0 (spec_make): greedy */
     /* alone */
     char *text;
     int n_gen;
@@ -389,6 +416,8 @@ typedef struct track {
     int n_notify;      /* every call */
     int n_done_notify; /* calls that saw the job done for the first time */
     int n_after_done;  /* calls after that */
+    int n_ready_notify; /* calls that saw it prefilled with every choice's
+                           first token out */
 } track;
 
 /* Calls after one that saw the job done, over the process: possible, at
@@ -408,10 +437,22 @@ static void assert_told_done(const track *t, const char *what, int idx)
     g_late_notify += t->n_after_done;
 }
 
+/* Prefilled, and every choice has its first token (or ended); j->mu held. */
+static bool ready_locked(const sched_job *j)
+{
+    bool r = j->prefilled;
+    for (int ch = 0; ch < j->n_choices; ch++)
+        r &= j->choices[ch].n_gen >= 1 || j->choices[ch].finish != SCHED_RUNNING;
+    return r;
+}
+
 static void on_notify(sched_job *j, void *arg)
 {
     track *t = arg;
     t->n_notify++;
+    pthread_mutex_lock(&j->mu);
+    t->n_ready_notify += ready_locked(j);
+    pthread_mutex_unlock(&j->mu);
     if (t->n_done_notify)
         t->n_after_done++;
     else if (sched_job_done(j))
@@ -427,7 +468,7 @@ static sched_job *job_new(const spec *c, int n_choices, track *t)
     memcpy(j->prompt, c->prompt, (size_t)c->n_prompt * sizeof *j->prompt);
     j->n_prompt = c->n_prompt;
     sampler_params_default(&j->sp);
-    j->sp.temp = 0.0f; /* greedy */
+    j->sp.temp = c->temp; /* 0: greedy */
     j->sp.seed = 1234;
     if (c->ban_eog) {
         j->bias = malloc((size_t)G.n_ban * sizeof *j->bias);
@@ -1298,6 +1339,304 @@ START_TEST(every_token_banned_fails_alone)
 }
 END_TEST
 
+/* ------------------------------------------------ hold and the prompt's NLL */
+
+/* The loop was told: a notify call saw the job prefilled with every
+ * choice's first token out. */
+static bool told_ready(void *arg) { return ((track *)arg)->n_ready_notify > 0; }
+
+typedef struct nll_out {
+    bool prefilled;
+    double sum;
+    int n;
+    int cached;
+} nll_out;
+
+static void read_nll(sched_job *j, nll_out *o)
+{
+    pthread_mutex_lock(&j->mu);
+    o->prefilled = j->prefilled;
+    o->sum = j->nll_sum;
+    o->n = j->nll_n;
+    o->cached = j->cached_tokens;
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* A new scheduler (empty caches) on a new loop, after stop(). */
+static sched *restart(int slots, int batch, int max_queue)
+{
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    atomic_store(&g_decodes, 0); /* settled() compares it with the new counters */
+    return start(slots, batch, max_queue);
+}
+
+/* A held job (one sampled at temperature 0.9, one with n=2) stops after
+ * its prefill with one token per choice; the loop is notified of it; other
+ * jobs - one of them admitted later - run to the end meanwhile without a
+ * single token of the held ones in their steps. Released, each finishes as
+ * it does unheld. Not held, a job is prefilled as well. */
+START_TEST(hold_until_release)
+{
+    spec a, b, c;
+    rng_state = 0x5eed000c;
+    spec_make(&a, 40, 30, true);
+    a.temp = 0.9f;
+    spec_make(&b, 25, 50, true);
+    spec_make(&c, 70, 40, true);
+    sched *s = start(4, 32, 8);
+    run_alone(s, &a);
+    run_alone(s, &b);
+    run_alone(s, &c);
+    stop(s);
+    s = restart(4, 32, 8); /* caches empty: real prefills */
+
+    track th = {0}, th2 = {0};
+    sched_job *h = job_new(&a, 1, &th), *h2 = job_new(&b, 2, &th2);
+    h->hold = h2->hold = true;
+    sched_job *o[2] = {job_new(&c, 1, NULL), job_new(&b, 1, NULL)};
+    submit_ok(s, h);
+    submit_ok(s, h2);
+    submit_ok(s, o[0]);
+    submit_ok(s, o[1]); /* queued: the slots are full */
+    WAIT_FOR(told_ready, &th, LONG_WAIT, "the held job's prefilled notify");
+    WAIT_FOR(told_ready, &th2, LONG_WAIT, "the held n=2 job's prefilled notify");
+    int held_tokens = atomic_load(&g_held_tokens);
+    ck_assert_int_eq(held_tokens, a.n_prompt + 2 * b.n_prompt);
+    job_set os = {o, 2};
+    WAIT_FOR(all_done, &os, LONG_WAIT, "the other jobs");
+    assert_as_alone(o[0], 0, &c, "a job beside held ones", 0);
+    assert_as_alone(o[1], 0, &b, "a job beside held ones", 1);
+    sched_counters n;
+    sched_stats(s, &n);
+    ck_assert_int_eq(n.running, 2);
+    ck_assert_int_eq(n.queued, 0);
+    /* still where they stopped, and nothing of theirs was fed since */
+    sched_job *held[2] = {h, h2};
+    for (int k = 0; k < 2; k++) {
+        ck_assert(!sched_job_done(held[k]));
+        nll_out no;
+        read_nll(held[k], &no);
+        ck_assert(no.prefilled);
+        ck_assert_int_eq(no.n, 0); /* no NLL asked */
+        for (int ch = 0; ch < held[k]->n_choices; ch++) {
+            out oo;
+            read_out(held[k], ch, &oo);
+            ck_assert_int_eq(oo.n_gen, 1);
+            ck_assert_int_eq(oo.finish, SCHED_RUNNING);
+        }
+    }
+    ck_assert_int_eq(atomic_load(&g_held_tokens), held_tokens);
+    for (int k = 0; k < 2; k++) {
+        nll_out no;
+        read_nll(o[k], &no);
+        ck_assert(no.prefilled);
+    }
+
+    sched_release(s, h);
+    sched_release(s, h);    /* again: harmless */
+    sched_release(s, o[0]); /* ended: harmless */
+    sched_release(s, h2);
+    job_set hs = {held, 2};
+    WAIT_FOR(all_done, &hs, LONG_WAIT, "the released jobs");
+    assert_as_alone(h, 0, &a, "a released job", 0);
+    assert_as_alone(h2, 0, &b, "a released n=2 job", 0);
+    assert_as_alone(h2, 1, &b, "a released n=2 job", 1);
+    assert_told_done(&th, "released job", 0);
+    assert_told_done(&th2, "released job", 1);
+    ck_assert_int_gt(atomic_load(&g_held_tokens), held_tokens);
+    sched_job *all[4] = {h, h2, o[0], o[1]};
+    settled_arg sa = {s, {all, 4}};
+    WAIT_FOR(settled, &sa, 10.0, "the scheduler to let go of every job");
+    stop(s);
+    for (int k = 0; k < 4; k++)
+        sched_job_unref(all[k]);
+    spec_free(&a);
+    spec_free(&b);
+    spec_free(&c);
+}
+END_TEST
+
+/* One slot: a held job is cancelled (the loop sent the request elsewhere)
+ * while a job with the same prompt waits. The slot frees, the waiting job
+ * finds the whole prompt but its last token cached, and gives the text it
+ * gives alone; the cancelled job is never told it is done. */
+START_TEST(held_cancel_keeps_prefix)
+{
+    spec a;
+    rng_state = 0x5eed000d;
+    spec_make(&a, 30, 10, true);
+    sched *s = start(1, 16, 4);
+    run_alone(s, &a);
+    stop(s);
+    s = restart(1, 16, 4);
+
+    track th = {0};
+    sched_job *h = job_new(&a, 1, &th), *x = job_new(&a, 1, NULL);
+    h->hold = true;
+    submit_ok(s, h);
+    WAIT_FOR(told_ready, &th, LONG_WAIT, "the held job's prefilled notify");
+    submit_ok(s, x);
+    ck_assert_int_eq(job_stage(s, x), ST_QUEUED);
+    out o;
+    read_out(h, 0, &o);
+    ck_assert_int_eq(o.cached, 0);
+    ck_assert_int_eq(o.n_gen, 1);
+
+    int notified = th.n_notify;
+    sched_cancel(s, h);
+    WAIT_FOR(job_done, h, LONG_WAIT, "the cancelled held job to end");
+    read_out(h, 0, &o);
+    ck_assert_int_eq(o.finish, SCHED_FINISH_CANCELLED);
+    ck_assert_int_eq(o.n_gen, 1);
+    WAIT_FOR(job_done, x, LONG_WAIT, "the job after it");
+    assert_as_alone(x, 0, &a, "the job after a cancelled held one", 0);
+    read_out(x, 0, &o);
+    ck_assert_int_eq(o.cached, a.n_prompt - 1);
+    sched_job *both[2] = {h, x};
+    settled_arg sa = {s, {both, 2}};
+    WAIT_FOR(settled, &sa, 10.0, "the scheduler to let go of both jobs");
+    ck_assert_int_eq(th.n_notify, notified);
+    stop(s);
+    sched_job_unref(h);
+    sched_job_unref(x);
+    spec_free(&a);
+}
+END_TEST
+
+/* Run one job alone (the scheduler idle before and after) and return its
+ * NLL and the logits rows its steps asked for. */
+static int run_nll(sched *s, const spec *c, bool want_nll, nll_out *no, out *o)
+{
+    settle(s);
+    int rows0 = atomic_load(&g_rows);
+    sched_job *j = job_new(c, 1, NULL);
+    j->want_nll = want_nll;
+    submit_ok(s, j);
+    WAIT_FOR(job_done, j, LONG_WAIT, "a job measuring its prompt");
+    settle(s);
+    read_nll(j, no);
+    read_out(j, 0, o);
+    sched_job_unref(j);
+    ck_assert_str_eq(o->error, "");
+    ck_assert(no->prefilled);
+    return atomic_load(&g_rows) - rows0;
+}
+
+static double prompt_mean(model_ctx *mc, const spec *c, int *np)
+{
+    char err[256];
+    double mean;
+    ck_assert_msg(nll_prompt(G.m, mc, c->prompt, c->n_prompt, NLL_MAX_SAMPLES, &mean, np, err,
+                             sizeof err) == 0,
+                  "nll_prompt: %s", err);
+    return mean;
+}
+
+/* want_nll: a fresh prompt gets min(32, n-1) samples whose mean is
+ * nll_prompt's, at one logits row each on top of the sampled tokens';
+ * three prompts prefilled in the same steps share the step's NLL rows (a
+ * chunk that does not fit waits) and each still gets its 32; a prompt
+ * whose beginning is cached gets fewer, found whole none; without
+ * want_nll no extra row is asked for. The texts are those without NLL. */
+START_TEST(nll_during_prefill)
+{
+    enum { SLOTS = 3 };
+    spec p10, p100[SLOTS], q, p50;
+    rng_state = 0x5eed000e;
+    spec_make(&p10, 10, 3, true);
+    for (int i = 0; i < SLOTS; i++)
+        spec_make(&p100[i], 100, 3, true);
+    spec_make(&p50, 50, 4, true);
+    /* fresh prompts begin differently: no slot has a prefix of another */
+    p10.prompt[0] = 3;
+    for (int i = 0; i < SLOTS; i++)
+        p100[i].prompt[0] = 4 + i;
+    p50.prompt[0] = 4 + SLOTS;
+    spec_make(&q, 90, 3, true);
+    memcpy(q.prompt, p100[0].prompt, 60 * sizeof(int32_t));
+    if (q.prompt[60] == p100[0].prompt[60])
+        q.prompt[60] = q.prompt[60] == 3 ? 4 : 3;
+    model_ctx *mc;
+    char err[256];
+    ck_assert_msg(model_ctx_new(G.m, 64, &mc, err, sizeof err) == 0, "model_ctx_new: %s", err);
+    sched *s = start(SLOTS, 256, 8);
+
+    /* fresh, short: every position */
+    nll_out no;
+    out o;
+    int rows = run_nll(s, &p10, true, &no, &o);
+    int np;
+    double want = prompt_mean(mc, &p10, &np);
+    ck_assert_int_eq(o.cached, 0);
+    ck_assert_int_eq(no.n, 9);
+    ck_assert_int_eq(np, 9);
+    ck_assert_double_eq_tol(no.sum / no.n, want, 1e-3);
+    ck_assert_int_eq(rows, o.n_gen + no.n);
+
+    /* three fresh long prompts at once: 96 samples, 32 rows a step at most */
+    settle(s);
+    sched_counters n0, n1;
+    sched_stats(s, &n0);
+    atomic_store(&g_max_rows, 0);
+    sched_job *j[SLOTS];
+    for (int i = 0; i < SLOTS; i++) {
+        j[i] = job_new(&p100[i], 1, NULL);
+        j[i]->want_nll = true;
+        submit_ok(s, j[i]);
+    }
+    job_set js = {j, SLOTS};
+    WAIT_FOR(all_done, &js, LONG_WAIT, "three jobs measuring their prompts");
+    settle(s);
+    sched_stats(s, &n1);
+    ck_assert_uint_eq(n1.nll_rows - n0.nll_rows, SLOTS * NLL_MAX_SAMPLES);
+    ck_assert_int_le(atomic_load(&g_max_rows), SLOTS + NLL_MAX_SAMPLES);
+    for (int i = 0; i < SLOTS; i++) {
+        read_nll(j[i], &no);
+        want = prompt_mean(mc, &p100[i], &np);
+        ck_assert_int_eq(no.cached, 0);
+        ck_assert_int_eq(no.n, NLL_MAX_SAMPLES);
+        ck_assert_int_eq(np, NLL_MAX_SAMPLES);
+        ck_assert_msg(fabs(no.sum / no.n - want) < 1e-3, "prompt %d: scheduler %.6f, alone %.6f",
+                      i, no.sum / no.n, want);
+    }
+
+    /* 60 of 90 tokens cached: positions 60..88 only */
+    run_nll(s, &q, true, &no, &o);
+    ck_assert_int_eq(o.cached, 60);
+    ck_assert_int_eq(no.n, q.n_prompt - 1 - 60);
+    ck_assert_int_lt(no.n, NLL_MAX_SAMPLES);
+    /* that prompt again, found whole: nothing measured */
+    run_nll(s, &q, true, &no, &o);
+    ck_assert_int_eq(o.cached, q.n_prompt - 1);
+    ck_assert_int_eq(no.n, 0);
+    ck_assert_double_eq(no.sum, 0.0);
+
+    /* no NLL asked: one row per sampled token, none more */
+    sched_stats(s, &n0);
+    rows = run_nll(s, &p50, false, &no, &o);
+    ck_assert_int_eq(o.cached, 0);
+    ck_assert_int_eq(no.n, 0);
+    ck_assert_int_eq(rows, o.n_gen);
+    sched_stats(s, &n1);
+    ck_assert_uint_eq(n1.nll_rows, n0.nll_rows);
+    ck_assert_uint_eq(n1.nll_ns, n0.nll_ns);
+
+    /* what was measured did not change what was generated */
+    for (int i = 0; i < SLOTS; i++) {
+        run_alone(s, &p100[i]);
+        assert_as_alone(j[i], 0, &p100[i], "a job measuring its prompt", i);
+        sched_job_unref(j[i]);
+    }
+    stop(s);
+    model_ctx_free(mc);
+    spec_free(&p10);
+    for (int i = 0; i < SLOTS; i++)
+        spec_free(&p100[i]);
+    spec_free(&q);
+    spec_free(&p50);
+}
+END_TEST
+
 /* ------------------------------------------------------------ runner */
 
 static void setup(void)
@@ -1324,6 +1663,9 @@ static Suite *sched_suite(void)
     tcase_add_test(tc, prompt_beyond_context_is_invalid);
     tcase_add_test(tc, empty_prompt_is_invalid);
     tcase_add_test(tc, prefix_cache_kept_beside_an_empty_slot);
+    tcase_add_test(tc, hold_until_release);
+    tcase_add_test(tc, held_cancel_keeps_prefix);
+    tcase_add_test(tc, nll_during_prefill);
     suite_add_tcase(s, tc);
     return s;
 }
