@@ -99,7 +99,7 @@ static void on_done(cloud_req *cr, int result, long status, const char *err, voi
 }
 
 /* The answer is over: health, budget, log. */
-static void account(gen_req *gr)
+static void account(gen_req *gr, const relay_usage *whole)
 {
     if (gr->c_accounted)
         return;
@@ -111,7 +111,9 @@ static void account(gen_req *gr)
     if (!ok)
         rt->n_cloud_failed++;
     relay_usage u = {0};
-    if (gr->rl)
+    if (whole)
+        u = *whole;
+    else if (gr->rl)
         u = *relay_get_usage(gr->rl);
     long long tokens = u.seen ? (u.total_tokens ? u.total_tokens
                                                 : u.prompt_tokens + u.completion_tokens)
@@ -152,7 +154,7 @@ static ssize_t cloud_reader(void *cls, uint64_t pos, char *buf, size_t max)
     const char *p = relay_pending(gr->rl, &n);
     if (n == 0) {
         if (gr->c_done) {
-            account(gr);
+            account(gr, NULL);
             return MHD_CONTENT_READER_END_OF_STREAM;
         }
         http_suspend(gr->r); /* on_data resumes it */
@@ -188,14 +190,16 @@ static int on_cloud(http_req *r, void *user)
         http_suspend(r);
         return 0;
     }
-    account(gr);
-    if (may_fall_back(gr))
-        return fall_back(gr);
     r->on_resume = NULL;
+    bool unusable = gr->c_status == 0 || (gr->c_failed && !relaying(gr)) ||
+                    (relaying(gr) && !relay_produced(gr->rl));
+    if (unusable || gr->c_status >= 500) {
+        account(gr, NULL);
+        if (may_fall_back(gr))
+            return fall_back(gr);
+    }
     gr->c_started = true;
-    if (gr->c_status == 0 || (gr->c_failed && gr->cbuf_len == 0 && !relaying(gr)) ||
-        (relaying(gr) && !relay_produced(gr->rl))) {
-        /* nothing usable came back */
+    if (unusable) {
         char msg[240];
         snprintf(msg, sizeof msg, "The upstream '%s' failed: %s", gr->up->conf->name,
                  gr->c_err[0] ? gr->c_err : "no answer");
@@ -208,6 +212,7 @@ static int on_cloud(http_req *r, void *user)
     if (relay_json(gr->cbuf ? gr->cbuf : "", gr->cbuf_len, gr->map, &out, &out_len, &u) !=
         RELAY_OK)
         return http_respond_error(r, 500, "server_error", "out of memory", NULL, NULL);
+    account(gr, &u);
     int rc = http_respond(r, (unsigned)gr->c_status, "application/json", out, out_len);
     free(out);
     return rc;
@@ -239,18 +244,16 @@ int gen_cloud_start(gen_req *gr)
     if (fs == FORWARD_EUNSCANNED ||
         (gr->pol.redact && /* what the redaction did not reach stays here */
          (privacy_scan(rt->privacy, fr.body, fr.len, &hit, 1, &n) != PRIVACY_OK || n))) {
-        {
-            free(fr.body);
-            log_info("route", "%s: local (privacy:%s outside the messages)", gr->id,
-                     n ? privacy_kind_name(hit.kind) : "unscanned");
-            http_add_header(gr->r, "X-Hearth-Route", "local");
-            http_add_header(gr->r, "X-Hearth-Route-Reason", "privacy");
-            if (!g->s || p->failed)
-                return http_respond_error(gr->r, 400, "invalid_request_error",
-                                          "The request holds data the privacy policy keeps "
-                                          "here, outside the messages", NULL, "privacy");
-            return gen_local_start(gr);
-        }
+        free(fr.body);
+        log_info("route", "%s: local (privacy:%s outside the messages)", gr->id,
+                 n ? privacy_kind_name(hit.kind) : "unscanned");
+        http_add_header(gr->r, "X-Hearth-Route", "local");
+        http_add_header(gr->r, "X-Hearth-Route-Reason", "privacy");
+        if (!g->s || p->failed)
+            return http_respond_error(gr->r, 400, "invalid_request_error",
+                                      "The request holds data the privacy policy keeps "
+                                      "here, outside the messages", NULL, "privacy");
+        return gen_local_start(gr);
     }
     gr->client_usage = fr.client_wants_usage;
     if (p->req.stream || fr.stream) {

@@ -119,8 +119,8 @@ static int act(gen_req *gr, double score, bool scored)
         snprintf(dest, sizeof dest, "cloud:%s", gr->up->conf->name);
     else
         snprintf(dest, sizeof dest, "%s", o->to == ROUTE_TO_LOCAL ? "local" : "refused");
-    if (scored)
-        log_info("route", "%s: %s (%s, score %.3f)", gr->id, dest, o->reason, score);
+    if (scored && strncmp(o->reason, "score=", 6) != 0)
+        log_info("route", "%s: %s (%s; score %.3f)", gr->id, dest, o->reason, score);
     else
         log_info("route", "%s: %s (%s)", gr->id, dest, o->reason);
     if (o->to != ROUTE_TO_REFUSE) {

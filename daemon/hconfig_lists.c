@@ -121,9 +121,9 @@ static int upstream_kv(hearth_config *c, const char *uname, const char *name, co
     else if (strcmp(name, "ca_file") == 0)
         rc = set_str(&u->ca_file, v);
     else if (strcmp(name, "connect_timeout") == 0)
-        return set_secs(&u->connect_timeout, name, v, 1, err, errlen);
+        return set_secs(&u->connect_timeout, name, v, 1, err, errlen) < 0 ? -1 : 1;
     else if (strcmp(name, "timeout") == 0)
-        return set_secs(&u->timeout, name, v, 0, err, errlen);
+        return set_secs(&u->timeout, name, v, 0, err, errlen) < 0 ? -1 : 1;
     else if (strcmp(name, "header") == 0) {
         const char *colon = strchr(v, ':');
         if (!colon || colon == v || strpbrk(v, "\r\n")) {

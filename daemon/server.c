@@ -105,14 +105,14 @@ static int on_models(http_req *r, void *user)
     }
     if (hs->rt.n_ups) {
         json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id", "auto", "object",
-                                              "model", (json_int_t)(hs->t_start_ns / 1000000000u),
+                                              "model", "created", (json_int_t)0,
                                               "owned_by", "hearth-router"));
         for (size_t i = 0; i < hs->rt.n_ups; i++) {
             char owner[96];
             snprintf(owner, sizeof owner, "cloud:%s", hs->rt.ups[i].conf->name);
             json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s, s:s}", "id",
                                                   hs->rt.ups[i].conf->name, "object", "model",
-                                                  (json_int_t)0, "owned_by", owner,
+                                                  "created", (json_int_t)0, "owned_by", owner,
                                                   "upstream_model", hs->rt.ups[i].conf->model));
         }
     }

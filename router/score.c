@@ -33,9 +33,8 @@ const size_t score_n_reference_texts =
 
 /* ---------------------------------------------------------- weights */
 
-static const char builtin_weights[] =
-#include "router-weights.inc"
-    ;
+/* conf/router-weights.txt, as the build wrote it into router-weights.c */
+extern const char score_builtin_weights[];
 
 int score_weights_parse(const char *text, size_t len, score_weights *out, char *err,
                         size_t errlen)
@@ -111,7 +110,7 @@ int score_weights_parse(const char *text, size_t len, score_weights *out, char *
 void score_weights_builtin(score_weights *out)
 {
     char err[128];
-    if (score_weights_parse(builtin_weights, sizeof builtin_weights - 1, out, err,
+    if (score_weights_parse(score_builtin_weights, strlen(score_builtin_weights), out, err,
                             sizeof err) != 0) {
         /* unreachable: test_score parses the built-in file */
         memset(out, 0, sizeof *out);

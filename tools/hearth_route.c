@@ -176,12 +176,13 @@ static void print_text(const json_t *r)
            json_string_value(json_object_get(r, "reason")));
     printf("%-18s %9s %9s %9s\n", "feature", "value", "weight", "contrib");
     printf("%-18s %9s %9s %9.3f\n", "(bias)", "", "", json_real_value(json_object_get(r, "bias")));
-    const char *k;
-    json_t *v;
-    json_object_foreach(json_object_get(r, "features"), k, v)
+    for (int f = 0; f < SF_COUNT; f++) {
+        const char *k = score_feature_name((score_feature)f);
+        json_t *v = json_object_get(json_object_get(r, "features"), k);
         printf("%-18s %9.3f %9.3f %9.3f\n", k, json_real_value(json_object_get(v, "value")),
                json_real_value(json_object_get(v, "weight")),
                json_real_value(json_object_get(v, "contribution")));
+    }
     json_t *nll = json_object_get(r, "nll"), *cost = json_object_get(r, "cost_ms");
     printf("prompt    %lld tokens; NLL %.3f nats/token over %lld positions (reference "
            "%.3f)\n",
