@@ -79,13 +79,16 @@ static int on_health(http_req *r, void *user)
     sched_counters n = {0};
     if (hs->sched)
         sched_stats(hs->sched, &n);
+    json_t *router = routing_health(&hs->rt);
+    json_object_set_new(router, "nll_rows", json_integer((json_int_t)n.nll_rows));
+    json_object_set_new(router, "nll_seconds", json_real((double)n.nll_ns / 1e9));
     return reply_json(r, 200,
                       json_pack("{s:s, s:f, s:o, s:{s:i, s:i, s:i}, s:o}", "status",
                                 hs->stopping ? "stopping" : "ok",
                                 "uptime_seconds", up, "model", mj,
                                 "requests", "running", n.running, "queued", n.queued,
                                 "in_flight", (int)http_inflight(hs->http), "router",
-                                (json_t *)routing_health(&hs->rt)));
+                                router));
 }
 
 static int on_models(http_req *r, void *user)

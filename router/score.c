@@ -4,13 +4,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *const feature_names[SF_COUNT] = {
-    "prompt_ctx", "prompt_tokens_log", "turns", "code", "math", "multi_step",
+    "prompt_ctx", "length_log", "turns", "code", "math", "multi_step",
     "output_len", "non_latin", "tools", "nll", "battery_low", "thermal", "queue_wait",
 };
 
@@ -220,28 +221,64 @@ static const word length_words[] = {
 
 static bool is_word_byte(unsigned char c) { return isalnum(c) || c == '_'; }
 
-/* Occurrences of each word in the lowercased text, weighted; a word that
- * starts with a letter must start a word of the text. */
-static double count_words(const char *t, size_t n, const word *ws, size_t nw)
+/* The word lists, indexed by their first byte once (pthread_once), so the
+ * text is read in one pass: at each byte only the words that start with
+ * it are compared. */
+enum { L_CODE, L_MATH, L_STEP, L_LEN, L_COUNT };
+#define MAX_ENTRIES 256
+typedef struct entry {
+    const word *w;
+    unsigned char list;
+    unsigned char len;
+    bool lead; /* starts with a letter: must start a word of the text */
+} entry;
+static entry entries[MAX_ENTRIES];
+static unsigned short first[257]; /* entries of byte b: [first[b], first[b+1]) */
+static pthread_once_t index_once = PTHREAD_ONCE_INIT;
+
+static void build_index(void)
 {
-    double hits = 0;
-    for (size_t k = 0; k < nw; k++) {
-        const char *w = ws[k].w;
-        size_t wl = strlen(w);
-        bool lead = isalpha((unsigned char)w[0]);
-        const char *p = t, *end = t + n;
-        while ((size_t)(end - p) >= wl) {
-            const char *q = memchr(p, w[0], (size_t)(end - p) - wl + 1);
-            if (!q)
-                break;
-            if (memcmp(q, w, wl) == 0 && (!lead || q == t || !is_word_byte((unsigned char)q[-1]))) {
-                hits += ws[k].hits;
-                p = q + wl;
-            } else
-                p = q + 1;
+    static const struct {
+        const word *ws;
+        size_t n;
+    } lists[L_COUNT] = {{code_words, N_OF(code_words)}, {math_words, N_OF(math_words)},
+                        {step_words, N_OF(step_words)}, {length_words, N_OF(length_words)}};
+    size_t k = 0;
+    for (unsigned b = 0; b < 256; b++) {
+        first[b] = (unsigned short)k;
+        for (unsigned l = 0; l < L_COUNT; l++)
+            for (size_t j = 0; j < lists[l].n; j++) {
+                const word *w = &lists[l].ws[j];
+                if ((unsigned char)w->w[0] != b || k == MAX_ENTRIES)
+                    continue;
+                entries[k++] = (entry){.w = w, .list = (unsigned char)l,
+                                       .len = (unsigned char)strlen(w->w),
+                                       .lead = isalpha((unsigned char)w->w[0]) != 0};
+            }
+    }
+    first[256] = (unsigned short)k;
+}
+
+/* Weighted occurrences of each list's words in the lowercased text. */
+static void count_words(const char *t, size_t n, double hits[L_COUNT])
+{
+    pthread_once(&index_once, build_index);
+    memset(hits, 0, L_COUNT * sizeof *hits);
+    const unsigned char *u = (const unsigned char *)t;
+    for (size_t i = 0; i < n; i++) {
+        unsigned b = u[i];
+        unsigned lo = first[b], hi = first[b + 1];
+        if (lo == hi)
+            continue;
+        bool boundary = i == 0 || !is_word_byte(u[i - 1]);
+        for (unsigned e = lo; e < hi; e++) {
+            const entry *en = &entries[e];
+            if ((en->lead && !boundary) || i + en->len > n ||
+                memcmp(t + i, en->w->w, en->len) != 0)
+                continue;
+            hits[en->list] += en->w->hits;
         }
     }
-    return hits;
 }
 
 static double saturate(double hits, double scale) { return 1.0 - exp(-hits / scale); }
@@ -305,11 +342,16 @@ static void count_scripts(const char *t, size_t n, shape *s)
 {
     const unsigned char *u = (const unsigned char *)t;
     size_t i = 0;
+    bool in_word = false;
     while (i < n) {
         unsigned c = u[i];
         if (c < 0x80) {
             if (isalpha(c))
                 s->latin++;
+            bool space = isspace(c) != 0;
+            if (!space && !in_word)
+                s->words++;
+            in_word = !space;
             i++;
             continue;
         }
@@ -322,6 +364,15 @@ static void count_scripts(const char *t, size_t n, shape *s)
         for (int k = 1; k < len; k++)
             cp = (cp << 6) | (u[i + (size_t)k] & 0x3Fu);
         i += (size_t)len;
+        bool cjk = (cp >= 0x3040 && cp < 0xA000) || (cp >= 0xAC00 && cp < 0xD7B0) ||
+                   (cp >= 0x20000 && cp < 0x2FA20);
+        if (cjk) { /* ideographs, kana, hangul: a character is a word */
+            s->words++;
+            in_word = false;
+        } else if (!in_word) {
+            s->words++;
+            in_word = true;
+        }
         if (cp < 0x250)
             s->latin += (cp >= 0xC0 && cp != 0xD7 && cp != 0xF7);
         else if (cp >= 0x370 && !(cp >= 0x2000 && cp < 0x2C00) &&
@@ -386,15 +437,16 @@ void score_features(const score_input *in, double x[SF_COUNT])
 
     double np = in->n_prompt > 0 ? in->n_prompt : 0;
     x[SF_PROMPT_CTX] = in->n_ctx > 0 ? clampd(np / in->n_ctx, 0, 2) : 0;
-    x[SF_PROMPT_TOKENS_LOG] = clampd(log2(1 + np) / 12, 0, 1.5);
+    x[SF_LENGTH_LOG] = clampd(log2(1 + (double)s.words) / 12, 0, 1.5);
     x[SF_TURNS] = turns > 1 ? clampd(log2((double)turns) / 4, 0, 1) : 0;
-    x[SF_CODE] = saturate(count_words(buf, n, code_words, N_OF(code_words)) +
-                              s.code_lines / 2, 3);
-    x[SF_MATH] = saturate(count_words(buf, n, math_words, N_OF(math_words)), 2.5);
-    double steps = count_words(buf, n, step_words, N_OF(step_words)) + s.list_lines / 2 +
+    double hits[L_COUNT];
+    count_words(buf, n, hits);
+    x[SF_CODE] = saturate(hits[L_CODE] + s.code_lines / 2, 3);
+    x[SF_MATH] = saturate(hits[L_MATH], 2.5);
+    double steps = hits[L_STEP] + s.list_lines / 2 +
                    (s.questions > 1 ? (s.questions - 1) / 2 : 0);
     x[SF_MULTI_STEP] = saturate(steps, 4);
-    double len = count_words(buf, n, length_words, N_OF(length_words));
+    double len = hits[L_LEN];
     if (s.asked_words >= 300)
         len += 2 + (s.asked_words >= 1000 ? 2 : 0);
     double ol = saturate(len, 2);

@@ -5,7 +5,10 @@
  * person could check by reading the request (score.c says how):
  *
  *   prompt_ctx         prompt tokens / the local context (capped at 2)
- *   prompt_tokens_log  log2(1 + prompt tokens) / 12 (capped at 1.5)
+ *   length_log         log2(1 + words) / 12 (capped at 1.5): the length of
+ *                      the text read (words: runs of non-space, and each
+ *                      CJK character), in the text's own units so that
+ *                      it means the same whatever the model's tokenizer
  *   turns              log2(user turns) / 4 (capped at 1)
  *   code               code in the prompt or asked for: fences, code-shaped
  *                      lines, programming words; saturating in the count
@@ -44,7 +47,7 @@
 
 typedef enum score_feature {
     SF_PROMPT_CTX,
-    SF_PROMPT_TOKENS_LOG,
+    SF_LENGTH_LOG,
     SF_TURNS,
     SF_CODE,
     SF_MATH,

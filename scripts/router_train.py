@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 
-FEATURES = ["prompt_ctx", "prompt_tokens_log", "turns", "code", "math",
+FEATURES = ["prompt_ctx", "length_log", "turns", "code", "math",
             "multi_step", "output_len", "non_latin", "tools", "nll",
             "battery_low", "thermal", "queue_wait"]
 DEVICE_DEFAULTS = {"battery_low": 2.0, "thermal": 1.5, "queue_wait": 3.0}
@@ -516,11 +516,23 @@ def train(args, items):
     for f in DEVICE_DEFAULTS:
         if any(x[f] != 0.0 for _, x in tr):
             raise InputError("%s: device feature %s is not 0 in training" % (source, f))
-    xs = [[x[f] for f in LEARNED] for _, x in tr]
     ys = [y for y, _ in tr]
-    b, w, iters = fit_logistic(xs, ys, args.lam)
+    # Every feature is built to grow with the need for a large model, so a
+    # negative weight is collinearity or noise in the set, and would turn
+    # round outside it (a fuller context pulling towards local). Fit, drop
+    # the most negative feature (weight 0), fit again, until none is.
+    active = list(LEARNED)
+    dropped = []
+    while True:
+        xs = [[x[f] for f in active] for _, x in tr]
+        b, w, iters = fit_logistic(xs, ys, args.lam)
+        neg = min(range(len(active)), key=lambda j: w[j]) if active else None
+        if neg is None or w[neg] >= 0:
+            break
+        dropped.append(active.pop(neg))
     weights = {"bias": b, "threshold": args.threshold}
-    weights.update(zip(LEARNED, w))
+    weights.update({f: 0.0 for f in LEARNED})
+    weights.update(zip(active, w))
     for f, d in DEVICE_DEFAULTS.items():
         weights[f] = prev[f] if prev else d
     # the file holds 6 significant digits: evaluate what the file will hold
@@ -534,6 +546,8 @@ def train(args, items):
     for f in DEVICE_DEFAULTS:
         print("  %-18s %10s  (device state, set by hand: %s)"
               % (f, num(weights[f]), "from the previous file" if prev else "default"))
+    if dropped:
+        print("  set to 0 (their fitted weights were negative): %s" % ", ".join(dropped))
     const = [f for f in LEARNED if len({x[f] for _, x in tr}) == 1]
     if const:
         print("  constant in training, weight 0: %s" % ", ".join(const))
