@@ -182,7 +182,8 @@ static void fill_policy(gen_req *gr, policy_in *in, route_mode mode, const char 
     state_input(gr, &si);
     *in = (policy_in){
         .mode = mode, .mode_source = source, .local = local_of(gr),
-        .queue_over = cfg->max_queue_wait > 0 && si.queue_wait_s > cfg->max_queue_wait,
+        .queue_over = (cfg->max_queue_wait > 0 && si.queue_wait_s > cfg->max_queue_wait) ||
+                      (gr->g->s && sched_is_full(gr->g->s, NULL, 0)), /* 429 otherwise */
         .cloud_configured = rt->n_ups > 0, .cloud_available = gr->up != NULL,
         .fallback = cfg->cloud_fallback != 0,
         .budget_cap = rt->n_ups ? budget_check(rt->budget, (time_t)(now / 1000)) : NULL,

@@ -218,6 +218,100 @@ START_TEST(config_reload_live_and_restart_keys)
 }
 END_TEST
 
+START_TEST(config_router_sections)
+{
+    const char *p = write_conf("[router]\ndefault = auto\nthreshold = 0.7\nfallback = no\n"
+                               "max_queue_wait = 5\n"
+                               "[privacy]\naction = redact\npattern = \\bP-[0-9]+\\b\n"
+                               "pattern = secret-[a-z]+\n"
+                               "[budget]\nrequests_per_day = 100\ntokens_per_hour = 50000\n"
+                               "[upstream.openai]\nurl = https://api.openai.com/v1\n"
+                               "model = gpt-4o-mini\napi_key_env = OPENAI_API_KEY\n"
+                               "timeout = 60\nconnect_timeout = 3\n"
+                               "header = X-Title: hearth\nheader = X-Other: 1\n"
+                               "[upstream.local2]\nurl = http://127.0.0.1:9000/v1\nmodel = m\n");
+    const char *args[] = {"--config", p, "--route-threshold", "0.25", NULL};
+    hearth_config c;
+    ck_assert_int_eq(load(&c, args), CONFIG_OK);
+    ck_assert_str_eq(c.route_default, "auto");
+    ck_assert(c.router_threshold == 0.25); /* the flag wins */
+    ck_assert_int_eq(c.cloud_fallback, 0);
+    ck_assert_int_eq(c.max_queue_wait, 5);
+    ck_assert_str_eq(c.privacy_action, "redact");
+    ck_assert_uint_eq(c.n_privacy_patterns, 2);
+    ck_assert_str_eq(c.privacy_patterns[0], "\\bP-[0-9]+\\b");
+    ck_assert_int_eq(c.budget_requests_day, 100);
+    ck_assert_int_eq(c.budget_tokens_hour, 50000);
+    ck_assert_int_eq(c.budget_requests_hour, 0);
+    ck_assert_uint_eq(c.n_upstreams, 2);
+    const upstream_conf *u = &c.upstreams[0];
+    ck_assert_str_eq(u->name, "openai");
+    ck_assert_str_eq(u->url, "https://api.openai.com/v1");
+    ck_assert_str_eq(u->model, "gpt-4o-mini");
+    ck_assert_str_eq(u->api_key_env, "OPENAI_API_KEY");
+    ck_assert_int_eq(u->timeout, 60);
+    ck_assert_int_eq(u->connect_timeout, 3);
+    ck_assert_uint_eq(u->n_headers, 2);
+    ck_assert_str_eq(u->headers[1], "X-Other: 1");
+    ck_assert_str_eq(c.upstreams[1].name, "local2");
+    ck_assert_int_eq(c.upstreams[1].timeout, 300); /* default */
+    ck_assert_int_eq(c.upstreams[1].connect_timeout, 10);
+    config_free(&c);
+    ck_assert_int_eq(load(&c, NULL), CONFIG_OK); /* defaults */
+    ck_assert_str_eq(c.route_default, "local");
+    ck_assert_str_eq(c.privacy_action, "local");
+    ck_assert(c.router_threshold < 0);
+    ck_assert_int_eq(c.cloud_fallback, 1);
+    ck_assert_uint_eq(c.n_upstreams, 0);
+    config_free(&c);
+}
+END_TEST
+
+START_TEST(config_router_bad_values)
+{
+    expect_bad("[router]\ndefault = sometimes\n", "2", "default: 'sometimes' is not one of local|auto|cloud");
+    expect_bad("[router]\nthreshold = 1.5\n", "2", "threshold: '1.5'");
+    expect_bad("[router]\nfallback = maybe\n", "2", "fallback: 'maybe' is not yes/no");
+    expect_bad("[privacy]\naction = drop\n", "2", "action: 'drop'");
+    expect_bad("[budget]\ntokens_per_day = -3\n", "2", "tokens_per_day: '-3'");
+    expect_bad("[upstream.x]\nurl = ftp://h/v1\n", "2", "url: must start with https:// or http://");
+    expect_bad("[upstream.x]\nurl = http://h/v1\napi_key = sk-1234\n", "3",
+               "keys are not written in this file");
+    expect_bad("[upstream.x]\ntimeout = soon\n", "2", "timeout: 'soon'");
+    expect_bad("[upstream.x]\nheader = no colon\n", "2", "header: expected 'Name: value'");
+    expect_bad("[upstream.x]\nflavour = 1\n", "2", "unknown key 'flavour' in section [upstream.x]");
+    expect_bad("[upstream.b@d]\nurl = http://h\n", "2", "must be 1-64 of");
+    expect_bad("[upstream]\nurl = http://h\n", "2", "name the upstream");
+    /* a section without its model: named after the whole file is read */
+    const char *p = write_conf("[upstream.half]\nurl = http://h/v1\n");
+    const char *args[] = {"--config", p, NULL};
+    hearth_config c;
+    ck_assert_int_eq(load(&c, args), CONFIG_ERROR);
+    ck_assert_msg(strstr(err, "[upstream.half] needs model") != NULL, "%s", err);
+    config_free(&c);
+}
+END_TEST
+
+START_TEST(config_router_reload)
+{
+    const char *p = write_conf("[router]\ndefault = local\n[privacy]\naction = local\n"
+                               "[upstream.a]\nurl = http://h/v1\nmodel = m\n");
+    char *argv[] = {(char *)"hearthd", (char *)"--config", (char *)p, NULL};
+    hearth_config c;
+    config_init(&c);
+    ck_assert_int_eq(config_load(&c, 3, argv, NULL, err, sizeof err), CONFIG_OK);
+    write_conf("[router]\ndefault = auto\n[privacy]\naction = reject\n"
+               "[upstream.a]\nurl = http://h/v1\nmodel = other\n");
+    char restart[256];
+    ck_assert_int_eq(config_reload(&c, 3, argv, restart, sizeof restart, err, sizeof err), 0);
+    ck_assert_str_eq(c.route_default, "auto");   /* live */
+    ck_assert_str_eq(c.privacy_action, "reject"); /* live */
+    ck_assert_str_eq(c.upstreams[0].model, "m"); /* needs a restart */
+    ck_assert_msg(strstr(restart, "[upstream.*]") != NULL, "%s", restart);
+    config_free(&c);
+}
+END_TEST
+
 START_TEST(config_help_exits)
 {
     const char *args[] = {"--help", NULL};
@@ -258,6 +352,9 @@ static Suite *suite(void)
     tcase_add_test(t, config_stray_argument);
     tcase_add_test(t, config_reload_live_and_restart_keys);
     tcase_add_test(t, config_help_exits);
+    tcase_add_test(t, config_router_sections);
+    tcase_add_test(t, config_router_bad_values);
+    tcase_add_test(t, config_router_reload);
     suite_add_tcase(s, t);
     return s;
 }
