@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
@@ -185,7 +186,9 @@ static void fill_policy(gen_req *gr, policy_in *in, route_mode mode, const char 
         .queue_over = cfg->max_queue_wait > 0 && si.queue_wait_s > cfg->max_queue_wait,
         .cloud_configured = rt->n_ups > 0, .cloud_available = gr->up != NULL,
         .fallback = cfg->cloud_fallback != 0,
-        .budget_cap = rt->n_ups ? budget_check(rt->budget, (time_t)(now / 1000)) : NULL,
+        /* the budget's windows are clock hours and days: wall time, not
+         * the monotonic clock the cool-downs use */
+        .budget_cap = rt->n_ups ? budget_check(rt->budget, time(NULL)) : NULL,
         .privacy_kind = gr->prep.privacy_kind >= 0
                             ? privacy_kind_name((privacy_kind)gr->prep.privacy_kind)
                             : NULL,
