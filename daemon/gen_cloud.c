@@ -191,6 +191,12 @@ static int on_cloud(http_req *r, void *user)
         return 0;
     }
     r->on_resume = NULL;
+    if (!relaying(gr) && !gr->c_failed && gr->c_status >= 200 && gr->c_status < 300 &&
+        gr->cbuf_len == 0) {
+        /* a success without a body is no answer */
+        gr->c_failed = true;
+        snprintf(gr->c_err, sizeof gr->c_err, "the upstream sent an empty answer");
+    }
     bool unusable = gr->c_status == 0 || (gr->c_failed && !relaying(gr)) ||
                     (relaying(gr) && !relay_produced(gr->rl));
     if (unusable || gr->c_status >= 500) {

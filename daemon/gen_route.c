@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
@@ -186,7 +187,9 @@ static void fill_policy(gen_req *gr, policy_in *in, route_mode mode, const char 
                       (gr->g->s && sched_is_full(gr->g->s, NULL, 0)), /* 429 otherwise */
         .cloud_configured = rt->n_ups > 0, .cloud_available = gr->up != NULL,
         .fallback = cfg->cloud_fallback != 0,
-        .budget_cap = rt->n_ups ? budget_check(rt->budget, (time_t)(now / 1000)) : NULL,
+        /* the budget's windows are clock hours and days: wall time, not
+         * the monotonic clock the cool-downs use */
+        .budget_cap = rt->n_ups ? budget_check(rt->budget, time(NULL)) : NULL,
         .privacy_kind = gr->prep.privacy_kind >= 0
                             ? privacy_kind_name((privacy_kind)gr->prep.privacy_kind)
                             : NULL,

@@ -1,10 +1,27 @@
-# hearthd.sh - sourced by the shell suites: start hearthd on a free
-# loopback port and stop it. Needs $hearthd (the binary).
+# hearthd.sh - sourced by the shell suites: what they need, and start
+# hearthd on a free loopback port and stop it.
 #
+#   hearthd_needs [openai]  sets $data (HEARTH_TEST_DATA) and $hearthd
+#                           (HEARTHD); exits 77 (skip) when stories260K,
+#                           node or, with "openai", the npm package is missing
 #   hearthd_start ARGS...   sets $pid, $port and $log (exit 1 with the log
 #                           when hearthd does not come up within 30 s);
 #                           the daemon is killed when the script exits
 #   hearthd_stop            SIGTERM, wait; sets $hearthd_status
+hearthd_needs() {
+    data=${HEARTH_TEST_DATA:-$here/../../shared}
+    hearthd=${HEARTHD:-./hearthd}
+    if [ ! -f "$data/models/stories260K.gguf" ]; then
+        echo "SKIP: $data/models/stories260K.gguf not found (set HEARTH_TEST_DATA)"; exit 77
+    fi
+    if ! command -v node >/dev/null 2>&1; then
+        echo "SKIP: node missing"; exit 77
+    fi
+    if [ "${1:-}" = openai ] && [ ! -d "$here/node/node_modules/openai" ]; then
+        echo "SKIP: the openai package missing (run: npm ci --prefix tests/node)"; exit 77
+    fi
+}
+
 hearthd_start() {
     log=$(mktemp)
     "$hearthd" "$@" --host 127.0.0.1 --port 0 >"$log" 2>&1 &

@@ -4,15 +4,8 @@
 # data or the npm packages are missing; scripts/install-deps.sh installs them.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-data=${HEARTH_TEST_DATA:-$here/../../shared}
-hearthd=${HEARTHD:-./hearthd}
-if [ ! -f "$data/models/stories260K.gguf" ]; then
-    echo "SKIP: $data/models/stories260K.gguf not found (set HEARTH_TEST_DATA)"; exit 77
-fi
-if [ ! -d "$here/node/node_modules/openai" ] || ! command -v node >/dev/null 2>&1; then
-    echo "SKIP: node or the openai package missing (run: npm ci --prefix tests/node)"; exit 77
-fi
 . "$here/hearthd.sh"
+hearthd_needs openai
 hearthd_start --model "$data/models/stories260K.gguf"
 HEARTH_URL="http://127.0.0.1:$port" HEARTH_TEST_DATA="$data" node "$here/node/openai_client.mjs"
 rc=$?

@@ -6,15 +6,8 @@
 # when the test data or node is missing.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-data=${HEARTH_TEST_DATA:-$here/../../shared}
-hearthd=${HEARTHD:-./hearthd}
-if [ ! -f "$data/models/stories260K.gguf" ]; then
-    echo "SKIP: $data/models/stories260K.gguf not found (set HEARTH_TEST_DATA)"; exit 77
-fi
-if ! command -v node >/dev/null 2>&1; then
-    echo "SKIP: node missing"; exit 77
-fi
 . "$here/hearthd.sh"
+hearthd_needs
 hearthd_start --model "$data/models/stories260K.gguf" --parallel 4 --max-queue 64
 HEARTH_URL="http://127.0.0.1:$port" STRESS_CLIENTS=${STRESS_CLIENTS:-64} \
     node "$here/node/stress.mjs"
