@@ -527,6 +527,8 @@ int gen_local_respond(gen_req *gr)
     start_deadline(gr);
     if (gr->prep.req.stream)
         return start_stream(gr);
+    if (sched_job_done(gr->job)) /* ended while held: no news will come */
+        return respond_full(gr->r, gr->g);
     gr->r->on_resume = respond_full;
     http_suspend(gr->r);
     return 0;

@@ -10,7 +10,7 @@
 // Environment: HEARTHD (the binary), HEARTH_TEST_DATA (the shared data),
 // ROUTER_TMP (a scratch directory for configs, state and logs).
 import OpenAI from 'openai';
-import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -397,6 +397,49 @@ await check('11 no local model: "auto" -> cloud, no-local-model; "real" works', 
   expectRoute(r, 'cloud:real', 'model');
   const s = parseStream(r.text);
   expect(s.done && s.content.length > 0 && s.errors.length === 0, 'a stream', r.text);
+});
+
+// ---- 12. the prompt's NLL: a held prefill, then local (the job goes on) or
+// cloud (the job is cancelled, its prefilled cache kept). Weights that use
+// the nll feature, with a bias that settles the score either way.
+const shipped = readFileSync(join(here, '..', '..', 'conf', 'router-weights.txt'), 'utf8');
+const nllWeights = (bias) => shipped.replace(/^nll .*$/m, 'nll 0.000001')
+  .replace(/^bias .*$/m, `bias ${bias}`);
+writeFileSync(join(TMP, 'w-local.txt'), nllWeights(-50));
+writeFileSync(join(TMP, 'w-cloud.txt'), nllWeights(50));
+const confD = (w) => conf({ state: join(TMP, 'state-d'), ups: ['real'] })
+  .replace('default = local', `default = auto\nweights = ${join(TMP, w)}`);
+writeFileSync(join(TMP, 'd1.conf'), confD('w-local.txt'));
+writeFileSync(join(TMP, 'd2.conf'), confD('w-cloud.txt'));
+const [D1, D2] = await Promise.all([
+  startHearthd(HEARTHD, 'D1', [...common, '--config', join(TMP, 'd1.conf'), '--model', localModel],
+               join(TMP, 'hearthd-d1.log')),
+  startHearthd(HEARTHD, 'D2', [...common, '--config', join(TMP, 'd2.conf'), '--model', localModel],
+               join(TMP, 'hearthd-d2.log')),
+]);
+daemons.push(D1, D2);
+await check('12 NLL held prefill, scored local: answers, max_tokens 1 and 8, stream or not', async () => {
+  for (const [i, extra] of [{ max_tokens: 1 }, { max_tokens: 8 }, { max_tokens: 1, ...stream },
+                            { max_tokens: 8, ...stream }].entries()) {
+    const r = await call(D1.url, '/v1/chat/completions',
+                         { body: chat(null, `Once upon a time, story ${i}`, extra) });
+    expectRoute(r, 'local', /^score=0\.00$/);
+    expectLocalAnswer(r, !!extra.stream);
+  }
+  const h = (await call(D1.url, '/health')).json.router;
+  expect(h.nll_rows > 0, 'nll_rows counted', h);
+});
+await check('12 NLL held prefill, scored cloud: forwarded, the prefilled cache kept', async () => {
+  const text = 'Once upon a time there was a little dog who liked to run in the park';
+  let r = await call(D2.url, '/v1/chat/completions', { body: chat(null, text) });
+  expectRoute(r, 'cloud:real', /^score=1\.00$/);
+  expect(r.status === 200 && r.json.model === CLOUD_ID, `answered by ${CLOUD_ID}`, r.text);
+  r = await call(D2.url, '/v1/chat/completions',
+                 { body: chat(null, text), headers: { 'X-Hearth-Route': 'local' } });
+  expectRoute(r, 'local', 'header');
+  expectLocalAnswer(r, false);
+  const cached = r.json.usage.prompt_tokens_details.cached_tokens;
+  expect(cached > 0, 'the held prefill left the prompt in the cache', r.json.usage);
 });
 
 // ---- the end: every daemon stops cleanly, and the logs keep no secret
