@@ -152,7 +152,10 @@ static int route(http_server *s, http_req *r)
     char allow[64] = "";
     for (size_t i = 0; i < s->cfg.n_routes; i++) {
         const http_route *rt = &s->cfg.routes[i];
-        if (strlen(rt->path) != plen || strncmp(rt->path, r->url, plen) != 0)
+        size_t rl = strlen(rt->path);
+        bool prefix = rl >= 2 && strcmp(rt->path + rl - 2, "/*") == 0;
+        if (prefix ? plen <= rl - 1 || strncmp(rt->path, r->url, rl - 1) != 0
+                   : rl != plen || strncmp(rt->path, r->url, plen) != 0)
             continue;
         path_known = true;
         if (strcmp(rt->method, method) == 0)

@@ -65,7 +65,9 @@ typedef int (*http_handler)(http_req *r, void *user);
 
 typedef struct http_route {
     const char *method; /* "GET", "POST"; HEAD is served by GET routes */
-    const char *path;   /* exact match */
+    const char *path;   /* exact match; a path ending in a slash and a star
+                           matches the path up to the slash and anything
+                           non-empty after it */
     http_handler fn;
 } http_route;
 

@@ -91,9 +91,10 @@ static int on_health(http_req *r, void *user)
                                 router));
 }
 
-static int on_models(http_req *r, void *user)
+/* The models this daemon serves: the local one, then auto and the
+ * upstreams when the router has any. */
+static json_t *model_list(hearth_server *hs)
 {
-    hearth_server *hs = user;
     json_t *data = json_array();
     if (hs->model_id) {
         const model_hparams *hp = model_hparams_of(hs->model);
@@ -119,7 +120,37 @@ static int on_models(http_req *r, void *user)
                                                   "upstream_model", hs->rt.ups[i].conf->model));
         }
     }
-    return reply_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+    return data;
+}
+
+static int on_models(http_req *r, void *user)
+{
+    hearth_server *hs = user;
+    return reply_json(r, 200,
+                      json_pack("{s:s, s:o}", "object", "list", "data", model_list(hs)));
+}
+
+/* GET /v1/models/{id}: one entry of the list, or 404. */
+static int on_model(http_req *r, void *user)
+{
+    hearth_server *hs = user;
+    const char *id = r->url + strlen("/v1/models/");
+    size_t n = strcspn(id, "?");
+    json_t *data = model_list(hs), *v;
+    size_t i;
+    json_array_foreach(data, i, v)
+    {
+        const char *mid = json_string_value(json_object_get(v, "id"));
+        if (mid && strlen(mid) == n && strncmp(mid, id, n) == 0) {
+            json_incref(v);
+            json_decref(data);
+            return reply_json(r, 200, v);
+        }
+    }
+    json_decref(data);
+    char msg[300];
+    snprintf(msg, sizeof msg, "The model '%.*s' does not exist", (int)(n > 200 ? 200 : n), id);
+    return http_respond_error(r, 404, "invalid_request_error", msg, "model", "model_not_found");
 }
 
 static int no_model(http_req *r)
@@ -145,6 +176,7 @@ static int on_completion(http_req *r, void *user)
 static const http_route routes[] = {
     {"GET", "/health", on_health},
     {"GET", "/v1/models", on_models},
+    {"GET", "/v1/models/*", on_model},
     {"POST", "/v1/chat/completions", on_chat},
     {"POST", "/v1/completions", on_completion},
 };

@@ -772,6 +772,22 @@ START_TEST(models_lists_loaded_model)
     ck_assert_int_gt(json_integer_value(json_object_get(m, "context_length")), 0);
     json_decref(j);
     tu_resp_free(&r);
+    /* one model by id: the list's entry; an unknown id is a 404 naming it */
+    ck_assert_int_eq(tu_request(d.port, "GET", "/v1/models/stories260K", NULL, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    j = json_loads(r.body, 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "id")), "stories260K");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "object")), "model");
+    json_decref(j);
+    tu_resp_free(&r);
+    ck_assert_int_eq(tu_request(d.port, "GET", "/v1/models/gpt-9?x=1", NULL, &r), 0);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_ptr_nonnull(strstr(r.body, "'gpt-9' does not exist"));
+    ck_assert_ptr_nonnull(strstr(r.body, "model_not_found"));
+    tu_resp_free(&r);
+    ck_assert_int_eq(tu_request(d.port, "GET", "/v1/models/", NULL, &r), 0);
+    ck_assert_int_eq(r.status, 404);
+    tu_resp_free(&r);
     stop_ok();
 }
 END_TEST
