@@ -52,7 +52,9 @@ char *api_err_json(const api_err *err);
 
 typedef enum api_kind {
     API_CHAT,       /* /v1/chat/completions */
-    API_COMPLETION  /* /v1/completions */
+    API_COMPLETION, /* /v1/completions */
+    API_MESSAGES,   /* /v1/messages (Anthropic; messages.h) */
+    API_RESPONSES   /* /v1/responses (OpenAI Responses; responses.h) */
 } api_kind;
 
 typedef enum api_role {

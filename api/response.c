@@ -290,8 +290,9 @@ static json_t *choices_value(api_kind kind, const api_choice *c, size_t n,
 
 void api_format_id(char *buf, api_kind kind, uint64_t unique)
 {
-    snprintf(buf, API_ID_MAX, "%s-%016" PRIx64,
-             kind == API_CHAT ? "chatcmpl" : "cmpl", unique);
+    static const char *const prefix[] = {"chatcmpl-", "cmpl-", "msg_", "resp_"};
+    snprintf(buf, API_ID_MAX, "%s%016" PRIx64,
+             (unsigned)kind < 4 ? prefix[kind] : "cmpl-", unique);
 }
 
 char *api_response_json(api_kind kind, const api_head *h,

@@ -71,7 +71,8 @@ typedef struct api_head {
 
 #define API_ID_MAX 48
 
-/* "chatcmpl-<16 hex digits>" (API_CHAT) or "cmpl-<16 hex digits>" from a
+/* "chatcmpl-<16 hex digits>" (API_CHAT), "cmpl-..." (API_COMPLETION),
+ * "msg_..." (API_MESSAGES) or "resp_..." (API_RESPONSES) from a
  * number the caller makes unique (a random value, a counter). buf holds at
  * least API_ID_MAX bytes. */
 void api_format_id(char *buf, api_kind kind, uint64_t unique);
