@@ -11,12 +11,33 @@
 #include "error.h"
 #include "gen_internal.h"
 #include "gen_prep.h"
+#include "messages.h"
 #include "log.h"
 #include "request.h"
 #include "response.h"
 
 
 /* ---------------------------------------------------------- helpers */
+
+int gen_error(gen_req *gr, unsigned status, const char *type, const char *message,
+              const char *param, const char *code)
+{
+    const api_dialect *d = api_dialect_of(gr->prep.kind);
+    char *json = d->error(status, type, message, param, code);
+    if (!json)
+        return -1;
+    int rc = http_respond_json(gr->r, status, json);
+    free(json);
+    return rc;
+}
+
+/* What every rendering of this request shares. */
+static api_stream *stream_of(gen_req *gr)
+{
+    gr->st.q = &gr->prep.req;
+    gr->st.h = (api_head){.id = gr->id, .model = gr->g->model_id, .created = gr->created};
+    return &gr->st;
+}
 
 static void on_timer_closed(uv_handle_t *h) { free(h); }
 
@@ -180,13 +201,12 @@ static int respond_full(http_req *r, void *user)
         char msg[160];
         snprintf(msg, sizeof msg, "The request took longer than request_timeout (%d s) "
                  "and was cancelled", *gr->g->request_timeout);
-        return http_respond_error(r, 503, "timeout_error", msg, NULL, "timeout");
+        return gen_error(gr, 503, "timeout_error", msg, NULL, "timeout");
     }
     if (j && !sched_job_done(j)) {
         http_suspend(r); /* woken early; wait on */
         return 0;
     }
-    api_head h = {.id = gr->id, .model = gr->g->model_id, .created = gr->created};
     int n = j ? j->n_choices : (int)gr->prep.req.n;
     api_choice *ch = calloc((size_t)n, sizeof *ch);
     lp_build *lb = calloc((size_t)n, sizeof *lb);
@@ -201,7 +221,7 @@ static int respond_full(http_req *r, void *user)
             char msg[300];
             snprintf(msg, sizeof msg, "generation failed: %s", j->error);
             pthread_mutex_unlock(&j->mu);
-            rc = http_respond_error(r, 500, "server_error", msg, NULL, NULL);
+            rc = gen_error(gr, 500, "server_error", msg, NULL, NULL);
             goto out;
         }
     }
@@ -229,11 +249,14 @@ static int respond_full(http_req *r, void *user)
     }
     api_usage u;
     usage_of(gr, &u);
-    json = api_response_json(gr->prep.req.kind, &h, ch, (size_t)n, &u);
+    api_stream *st = stream_of(gr);
+    st->stop_matched = j && j->choices[0].stop_index >= 0 ? j->stops[j->choices[0].stop_index]
+                                                          : NULL;
+    json = api_dialect_of(gr->prep.kind)->full(st, ch, (size_t)n, &u);
     if (j)
         pthread_mutex_unlock(&j->mu);
     rc = json ? http_respond_json(r, 200, json)
-              : http_respond_error(r, 500, "server_error", "out of memory", NULL, NULL);
+              : gen_error(gr, 500, "server_error", "out of memory", NULL, NULL);
 out:
     for (int i = 0; texts && i < n; i++)
         free(texts[i]);
@@ -265,50 +288,45 @@ int gen_pend_add(gen_req *gr, const char *s, size_t n)
     return 0;
 }
 
-/* Frame a JSON object as an SSE event (takes ownership of json). */
-static int pend_event(gen_req *gr, char *json)
+/* Queue rendered bytes (takes ownership; NULL: out of memory). */
+static int pend_take(gen_req *gr, char *bytes)
 {
-    if (!json)
+    if (!bytes)
         return -1;
-    char *ev = api_sse_event(json);
-    free(json);
-    if (!ev)
-        return -1;
-    int rc = gen_pend_add(gr, ev, strlen(ev));
-    free(ev);
+    int rc = gen_pend_add(gr, bytes, strlen(bytes));
+    free(bytes);
     return rc;
 }
 
-/* Render whatever the job has produced since the last call. */
+/* Render whatever the job has produced since the last call, through the
+ * request's dialect (api/dialect.h). */
 static int stream_fill(gen_req *gr)
 {
     sched_job *j = gr->job;
-    api_kind kind = gr->prep.req.kind;
-    api_head h = {.id = gr->id, .model = gr->g->model_id, .created = gr->created};
+    const api_dialect *d = api_dialect_of(gr->prep.kind);
+    api_stream *st = stream_of(gr);
     int rc = 0;
     pthread_mutex_lock(&j->mu);
     if (j->error[0] || gr->timed_out) {
         char *e = gr->timed_out
-            ? api_error_json(503, "timeout_error",
-                             "The request took longer than request_timeout and was cancelled",
-                             NULL, "timeout")
-            : api_error_json(500, "server_error", j->error, NULL, NULL);
+            ? d->stream_error(st, 503, "timeout_error",
+                              "The request took longer than request_timeout and was cancelled")
+            : d->stream_error(st, 500, "server_error", j->error);
         pthread_mutex_unlock(&j->mu);
-        rc = pend_event(gr, e);
-        if (rc == 0)
-            rc = gen_pend_add(gr, API_SSE_DONE, strlen(API_SSE_DONE));
+        rc = pend_take(gr, e);
         gr->done_sent = true;
         return rc;
     }
+    api_usage u;
+    usage_of(gr, &u);
     if (!gr->sent_head) {
         gr->sent_head = true;
         for (int i = 0; i < j->n_choices && rc == 0; i++) {
-            if (kind == API_CHAT) {
-                api_choice c = {.index = (unsigned)i, .text = "", .len = 0, .role = true};
-                rc = pend_event(gr, api_chunk_json(kind, &h, &c, 1));
-            } else if (gr->prep.echo_len) {
-                api_choice c = {.index = (unsigned)i, .text = gr->prep.echo, .len = gr->prep.echo_len};
-                rc = pend_event(gr, api_chunk_json(kind, &h, &c, 1));
+            rc = pend_take(gr, d->start(st, (unsigned)i, &u));
+            if (rc == 0 && gr->prep.echo_len) {
+                api_choice c = {.index = (unsigned)i, .text = gr->prep.echo,
+                                .len = gr->prep.echo_len};
+                rc = pend_take(gr, d->delta(st, &c));
             }
         }
     }
@@ -326,28 +344,34 @@ static int stream_fill(gen_req *gr)
                 ac.lp = lb.lp;
                 ac.n_lp = c->n_lp - c->lp_sent;
             }
-            rc = pend_event(gr, api_chunk_json(kind, &h, &ac, 1));
+            rc = pend_take(gr, d->delta(st, &ac));
             lp_build_free(&lb);
             c->sent = c->len;
             c->lp_sent = c->n_lp;
         }
         if (c->finish != SCHED_RUNNING && !gr->finish_sent[i] && rc == 0) {
             gr->finish_sent[i] = true;
-            api_choice ac = {.index = (unsigned)i, .text = kind == API_CHAT ? NULL : "",
-                             .len = 0, .finish_reason = sched_finish_name(c->finish)};
-            rc = pend_event(gr, api_chunk_json(kind, &h, &ac, 1));
+            if (i == 0 && c->stop_index >= 0)
+                st->stop_matched = j->stops[c->stop_index];
+            api_choice ac = {.index = (unsigned)i, .text = c->text ? c->text : "",
+                             .len = c->len, .finish_reason = sched_finish_name(c->finish)};
+            rc = pend_take(gr, d->finish(st, &ac));
         }
         if (c->finish == SCHED_RUNNING)
             all_finished = false;
     }
     if (all_finished && rc == 0 && !gr->done_sent) {
-        if (gr->prep.req.include_usage) {
-            api_usage u;
-            usage_of(gr, &u);
-            rc = pend_event(gr, api_usage_chunk_json(kind, &h, &u));
-        }
-        if (rc == 0)
-            rc = gen_pend_add(gr, API_SSE_DONE, strlen(API_SSE_DONE));
+        api_choice *all = calloc((size_t)j->n_choices, sizeof *all);
+        if (!all)
+            rc = -1;
+        for (int i = 0; all && i < j->n_choices; i++)
+            all[i] = (api_choice){.index = (unsigned)i,
+                                  .text = j->choices[i].text ? j->choices[i].text : "",
+                                  .len = j->choices[i].len,
+                                  .finish_reason = sched_finish_name(j->choices[i].finish)};
+        if (all)
+            rc = pend_take(gr, d->end(st, all, (size_t)j->n_choices, &u));
+        free(all);
         gr->done_sent = true;
     }
     pthread_mutex_unlock(&j->mu);
@@ -368,7 +392,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
                 return MHD_CONTENT_READER_END_OF_STREAM;
             if (gr->ping_due) {
                 gr->ping_due = false;
-                if (gen_pend_add(gr, API_SSE_PING, strlen(API_SSE_PING)) < 0)
+                const char *ping = api_dialect_of(gr->prep.kind)->ping;
+                if (gen_pend_add(gr, ping, strlen(ping)) < 0)
                     return MHD_CONTENT_READER_END_WITH_ERROR;
             } else {
                 http_suspend(gr->r); /* the scheduler's news resumes it */
@@ -449,7 +474,7 @@ static int start_stream(gen_req *gr)
 int gen_prep_error(gen_req *gr)
 {
     gen_prep *p = &gr->prep;
-    return http_respond_error(gr->r, p->err.status, p->type, p->err.message,
+    return gen_error(gr, p->err.status, p->type, p->err.message,
                               p->err.param[0] ? p->err.param : NULL,
                               p->err.code[0] ? p->err.code : NULL);
 }
@@ -458,7 +483,6 @@ int gen_prep_error(gen_req *gr)
 int gen_local_submit(gen_req *gr, bool hold)
 {
     gen_service *g = gr->g;
-    http_req *r = gr->r;
     gen_prep *p = &gr->prep;
     api_request *q = &p->req;
     sched_job *j = sched_job_new((int)q->n);
@@ -513,10 +537,10 @@ int gen_local_submit(gen_req *gr, bool hold)
     case SCHED_OK:
         return 1;
     case SCHED_BUSY:
-        return http_respond_error(r, 429, "rate_limit_error", err, NULL, "queue_full");
+        return gen_error(gr, 429, "rate_limit_error", err, NULL, "queue_full");
     case SCHED_INVALID:
     default:
-        return http_respond_error(r, 400, "invalid_request_error", err, "n",
+        return gen_error(gr, 400, "invalid_request_error", err, "n",
                                   "invalid_value");
     }
 }
@@ -539,7 +563,7 @@ int gen_local_start(gen_req *gr)
     gen_prep *p = &gr->prep;
     if (p->max_tokens == 0) { /* completions with max_tokens 0: echo only */
         if (p->req.stream)
-            return http_respond_error(gr->r, 400, "invalid_request_error",
+            return gen_error(gr, 400, "invalid_request_error",
                                       "max_tokens 0 is not supported with stream",
                                       "max_tokens", "invalid_value");
         return respond_full(gr->r, gr->g);
@@ -560,6 +584,17 @@ static int on_prepared(http_req *r, void *user)
         return 0;
     }
     r->on_resume = NULL;
+    if (gr->prep.count_only) { /* POST /v1/messages/count_tokens */
+        if (gr->prep.failed && !gr->prep.context)
+            return gen_prep_error(gr);
+        if (!gr->prep.ids && !gr->prep.context)
+            return gen_error(gr, 503, "service_unavailable", "No local model is loaded", NULL,
+                             "model_not_loaded");
+        char *json = api_messages_count_json((long long)gr->prep.n_ids);
+        int rc = json ? http_respond_json(r, 200, json) : -1;
+        free(json);
+        return rc;
+    }
     return gen_route(gr);
 }
 
@@ -581,7 +616,7 @@ static void prep_done(uv_work_t *w, int status)
     http_resume(gr->r);
 }
 
-static int handle(gen_service *g, http_req *r, api_kind kind)
+static int handle(gen_service *g, http_req *r, api_kind kind, bool count_only)
 {
     gen_req *gr = calloc(1, sizeof *gr);
     if (!gr)
@@ -598,17 +633,20 @@ static int handle(gen_service *g, http_req *r, api_kind kind)
      * submit checks again, as the queue may fill meanwhile. With an
      * upstream configured the router may forward instead. */
     char err[160];
-    if (g->s && !g->rt->n_ups && sched_is_full(g->s, err, sizeof err))
-        return http_respond_error(r, 429, "rate_limit_error", err, NULL, "queue_full");
+    if (g->s && !count_only && !g->rt->n_ups && sched_is_full(g->s, err, sizeof err))
+        return gen_error(gr, 429, "rate_limit_error", err, NULL, "queue_full");
     /* The body moves to the preparation, which runs on libuv's thread
      * pool; the connection waits suspended. */
     gr->prep = (gen_prep){.g = g, .kind = kind, .body = r->body, .body_len = r->body_len,
-                          .keep_body = g->rt->n_ups > 0};
+                          .count_only = count_only,
+                          /* only the OpenAI chat format goes upstream */
+                          .keep_body = g->rt->n_ups > 0 &&
+                                       (kind == API_CHAT || kind == API_COMPLETION)};
     r->body = NULL;
     r->body_len = r->body_cap = 0;
     gr->work.data = gr;
     if (uv_queue_work(g->loop, &gr->work, prep_work, prep_done) != 0)
-        return http_respond_error(r, 500, "server_error",
+        return gen_error(gr, 500, "server_error",
                                   "cannot queue the request's preparation", NULL, NULL);
     gr->preparing = true;
     r->on_resume = on_prepared;
@@ -617,5 +655,8 @@ static int handle(gen_service *g, http_req *r, api_kind kind)
     return 0;
 }
 
-int gen_chat(gen_service *g, http_req *r) { return handle(g, r, API_CHAT); }
-int gen_completion(gen_service *g, http_req *r) { return handle(g, r, API_COMPLETION); }
+int gen_chat(gen_service *g, http_req *r) { return handle(g, r, API_CHAT, false); }
+int gen_completion(gen_service *g, http_req *r) { return handle(g, r, API_COMPLETION, false); }
+int gen_messages(gen_service *g, http_req *r) { return handle(g, r, API_MESSAGES, false); }
+int gen_count_tokens(gen_service *g, http_req *r) { return handle(g, r, API_MESSAGES, true); }
+int gen_responses(gen_service *g, http_req *r) { return handle(g, r, API_RESPONSES, false); }

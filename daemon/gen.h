@@ -42,5 +42,11 @@ typedef struct gen_service {
 
 int gen_chat(gen_service *g, http_req *r);
 int gen_completion(gen_service *g, http_req *r);
+/* POST /v1/messages (Anthropic) and /v1/messages/count_tokens, POST
+ * /v1/responses: answered by the local model (the router forwards only the
+ * OpenAI chat format). */
+int gen_messages(gen_service *g, http_req *r);
+int gen_count_tokens(gen_service *g, http_req *r);
+int gen_responses(gen_service *g, http_req *r);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "cloud.h"
+#include "dialect.h"
 #include "gen.h"
 #include "gen_prep.h"
 #include "policy.h"
@@ -37,6 +38,7 @@ typedef struct gen_req {
     uv_timer_t *ping;
     uv_timer_t *deadline; /* request_timeout */
     bool timed_out;
+    api_stream st;       /* the dialect's view of this response */
     /* routing (gen_route.c) */
     policy_out pol;
     upstream *up;        /* the cloud target */
@@ -59,6 +61,9 @@ typedef struct gen_req {
 
 /* gen.c */
 int gen_pend_add(gen_req *gr, const char *s, size_t n);
+/* An error response in the request's dialect (api/dialect.h). */
+int gen_error(gen_req *gr, unsigned status, const char *type, const char *message,
+              const char *param, const char *code);
 /* The local answer: build and submit the job, then respond (stream or
  * wait). From a handler or on_resume callback. */
 int gen_local_start(gen_req *gr);

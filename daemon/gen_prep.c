@@ -9,7 +9,9 @@
 #include <jansson.h>
 
 #include "privacy.h"
+#include "messages.h"
 #include "prompt.h"
+#include "responses.h"
 
 static void fail(gen_prep *p, unsigned status, const char *type, const char *param,
                  const char *code, const char *fmt, ...)
@@ -43,7 +45,8 @@ void gen_prep_limits(size_t body_len, jinja_limits *out)
 static void context_fail(gen_prep *p, size_t n_prompt)
 {
     p->context = true;
-    fail(p, 400, NULL, p->kind == API_CHAT ? "messages" : "prompt", "context_length_exceeded",
+    static const char *const param[] = {"messages", "prompt", "messages", "input"};
+    fail(p, 400, NULL, param[p->kind], "context_length_exceeded",
          "This model's context is %d tokens, but the prompt has %zu tokens "
          "(at least one more is needed to generate). Shorten the prompt.",
          p->g->n_ctx, n_prompt);
@@ -67,16 +70,22 @@ static int chat_prompt(gen_prep *p)
     chat_opts opts = {0};
     gen_prep_limits(p->body_len, &opts.limits);
     int bad_template = 0;
-    p->n_ids = prompt_chat_ids(g->tmpl, g->v, msgs, q->n_messages, &opts, &p->ids,
+    /* Anthropic's prefill: a conversation that ends with the assistant's
+     * words is continued, not answered */
+    bool prefill = p->kind == API_MESSAGES && q->n_messages > 0 &&
+                   q->messages[q->n_messages - 1].role == API_ROLE_ASSISTANT;
+    p->n_ids = prompt_chat_ids(g->tmpl, g->v, msgs, q->n_messages, !prefill, &opts, &p->ids,
                                &bad_template, err, sizeof err);
     free(msgs);
     if (p->n_ids >= 0)
         return 0;
     if (bad_template) {
-        fail(p, 400, NULL, "messages", "invalid_prompt", "%s", err);
+        fail(p, 400, NULL, p->kind == API_RESPONSES ? "input" : "messages", "invalid_prompt",
+             "%s", err);
         return -1;
     }
-    fail(p, 400, NULL, "messages", "invalid_prompt", "the prompt could not be tokenized");
+    fail(p, 400, NULL, p->kind == API_RESPONSES ? "input" : "messages", "invalid_prompt",
+         "the prompt could not be tokenized");
     return -1;
 }
 
@@ -190,8 +199,23 @@ void gen_prep_run(gen_prep *p)
     const gen_service *g = p->g;
     api_request *q = &p->req;
     p->privacy_kind = -1;
-    int prc = p->kind == API_CHAT ? api_parse_chat(p->body, p->body_len, q, &p->err)
-                                  : api_parse_completion(p->body, p->body_len, q, &p->err);
+    int prc;
+    switch (p->kind) {
+    case API_COMPLETION:
+        prc = api_parse_completion(p->body, p->body_len, q, &p->err);
+        break;
+    case API_MESSAGES:
+        prc = p->count_only ? api_parse_count_tokens(p->body, p->body_len, q, &p->err)
+                            : api_parse_messages(p->body, p->body_len, q, &p->err);
+        break;
+    case API_RESPONSES:
+        prc = api_parse_responses(p->body, p->body_len, q, &p->err);
+        break;
+    case API_CHAT:
+    default:
+        prc = api_parse_chat(p->body, p->body_len, q, &p->err);
+        break;
+    }
     if (p->keep_body) {
         raw_facts(p);
         privacy_check(p);
@@ -213,7 +237,7 @@ void gen_prep_run(gen_prep *p)
         features(p);
         return;
     }
-    if ((p->kind == API_CHAT ? chat_prompt(p) : completion_prompt(p)) < 0) {
+    if ((p->kind == API_COMPLETION ? completion_prompt(p) : chat_prompt(p)) < 0) {
         if (p->context)
             features(p);
         return;

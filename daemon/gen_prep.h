@@ -26,6 +26,7 @@ typedef struct gen_prep {
     char *body;          /* owned; freed by gen_prep_run unless keep_body */
     size_t body_len;
     bool keep_body;      /* upstreams exist: the body may be forwarded */
+    bool count_only;     /* POST /v1/messages/count_tokens: only the tokens */
     /* out: on success */
     api_request req;
     int32_t *ids;        /* owned: the prompt */

@@ -29,7 +29,7 @@ static int mode_of(gen_req *gr, route_mode *mode, const char **source, upstream 
     if (hdr) {
         int m = route_mode_parse(hdr);
         if (m < 0) {
-            *rc = http_respond_error(gr->r, 400, "invalid_request_error",
+            *rc = gen_error(gr, 400, "invalid_request_error",
                                      "X-Hearth-Route must be auto, local or cloud", NULL,
                                      "invalid_value");
             return -1;
@@ -57,7 +57,7 @@ static int mode_of(gen_req *gr, route_mode *mode, const char **source, upstream 
                  name, g->model_id ? "'" : "", g->model_id ? g->model_id : "",
                  g->model_id ? "'" : "no local model",
                  rt->n_ups ? ", 'auto' and its upstreams (GET /v1/models)" : "");
-        *rc = http_respond_error(gr->r, 404, "invalid_request_error", msg, "model",
+        *rc = gen_error(gr, 404, "invalid_request_error", msg, "model",
                                  "model_not_found");
         return -1;
     }
@@ -137,7 +137,7 @@ static int act(gen_req *gr, double score, bool scored)
         if (local_of(gr) != LOCAL_OK) {
             if (gr->prep.failed)
                 return gen_prep_error(gr);
-            return http_respond_error(gr->r, 503, "service_unavailable",
+            return gen_error(gr, 503, "service_unavailable",
                                       "No local model is loaded", NULL, "model_not_loaded");
         }
         if (gr->job) { /* held for its NLL: go on */
@@ -159,7 +159,7 @@ static int act(gen_req *gr, double score, bool scored)
             snprintf(msg, sizeof msg, "No upstream is available (%s) and fallback is off",
                      o->reason);
         http_add_header(gr->r, "X-Hearth-Route-Reason", o->reason);
-        return http_respond_error(gr->r, o->status ? o->status : 503,
+        return gen_error(gr, o->status ? o->status : 503,
                                   o->status == 429 ? "rate_limit_error"
                                   : o->status == 400 ? "invalid_request_error"
                                                      : "service_unavailable",
@@ -215,6 +215,14 @@ int gen_route(gen_req *gr)
     gen_prep *p = &gr->prep;
     if (p->failed && !p->unsupported && !p->context)
         return gen_prep_error(gr);
+    if (p->kind == API_MESSAGES || p->kind == API_RESPONSES) {
+        /* upstreams speak the OpenAI chat format: these stay here */
+        if (p->failed)
+            return gen_prep_error(gr);
+        gr->pol = (policy_out){.to = ROUTE_TO_LOCAL};
+        snprintf(gr->pol.reason, sizeof gr->pol.reason, "dialect");
+        return act(gr, 0, false);
+    }
     route_mode mode;
     const char *source;
     upstream *preferred;

@@ -135,7 +135,11 @@ static bool authorized(http_server *s, http_req *r)
         return true;
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                 MHD_HTTP_HEADER_AUTHORIZATION);
-    return h && strncasecmp(h, "Bearer ", 7) == 0 && key_equal(h + 7, key);
+    if (h && strncasecmp(h, "Bearer ", 7) == 0 && key_equal(h + 7, key))
+        return true;
+    /* Anthropic's clients send the key as x-api-key */
+    const char *x = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-api-key");
+    return x && key_equal(x, key);
 }
 
 static int route(http_server *s, http_req *r)

@@ -17,6 +17,8 @@ sched_job *sched_job_new(int n_choices)
         return NULL;
     }
     j->n_choices = n_choices;
+    for (int i = 0; i < n_choices; i++)
+        j->choices[i].stop_index = -1;
     j->stop_token = -1;
     pthread_mutex_init(&j->mu, NULL);
     atomic_init(&j->refs, 1);

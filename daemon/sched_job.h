@@ -51,6 +51,7 @@ typedef struct sched_choice {
     size_t n_lp, cap_lp;
     int n_gen;           /* output: tokens generated */
     sched_finish finish; /* output */
+    int stop_index;      /* output: the stop string that ended it, or -1 */
     size_t sent;         /* loop: bytes of text already sent */
     size_t lp_sent;      /* loop: logprob entries already sent */
 } sched_choice;

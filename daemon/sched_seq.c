@@ -109,6 +109,8 @@ static void seq_finish(sched *s, seq *q, sched_finish f, bool stop_string)
         if (nt > 0) {
             api_stop_feed(q->stop, tail, (size_t)nt, &o);
             sched_choice_append(c, o.text, o.len);
+            if (o.stop >= 0)
+                c->stop_index = o.stop;
         }
         if (o.stop < 0 || nt <= 0) {
             api_stop_flush(q->stop, &o);
@@ -194,6 +196,8 @@ static void seq_accept(sched *s, seq *q, int32_t id, const sampler_result *r)
     pthread_mutex_lock(&j->mu);
     c->n_gen++;
     int rc = sched_choice_append(c, o.text, o.len);
+    if (o.stop >= 0)
+        c->stop_index = o.stop;
     if (rc == 0 && r)
         rc = sched_choice_add_lp(c, r);
     int n_gen = c->n_gen;

@@ -173,12 +173,33 @@ static int on_completion(http_req *r, void *user)
     return hs->sched || hs->rt.n_ups ? gen_completion(&hs->gen, r) : no_model(r);
 }
 
+static int on_messages(http_req *r, void *user)
+{
+    hearth_server *hs = user;
+    return hs->sched ? gen_messages(&hs->gen, r) : no_model(r);
+}
+
+static int on_count_tokens(http_req *r, void *user)
+{
+    hearth_server *hs = user;
+    return hs->sched ? gen_count_tokens(&hs->gen, r) : no_model(r);
+}
+
+static int on_responses(http_req *r, void *user)
+{
+    hearth_server *hs = user;
+    return hs->sched ? gen_responses(&hs->gen, r) : no_model(r);
+}
+
 static const http_route routes[] = {
     {"GET", "/health", on_health},
     {"GET", "/v1/models", on_models},
     {"GET", "/v1/models/*", on_model},
     {"POST", "/v1/chat/completions", on_chat},
     {"POST", "/v1/completions", on_completion},
+    {"POST", "/v1/messages", on_messages},
+    {"POST", "/v1/messages/count_tokens", on_count_tokens},
+    {"POST", "/v1/responses", on_responses},
 };
 
 /* ---------------------------------------------------------- model */
@@ -298,7 +319,7 @@ static void reference_nll(hearth_server *hs)
     for (size_t i = 0; i < score_n_reference_texts; i++) {
         int32_t *ids = NULL;
         chat_msg msg = {.role = "user", .content = score_reference_texts[i]};
-        int k = prompt_chat_ids(hs->tmpl, hs->vocab, &msg, 1, NULL, &ids, NULL, why,
+        int k = prompt_chat_ids(hs->tmpl, hs->vocab, &msg, 1, true, NULL, &ids, NULL, why,
                                 sizeof why);
         double mean = 0;
         int ns = 0;

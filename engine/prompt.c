@@ -14,8 +14,8 @@ static void token_text(const tok_vocab *v, int32_t id, char *buf, size_t cap)
 }
 
 int prompt_chat_ids(const chat_template *t, const tok_vocab *v, const chat_msg *msgs, size_t n,
-                    const chat_opts *opts, int32_t **ids, int *bad_template, char *err,
-                    size_t errlen)
+                    bool add_generation_prompt, const chat_opts *opts, int32_t **ids,
+                    int *bad_template, char *err, size_t errlen)
 {
     char bos[64], eos[64];
     token_text(v, tok_bos(v), bos, sizeof bos);
@@ -23,7 +23,8 @@ int prompt_chat_ids(const chat_template *t, const tok_vocab *v, const chat_msg *
     if (bad_template)
         *bad_template = 0;
     *ids = NULL;
-    char *text = chat_template_apply_opts(t, msgs, n, true, bos, eos, opts, err, errlen);
+    char *text = chat_template_apply_opts(t, msgs, n, add_generation_prompt, bos, eos, opts, err,
+                                          errlen);
     if (!text) {
         if (bad_template)
             *bad_template = 1;

@@ -7,6 +7,7 @@
 #ifndef HEARTH_PROMPT_H
 #define HEARTH_PROMPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,7 +18,7 @@
  * template's own message (a raise_exception()) or "the prompt could not be
  * tokenized". *bad_template tells which (may be NULL). opts may be NULL. */
 int prompt_chat_ids(const chat_template *t, const tok_vocab *v, const chat_msg *msgs, size_t n,
-                    const chat_opts *opts, int32_t **ids, int *bad_template, char *err,
-                    size_t errlen);
+                    bool add_generation_prompt, const chat_opts *opts, int32_t **ids,
+                    int *bad_template, char *err, size_t errlen);
 
 #endif

@@ -86,7 +86,8 @@ static int prompt_ids(route_ctx *c, const api_request *q, int32_t **ids, char *e
         msgs[i].role = api_role_name(q->messages[i].role);
         msgs[i].content = q->messages[i].content;
     }
-    int n = prompt_chat_ids(c->tmpl, c->v, msgs, q->n_messages, NULL, ids, NULL, err, errlen);
+    int n = prompt_chat_ids(c->tmpl, c->v, msgs, q->n_messages, true, NULL, ids, NULL, err,
+                            errlen);
     free(msgs);
     return n;
 }
@@ -269,7 +270,7 @@ static int load(route_ctx *c, const char *path, char *err, size_t errlen)
     for (size_t i = 0; i < score_n_reference_texts; i++) {
         int32_t *ids = NULL;
         chat_msg msg = {.role = "user", .content = score_reference_texts[i]};
-        int n = prompt_chat_ids(c->tmpl, c->v, &msg, 1, NULL, &ids, NULL, err, errlen);
+        int n = prompt_chat_ids(c->tmpl, c->v, &msg, 1, true, NULL, &ids, NULL, err, errlen);
         double mean;
         int ns;
         if (n > 1 && nll_prompt(c->m, c->mc, ids, n, NLL_MAX_SAMPLES, &mean, &ns, err, errlen) == 0 &&
