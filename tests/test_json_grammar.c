@@ -418,6 +418,15 @@ START_TEST(unsupported_keywords)
                   "minItems > maxItems is unsatisfiable at the schema root");
     compile_error("{\"$ref\":\"#/$defs/x\",\"$defs\":{\"x\":{\"$ref\":\"#/$defs/x\"}}}",
                   JGRAM_EINVALID, "'$ref' cycle that matches nothing at the schema root");
+    compile_error("{\"type\":\"object\",\"anyOf\":[{}]}", JGRAM_EUNSUPPORTED,
+                  "unsupported: 'anyOf' combined with other keywords at the schema root");
+    compile_error("{\"items\":[{}]}", JGRAM_EUNSUPPORTED,
+                  "unsupported 'items' as an array (tuple) at the schema root");
+    compile_error("{\"properties\":{\"a\":{\"$ref\":\"other.json#/x\"}}}", JGRAM_EUNSUPPORTED,
+                  "unsupported '$ref' \"other.json#/x\" (only local #/$defs/...) at /properties/a");
+    compile_error("{\"$ref\":\"#/$defs/nope\"}", JGRAM_EINVALID,
+                  "'$ref' \"#/$defs/nope\" does not resolve at the schema root");
+    compile_error("{\"type\":\"text\"}", JGRAM_EINVALID, "unknown 'type' at the schema root");
     compile_error("{\"type\":", JGRAM_EJSON, "schema is not valid JSON (near byte 8)");
     /* annotations and formats are accepted */
     jgram *g = make("{\"title\":\"t\",\"description\":\"d\",\"type\":\"string\","
@@ -449,6 +458,33 @@ START_TEST(limits)
 }
 END_TEST
 
+START_TEST(type_arrays_and_oneof)
+{
+    jgram *g = make("{\"type\":\"object\",\"properties\":{\"v\":{\"type\":[\"string\","
+                    "\"null\"],\"minLength\":2},\"w\":{\"oneOf\":[{\"type\":\"number\"},"
+                    "{\"enum\":[\"x\",\"y\"]}]}},\"additionalProperties\":false}");
+    const char *ok[] = {"{\"v\":null}", "{\"v\":\"\xc3\xa9\xc3\xa9\"}", "{\"w\":-2.5e1}",
+                        "{\"w\":\"y\",\"v\":\"ab\"}", "{}"};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        accepts(g, ok[i]);
+        cross_check(g, ok[i]);
+    }
+    refuses(g, "{\"v\":\"\xc3\xa9\"}", 8); /* one code point, minLength 2 */
+    refuses(g, "{\"v\":true}", 5);
+    refuses(g, "{\"w\":\"z\"}", 6);
+    refuses(g, "{\"v\":null,\"w\":1,", 15); /* nothing left to declare */
+    /* a trial on a copy leaves the original where it was */
+    jgram_state st, trial;
+    ck_assert_int_eq(feed_all(g, &st, "{\"w\":1"), -1);
+    jgram_state_copy(&trial, &st);
+    ck_assert(jgram_feed(g, &trial, '}'));
+    ck_assert(jgram_accepting(g, &trial));
+    ck_assert(!jgram_accepting(g, &st));
+    ck_assert(jgram_feed(g, &st, '2'));
+    jgram_free(g);
+}
+END_TEST
+
 static Suite *jgram_suite(void)
 {
     Suite *s = suite_create("json_grammar");
@@ -458,6 +494,7 @@ static Suite *jgram_suite(void)
     tcase_add_test(tc, extra_properties);
     tcase_add_test(tc, any_and_anyof);
     tcase_add_test(tc, refs_const_lengths);
+    tcase_add_test(tc, type_arrays_and_oneof);
     tcase_add_test(tc, random_walk_validates);
     tcase_add_test(tc, unsupported_keywords);
     tcase_add_test(tc, limits);
