@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "tok_internal.h"
+#include "utf8.h"
 
 /* ------------------------------------------------------ byte <-> unicode */
 
@@ -61,30 +62,6 @@ static int cp_byte(uint32_t cp)
     if (cp == 0x100 + 67)
         return 0xAD;
     return -1;
-}
-
-static size_t put_utf8(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 static uint32_t get_cp(const unsigned char *p, size_t n)
@@ -578,7 +555,7 @@ static int encode_word(const tok_vocab *v, work *w, const unsigned char *p,
     }
     size_t wl = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t l = put_utf8(tok_bpe_byte_cp(p[i]), w->word + wl);
+        size_t l = utf8_put(tok_bpe_byte_cp(p[i]), w->word + wl);
         w->syms[i].start = (uint32_t)wl;
         w->syms[i].len = (uint32_t)l;
         w->syms[i].prev = (int32_t)i - 1;

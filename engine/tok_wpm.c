@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "tok_internal.h"
+#include "utf8.h"
 
 /* ------------------------------------------------------ Unicode tables */
 
@@ -1001,30 +1002,6 @@ static uint32_t utf8_decode(const unsigned char *p, size_t n)
     return cp;
 }
 
-static size_t utf8_encode(uint32_t cp, char *o)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* ------------------------------------------------------------ encode */
 
 #define WORD_START "\xE2\x96\x81" /* "▁" */
@@ -1048,7 +1025,7 @@ static int word_put(word *w, uint32_t cp)
         w->a = na;
         w->cap = nc;
     }
-    w->n += utf8_encode(cp, w->a + w->n);
+    w->n += utf8_put(cp, w->a + w->n);
     return 0;
 }
 
