@@ -60,13 +60,10 @@ static char *oa_end(api_stream *s, const api_choice *choices, size_t n, const ap
 {
     (void)choices;
     (void)n;
-    char *out = strdup("");
-    if (s->q->include_usage) {
-        char *ev = framed(api_usage_chunk_json(s->q->kind, &s->h, u));
-        out = ev ? concat(out, ev) : (free(out), NULL);
-        free(ev);
-    }
-    return concat(out, API_SSE_DONE);
+    if (!s->q->include_usage)
+        return strdup(API_SSE_DONE);
+    char *ev = framed(api_usage_chunk_json(s->q->kind, &s->h, u));
+    return concat(ev, API_SSE_DONE);
 }
 
 static char *oa_stream_error(api_stream *s, unsigned status, const char *type,
