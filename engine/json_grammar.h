@@ -102,5 +102,16 @@ void jgram_state_copy(jgram_state *dst, const jgram_state *src);
 bool jgram_feed(const jgram *g, jgram_state *st, uint8_t byte);
 bool jgram_accepting(const jgram *g, const jgram_state *st);
 void jgram_allowed_bytes(const jgram *g, const jgram_state *st, bool out[256]);
+/* jgram_feed from src into dst (src unchanged, dst overwritten either way):
+ * saves the copy when the caller keeps one state per depth of a walk. */
+bool jgram_feed_to(const jgram *g, const jgram_state *src, uint8_t byte, jgram_state *dst);
+/* True when every thread of st is inside a string body (a value, or an
+ * extra key that no longer matches a declared name) at a character
+ * boundary, outside an escape: then bytes that are plain string content
+ * (no '"', '\\' or control byte, valid UTF-8 from a boundary) are accepted
+ * iff they hold at most *room more code points (the most any thread
+ * allows). The token mask uses it to take such tokens from a precomputed
+ * table (engine/json_mask.h). */
+bool jgram_string_room(const jgram *g, const jgram_state *st, uint32_t *room);
 
 #endif

@@ -584,3 +584,43 @@ void jgram_allowed_bytes(const jgram *g, const jgram_state *st, bool out[256])
     for (int b = 0; b < 256; b++)
         out[b] = feed_into(g, st, (uint8_t)b, &next);
 }
+
+bool jgram_feed_to(const jgram *g, const jgram_state *src, uint8_t byte, jgram_state *dst)
+{
+    return feed_into(g, src, byte, dst);
+}
+
+/* One thread's part of jgram_string_room. */
+static bool thread_string_room(const jgram *g, const jgram_thread *t, uint32_t *room)
+{
+    if (t->depth == 0)
+        return false;
+    const jgram_frame *f = &t->f[t->depth - 1];
+    if (f->sub != S_NORMAL)
+        return false;
+    if (f->kind == F_STR) {
+        uint32_t max = g->nodes[f->node].max_len;
+        *room = f->n < max ? max - f->n : 0;
+        return true;
+    }
+    /* an extra key (see key_feed): plain bytes go through str_byte alone */
+    if (f->kind == F_KEY && !(f->flags & FL_KMATCH) && t->depth >= 2 &&
+        g->nodes[t->f[t->depth - 2].node].addl >= 0) {
+        *room = UINT32_MAX;
+        return true;
+    }
+    return false;
+}
+
+bool jgram_string_room(const jgram *g, const jgram_state *st, uint32_t *room)
+{
+    *room = 0;
+    for (uint32_t i = 0; i < st->n; i++) {
+        uint32_t r;
+        if (!thread_string_room(g, &st->t[i], &r))
+            return false;
+        if (r > *room)
+            *room = r;
+    }
+    return st->n > 0;
+}
