@@ -570,8 +570,10 @@ static int parse_logit_bias(json_t *root, api_request *r, api_err *err)
 
 /* Fields OpenAI defines that this server cannot honour. Empty or neutral
  * values ([] tools, "none"/"auto" tool_choice, "text" modalities) are let
- * through: some clients always send them. */
-static int refuse_chat_fields(json_t *root, api_err *err)
+ * through: some clients always send them. response_format json_object and
+ * json_schema are taken here too (r->json_object, r->json_schema); the
+ * daemon compiles the schema and refuses what it cannot enforce. */
+static int refuse_chat_fields(json_t *root, api_request *r, api_err *err)
 {
     static const char *const arrays[] = {"tools", "functions"};
     for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) {
@@ -619,15 +621,29 @@ static int refuse_chat_fields(json_t *root, api_err *err)
                         "'response_format' must be an object with a string "
                         "'type' such as \"text\"");
         const char *ts = json_string_value(t);
-        if (!strcmp(ts, "json_object") || !strcmp(ts, "json_schema"))
-            return fail(err, 400, "response_format",
-                        API_CODE_UNSUPPORTED_FORMAT,
-                        "response_format type '%s' is not supported; only "
-                        "\"text\" is (structured output is not implemented)",
-                        ts);
-        if (strcmp(ts, "text"))
+        if (!strcmp(ts, "json_object")) {
+            r->json_object = true;
+        } else if (!strcmp(ts, "json_schema")) {
+            json_t *js = json_object_get(rf, "json_schema");
+            if (!json_is_object(js))
+                return fail(err, 400, "response_format.json_schema", API_CODE_INVALID_TYPE,
+                            "'response_format.json_schema' must be an object with the "
+                            "schema in 'schema'");
+            json_t *sc = json_object_get(js, "schema");
+            if (sc && !json_is_null(sc) && !json_is_object(sc) && !json_is_boolean(sc))
+                return fail(err, 400, "response_format.json_schema.schema",
+                            API_CODE_INVALID_TYPE,
+                            "'response_format.json_schema.schema' must be a JSON Schema "
+                            "object");
+            if (!sc || json_is_null(sc))
+                r->json_object = true; /* no schema: any JSON object */
+            else if (!(r->json_schema = json_dumps(sc, JSON_COMPACT | JSON_ENCODE_ANY)))
+                return fail_oom(err);
+        } else if (strcmp(ts, "text")) {
             return fail(err, 400, "response_format", API_CODE_INVALID_VALUE,
-                        "'response_format.type' must be \"text\"");
+                        "'response_format.type' must be \"text\", \"json_object\" or "
+                        "\"json_schema\"");
+        }
     }
     return 0;
 }
@@ -870,7 +886,7 @@ static int parse(api_kind kind, const char *body, size_t len, api_request *r,
         goto out;
     if (kind == API_CHAT) {
         if (parse_messages(root, r, err) < 0 ||
-            refuse_chat_fields(root, err) < 0)
+            refuse_chat_fields(root, r, err) < 0)
             goto out;
     } else if (parse_prompt(root, r, err) < 0) {
         goto out;
@@ -914,6 +930,7 @@ void api_request_free(api_request *req)
     free(req->prompt);
     free(req->prompt_tokens);
     free(req->logit_bias);
+    free(req->json_schema);
     for (size_t i = 0; i < req->n_stop; i++)
         free(req->stop[i]);
     free(req->user);

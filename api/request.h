@@ -126,6 +126,11 @@ typedef struct api_request {
     char *user;               /* NULL when absent */
     bool stream;
     bool include_usage;       /* stream_options.include_usage */
+
+    /* Structured output (chat): response_format json_object (any JSON
+     * object) or json_schema (its "schema", compact JSON text, owned). */
+    bool json_object;
+    char *json_schema;
 } api_request;
 
 /* Parse a body. Returns 0 and fills *out (free it with api_request_free),

@@ -514,6 +514,14 @@ int gen_local_submit(gen_req *gr, bool hold)
     j->top_logprobs = q->top_logprobs;
     j->sp.n_probs = q->logprobs ? q->top_logprobs : 0;
     j->max_tokens = p->max_tokens;
+    if (p->grammar && !hold) { /* held: kept for a local answer after a cloud failure */
+        j->grammar = p->grammar;
+        p->grammar = NULL;
+    } else if (p->grammar) {
+        char err[300];
+        if (gen_prep_grammar(q, &j->grammar, err, sizeof err) != 0)
+            return -1;
+    }
     j->hold = hold;
     j->want_nll = hold;
     if (q->n_stop) {

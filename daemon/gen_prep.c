@@ -194,6 +194,36 @@ static void features(gen_prep *p)
     score_features(&in, p->x);
 }
 
+int gen_prep_grammar(const api_request *q, jgram **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!q->json_object && !q->json_schema)
+        return 0;
+    if (!q->json_schema) {
+        *out = jgram_any_object();
+        if (!*out)
+            snprintf(err, errlen, "out of memory");
+        return *out ? 0 : JGRAM_ENOMEM;
+    }
+    return jgram_compile(q->json_schema, strlen(q->json_schema), out, err, errlen);
+}
+
+/* response_format: a schema this server cannot enforce is refused (or,
+ * with upstreams, may be forwarded: it counts as unsupported). */
+static int compile_format(gen_prep *p)
+{
+    char err[300];
+    int st = gen_prep_grammar(&p->req, &p->grammar, err, sizeof err);
+    if (st == JGRAM_OK)
+        return 0;
+    p->unsupported = st == JGRAM_EUNSUPPORTED;
+    fail(p, st == JGRAM_ENOMEM ? 500 : 400, NULL, "response_format",
+         st == JGRAM_EUNSUPPORTED ? "unsupported_schema" : "invalid_schema",
+         "response_format: %s", err);
+    features(p);
+    return -1;
+}
+
 void gen_prep_run(gen_prep *p)
 {
     const gen_service *g = p->g;
@@ -258,6 +288,8 @@ void gen_prep_run(gen_prep *p)
                  q->logit_bias[i].id, tok_n_vocab(g->v) - 1);
             return;
         }
+    if ((q->json_object || q->json_schema) && compile_format(p) < 0)
+        return;
     if (p->kind == API_COMPLETION && q->echo)
         echo_text(p);
     int room = g->n_ctx - p->n_ids;
@@ -270,6 +302,8 @@ void gen_prep_free(gen_prep *p)
     free(p->body);
     free(p->ids);
     free(p->echo);
+    jgram_free(p->grammar);
+    p->grammar = NULL;
     free(p->model_name);
     api_request_free(&p->req);
     p->model_name = NULL;

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "gen.h"
+#include "json_grammar.h"
 #include "request.h"
 #include "score.h"
 
@@ -32,6 +33,7 @@ typedef struct gen_prep {
     int32_t *ids;        /* owned: the prompt */
     int n_ids;           /* 1 .. n_ctx - 1 */
     int max_tokens;      /* >= 0 after the context's room */
+    jgram *grammar;      /* owned: response_format's schema, compiled */
     char *echo;          /* completions with echo: the prompt text */
     size_t echo_len;
     /* out: for the router */
@@ -50,6 +52,10 @@ typedef struct gen_prep {
 
 /* Parse, check, render and tokenize (any thread). */
 void gen_prep_run(gen_prep *p);
+/* The request's response_format compiled: *out NULL for plain text.
+ * JGRAM_OK (0), or a jgram_status with err. */
+int gen_prep_grammar(const api_request *q, jgram **out, char *err, size_t errlen);
+
 /* Free what p owns (not p). */
 void gen_prep_free(gen_prep *p);
 

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "json_mask.h"
 #include "kv.h"
 #include "nll.h"
 #include "scheduler.h"
@@ -40,7 +41,10 @@ typedef struct seq {
     int logit_row;  /* row in the step's logits, or -1 */
     bool fed;       /* put tokens into the batch */
     int n_fed0, n_hist0; /* before the step, to roll back */
-    int32_t drawn;       /* the token sampled, or -1 */
+    int32_t drawn;       /* the token sampled, -1 (all banned) or -2 (the
+                            grammar allows no token) */
+    jgram_state *gst;    /* the job's grammar: where this choice is in it */
+    uint8_t *mask;       /* n_vocab: the tokens the grammar allows next */
     sampler_result res;  /* its log-probabilities, when asked for */
 } seq;
 
@@ -65,6 +69,8 @@ struct sched {
                           sequence (decode or last prompt token), plus the
                           step's NLL rows */
     model_token *batch;
+    jmask_vocab *mv;   /* the vocabulary's mask tables, built by the first
+                          job with a grammar */
     sched_nll_row nll[SCHED_NLL_ROWS]; /* this step's NLL rows */
     int n_nll;
 
@@ -90,6 +96,14 @@ void sched_wake(sched *s, sched_job *j);
 /* A running job's last choice finished: count it ended, wake the loop and
  * drop the scheduler's reference. Exactly once per job (done flips). */
 void sched_job_ended(sched *s, sched_job *j);
+
+/* sched_grammar.c: structured output. place: a choice starts (-1 when
+ * memory is short); mask: before its draw, the disallowed logits to -inf
+ * (false when no token is allowed); advance: feed the drawn token. */
+int sched_grammar_place(sched *s, seq *q);
+bool sched_grammar_mask(sched *s, seq *q, float *row);
+void sched_grammar_advance(sched *s, seq *q, int32_t id);
+void sched_grammar_free(sched *s);
 
 /* sched_seq.c, all on the scheduler thread */
 int sched_free_slots(const sched *s);

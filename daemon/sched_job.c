@@ -43,6 +43,7 @@ void sched_job_unref(sched_job *j)
     free(j->choices);
     free(j->prompt);
     free(j->bias);
+    jgram_free(j->grammar);
     pthread_mutex_destroy(&j->mu);
     free(j);
 }

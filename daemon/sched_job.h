@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "json_grammar.h"
 #include "sampler.h"
 
 /* How a choice ended. SCHED_RUNNING (0) until it does. */
@@ -73,6 +74,9 @@ typedef struct sched_job {
     bool want_nll;       /* measure the prompt's NLL during the prefill
                             (nll.h: up to NLL_MAX_SAMPLES positions of
                             choice 0's prompt, into nll_sum / nll_n) */
+    jgram *grammar;      /* owned, or NULL: structured output - every draw
+                            is masked to what this compiled JSON Schema
+                            allows next (sched_grammar.c) */
     bool hold;           /* once every choice's prompt is in the cache and
                             its first token sampled, run no further step
                             for the job until sched_release (or cancel) */

@@ -165,7 +165,8 @@ void sched_place(sched *s, sched_job *j)
         sched_nll_place(q, j, placed, keep);
         tok_stream_init(&q->ts, s->v);
         /* a failure leaves smp or stop NULL: the next step fails the job */
-        if (sampler_new(&sp, s->n_vocab, &q->smp, err, sizeof err) == 0)
+        if (sched_grammar_place(s, q) == 0 &&
+            sampler_new(&sp, s->n_vocab, &q->smp, err, sizeof err) == 0)
             api_stop_new((const char *const *)j->stops, (size_t)j->n_stops, &q->stop);
     }
 }
@@ -179,6 +180,7 @@ static void seq_accept(sched *s, seq *q, int32_t id, const sampler_result *r)
     sched_job *j = q->job;
     sched_choice *c = &j->choices[q->choice];
     sampler_accept(q->smp, id);
+    sched_grammar_advance(s, q, id);
 
     if (tok_is_eog(s->v, id) || id == j->stop_token) {
         pthread_mutex_lock(&j->mu);
@@ -223,7 +225,11 @@ static void sample_task(void *arg, int64_t i, int thread)
     (void)thread;
     sched *s = arg;
     seq *q = &s->seqs[s->order[i]];
-    const float *row = s->logits + (size_t)q->logit_row * (size_t)s->n_vocab;
+    float *row = s->logits + (size_t)q->logit_row * (size_t)s->n_vocab;
+    if (!sched_grammar_mask(s, q, row)) {
+        q->drawn = -2;
+        return;
+    }
     q->drawn = sampler_sample(q->smp, row, q->job->want_logprobs ? &q->res : NULL);
 }
 
@@ -285,7 +291,10 @@ static void sample_all(sched *s)
         seq *q = &s->seqs[s->order[k]];
         if (q->state == SEQ_FREE)
             continue; /* its job failed with another of its choices */
-        if (q->drawn < 0)
+        if (q->drawn == -2)
+            job_fail(s, q->job, "the response format's schema allows no token of this "
+                                "model's vocabulary here");
+        else if (q->drawn < 0)
             job_fail(s, q->job, "every token is banned by logit_bias");
         else
             seq_accept(s, q, q->drawn, q->job->want_logprobs ? &q->res : NULL);

@@ -264,6 +264,7 @@ static void release(sched *s)
             free(s->seqs[i].hist);
         }
     model_ctx_free(s->ctx);
+    sched_grammar_free(s);
     free(s->seqs);
     free(s->order);
     free(s->pre);

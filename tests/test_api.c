@@ -127,10 +127,10 @@ static const bad_case bad_cases[] = {
      "stream_options.include_usage", "invalid_type"},
     {API_COMPLETION, CMPL("\"stream_options\":{\"include_usage\":true}"), "stream_options", "invalid_value"},
     /* response_format */
-    {API_CHAT, CHAT("\"response_format\":{\"type\":\"json_object\"}"), "response_format",
-     "unsupported_response_format"},
-    {API_CHAT, CHAT("\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}"),
-     "response_format", "unsupported_response_format"},
+    {API_CHAT, CHAT("\"response_format\":{\"type\":\"json_schema\",\"json_schema\":5}"),
+     "response_format.json_schema", "invalid_type"},
+    {API_CHAT, CHAT("\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":\"x\"}}"),
+     "response_format.json_schema.schema", "invalid_type"},
     {API_CHAT, CHAT("\"response_format\":{\"type\":\"xml\"}"), "response_format", "invalid_value"},
     {API_CHAT, CHAT("\"response_format\":\"text\""), "response_format", "invalid_type"},
     {API_CHAT, CHAT("\"response_format\":{}"), "response_format", "invalid_type"},
@@ -254,8 +254,18 @@ START_TEST(parse_range_message)
     ck_assert_msg(strstr(err.message, "'temperature' must be a number between 0 and 2"),
                   "%s", err.message);
     ck_assert_ptr_nonnull(strstr(err.message, "a string"));
-    ck_assert_int_eq(chat(CHAT("\"response_format\":{\"type\":\"json_object\"}")), -1);
-    ck_assert_ptr_nonnull(strstr(err.message, "json_object"));
+    /* structured output is parsed here and compiled by the daemon */
+    ck_assert_int_eq(chat(CHAT("\"response_format\":{\"type\":\"json_object\"}")), 0);
+    ck_assert(req.json_object && !req.json_schema);
+    api_request_free(&req);
+    ck_assert_int_eq(chat(CHAT("\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                               "{\"name\":\"n\",\"strict\":true,\"schema\":{\"type\":\"object\"}}}")), 0);
+    ck_assert(!req.json_object);
+    ck_assert_str_eq(req.json_schema, "{\"type\":\"object\"}");
+    api_request_free(&req);
+    ck_assert_int_eq(chat(CHAT("\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}")), 0);
+    ck_assert(req.json_object); /* no schema: any JSON object */
+    api_request_free(&req);
     ck_assert_int_eq(chat(MSGS("[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]")), -1);
     ck_assert_ptr_nonnull(strstr(err.message, "image_url"));
     ck_assert_ptr_nonnull(strstr(err.message, "text only"));

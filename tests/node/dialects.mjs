@@ -151,5 +151,68 @@ await check('models.retrieve', async () => {
   await assert.rejects(openai.models.retrieve('nope'), (e) => e.status === 404);
 });
 
+// ---- structured output (chat): the schema constrains every token
+const personSchema = {
+  type: 'object',
+  properties: {
+    ok: { type: 'boolean' },
+    n: { type: 'integer' },
+    mood: { enum: ['happy', 'sad'] },
+    tags: { type: 'array', items: { enum: ['a', 'b'] }, maxItems: 2 },
+  },
+  required: ['ok', 'n', 'mood'],
+  additionalProperties: false,
+};
+await check('response_format json_schema: the answer parses and fits the schema', async () => {
+  for (const seed of [1, 2, 3]) {
+    const r = await openai.chat.completions.create({
+      model: 'stories260K', messages: story, max_tokens: 120, seed,
+      response_format: { type: 'json_schema', json_schema: { name: 'p', strict: true, schema: personSchema } },
+    });
+    const c = r.choices[0];
+    assert.equal(c.finish_reason, 'stop', c.message.content);
+    const v = JSON.parse(c.message.content);
+    assert.equal(typeof v.ok, 'boolean');
+    assert.ok(Number.isInteger(v.n));
+    assert.ok(['happy', 'sad'].includes(v.mood));
+    for (const k of Object.keys(v)) assert.ok(k in personSchema.properties, k);
+    if (v.tags) assert.ok(v.tags.length <= 2 && v.tags.every((t) => ['a', 'b'].includes(t)));
+  }
+});
+
+await check('response_format json_schema, streamed: the deltas join into valid JSON', async () => {
+  const stream = await openai.chat.completions.create({
+    model: 'stories260K', messages: story, max_tokens: 120, seed: 7, stream: true,
+    response_format: { type: 'json_schema', json_schema: { name: 'p', schema: personSchema } },
+  });
+  let text = '';
+  let finish;
+  for await (const ch of stream) {
+    text += ch.choices[0]?.delta?.content || '';
+    finish = ch.choices[0]?.finish_reason || finish;
+  }
+  assert.equal(finish, 'stop');
+  assert.ok(['happy', 'sad'].includes(JSON.parse(text).mood), text);
+});
+
+await check('response_format json_object: only JSON (an object prefix when cut)', async () => {
+  const r = await openai.chat.completions.create({
+    model: 'stories260K', messages: story, max_tokens: 40, seed: 3,
+    response_format: { type: 'json_object' },
+  });
+  const t = r.choices[0].message.content;
+  assert.equal(t[0], '{', t);
+  if (r.choices[0].finish_reason === 'stop') assert.equal(typeof JSON.parse(t), 'object');
+});
+
+await check('response_format with an unsupported keyword: a 400 naming it', async () => {
+  await assert.rejects(
+    openai.chat.completions.create({
+      model: 'stories260K', messages: story, max_tokens: 8,
+      response_format: { type: 'json_schema', json_schema: { name: 'p', schema: { type: 'string', pattern: 'a+' } } },
+    }),
+    (e) => e.status === 400 && /pattern/.test(e.message) && e.param === 'response_format');
+});
+
 console.log(failures ? `${failures} failed` : 'all passed');
 process.exit(failures ? 1 : 0);
