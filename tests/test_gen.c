@@ -350,15 +350,24 @@ START_TEST(sampling_parameters_take_effect)
         t = completion_text(body);
         ck_assert_msg(strcmp(t, rep) != 0, "%s changed nothing", pen[i]);
     }
-    /* response_format: text is fine, the others are refused */
+    /* response_format: text is fine; json_object constrains (the text
+     * starts an object); a keyword that cannot be enforced is refused */
     json_t *j = post("/v1/chat/completions",
                      "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":2,"
                      "\"response_format\":{\"type\":\"text\"}}", 200);
     json_decref(j);
     j = post("/v1/chat/completions",
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":8,"
+             "\"response_format\":{\"type\":\"json_object\"}}", 200);
+    const char *content = json_string_value(json_object_get(
+        json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message"), "content"));
+    ck_assert_msg(content && content[0] == '{', "%s", content ? content : "(null)");
+    json_decref(j);
+    j = post("/v1/chat/completions",
              "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
-             "\"response_format\":{\"type\":\"json_object\"}}", 400);
-    assert_error(j, "unsupported_response_format", "response_format");
+             "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"n\","
+             "\"schema\":{\"type\":\"integer\",\"minimum\":3}}}}", 400);
+    assert_error(j, "unsupported_schema", "response_format");
     json_decref(j);
     stop_ok();
 }
