@@ -2,7 +2,9 @@
  * Messages parsers (api_parse_messages, api_parse_count_tokens) and the
  * OpenAI Responses parser (api_parse_responses), and whatever they accept
  * rendered through its dialect (dialect.h): the whole response, a stream
- * (start, delta, finish, end), a stream error and an error body.
+ * (start, delta, finish, end), a stream error and an error body. The
+ * OpenAI parsers' (api_parse_chat, api_parse_completion) requests go
+ * through their dialects too (fuzz_api checks those requests themselves).
  *
  * Build and run (from a configured build dir, for config.h):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 \
@@ -50,8 +52,11 @@ static void check_json(char *s)
     free(s);
 }
 
+/* OpenAI's streams end with "data: [DONE]"; the other dialects' do not. */
+static bool allow_done;
+
 /* s is "" or whole SSE events: lines ending in "\n", events ending in a
- * blank line, every "data: " payload one JSON value. Frees s. */
+ * blank line, every "data: " payload one JSON value. */
 static void check_sse_str(const char *s)
 {
     check(s != NULL);
@@ -63,7 +68,9 @@ static void check_sse_str(const char *s)
         const char *nl = memchr(p, '\n', (size_t)(s + len - p));
         check(nl != NULL);
         check(memchr(p, '\r', (size_t)(nl - p)) == NULL);
-        if (nl - p >= 6 && !memcmp(p, "data: ", 6))
+        bool done = nl - p == 12 && !memcmp(p, "data: [DONE]", 12);
+        check(!done || allow_done);
+        if (nl - p >= 6 && !memcmp(p, "data: ", 6) && !done)
             check_json_n(p + 6, (size_t)(nl - p - 6));
         p = nl + 1;
     }
@@ -141,30 +148,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    for (int which = 0; which < 3; which++) {
+    static const api_kind kinds[] = {API_MESSAGES, API_MESSAGES, API_RESPONSES, API_CHAT,
+                                     API_COMPLETION};
+    for (int which = 0; which < 5; which++) {
         api_request r;
         api_err e;
         const char *body = (const char *)data;
+        api_kind kind = kinds[which];
+        const api_dialect *d = api_dialect_of(kind);
+        check(d != NULL);
+        allow_done = kind == API_CHAT || kind == API_COMPLETION;
         int rc;
-        api_kind kind = which == 2 ? API_RESPONSES : API_MESSAGES;
-        const api_dialect *d = which == 2 ? &api_dialect_responses : &api_dialect_messages;
-        if (which == 0)
-            rc = api_parse_messages(body, size, &r, &e);
-        else if (which == 1)
-            rc = api_parse_count_tokens(body, size, &r, &e);
-        else
-            rc = api_parse_responses(body, size, &r, &e);
-        check(api_dialect_of(kind) == d);
+        switch (which) {
+        case 0: rc = api_parse_messages(body, size, &r, &e); break;
+        case 1: rc = api_parse_count_tokens(body, size, &r, &e); break;
+        case 2: rc = api_parse_responses(body, size, &r, &e); break;
+        case 3: rc = api_parse_chat(body, size, &r, &e); break;
+        default: rc = api_parse_completion(body, size, &r, &e); break;
+        }
         if (rc == 0) {
-            check_request(&r, kind);
-            if (which == 1)
+            if (which <= 2)
+                check_request(&r, kind);
+            if (which <= 1)
+                check(api_messages_continues(&r) ==
+                      (r.messages[r.n_messages - 1].role == API_ROLE_ASSISTANT));
+            if (which == 1) {
                 check(r.max_tokens == -1 || r.max_tokens >= 1);
+                check_json(api_messages_count_json((long long)size));
+            }
             render(d, &r, data, size);
             api_request_free(&r);
         } else {
             check(e.status >= 400 && e.status < 600);
             check(e.message[0] != '\0');
-            check_json(d->error(e.status, NULL, e.message, NULL, NULL));
+            if (which <= 1)
+                check_json(api_messages_err_json(&e));
+            check_json(d->error(e.status, NULL, e.message, e.param[0] ? e.param : NULL,
+                                e.code[0] ? e.code : NULL));
         }
     }
     return 0;
