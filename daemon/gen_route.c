@@ -197,6 +197,19 @@ static void fill_policy(gen_req *gr, policy_in *in, route_mode mode, const char 
         .threshold = threshold(rt)};
 }
 
+/* The request's mode and what the policy needs; -1 with an error queued
+ * (its status in *rc) when the route asked for is wrong. */
+static int policy_of(gen_req *gr, policy_in *in, int *rc)
+{
+    route_mode mode;
+    const char *source;
+    upstream *preferred;
+    if (mode_of(gr, &mode, &source, &preferred, rc) < 0)
+        return -1;
+    fill_policy(gr, in, mode, source, preferred);
+    return 0;
+}
+
 static double score_now(gen_req *gr, const sched_job *j)
 {
     routing *rt = gr->g->rt;
@@ -223,14 +236,10 @@ int gen_route(gen_req *gr)
         snprintf(gr->pol.reason, sizeof gr->pol.reason, "dialect");
         return act(gr, 0, false);
     }
-    route_mode mode;
-    const char *source;
-    upstream *preferred;
-    int rc = 0;
-    if (mode_of(gr, &mode, &source, &preferred, &rc) < 0)
-        return rc;
     policy_in in;
-    fill_policy(gr, &in, mode, source, preferred);
+    int rc = 0;
+    if (policy_of(gr, &in, &rc) < 0)
+        return rc;
     policy_decide(&in, &gr->pol);
     if (!gr->pol.needs_score)
         return act(gr, 0, false);
@@ -270,14 +279,10 @@ int gen_route_scored(http_req *r, void *user)
     }
     gr->awaiting_score = false;
     r->on_resume = NULL;
-    route_mode mode;
-    const char *source;
-    upstream *preferred;
-    int rc = 0;
-    if (mode_of(gr, &mode, &source, &preferred, &rc) < 0)
-        return rc;
     policy_in in;
-    fill_policy(gr, &in, mode, source, preferred);
+    int rc = 0;
+    if (policy_of(gr, &in, &rc) < 0)
+        return rc;
     in.queue_over = false; /* it has its slot now */
     in.scored = true;
     pthread_mutex_lock(&j->mu);

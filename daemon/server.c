@@ -19,8 +19,6 @@
 #include "http.h"
 #include "log.h"
 #include "model.h"
-#include "nll.h"
-#include "prompt.h"
 #include "routing.h"
 #include "scheduler.h"
 #include "tok.h"
@@ -310,28 +308,12 @@ static void reference_nll(hearth_server *hs)
 {
     model_ctx *c = NULL;
     char why[256];
-    double sum = 0;
-    int n = 0;
     if (model_ctx_new(hs->model, 64, &c, why, sizeof why) != 0) {
         log_warn("router", "no reference NLL: %s", why);
         return;
     }
-    for (size_t i = 0; i < score_n_reference_texts; i++) {
-        int32_t *ids = NULL;
-        chat_msg msg = {.role = "user", .content = score_reference_texts[i]};
-        int k = prompt_chat_ids(hs->tmpl, hs->vocab, &msg, 1, true, NULL, &ids, NULL, why,
-                                sizeof why);
-        double mean = 0;
-        int ns = 0;
-        if (k > 1 && nll_prompt(hs->model, c, ids, k, NLL_MAX_SAMPLES, &mean, &ns, why,
-                                sizeof why) == 0 && ns > 0) {
-            sum += mean;
-            n++;
-        }
-        free(ids);
-    }
+    hs->rt.nll_ref = score_reference_nll(hs->model, c, hs->tmpl, hs->vocab);
     model_ctx_free(c);
-    hs->rt.nll_ref = n ? sum / n : 0;
     log_info("router", "reference NLL of the local model: %.3f nats/token", hs->rt.nll_ref);
 }
 

@@ -1,6 +1,9 @@
 /* score.c - see score.h. */
 #include "score.h"
 
+#include "nll.h"
+#include "prompt.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -31,6 +34,28 @@ const char *const score_reference_texts[] = {
 };
 const size_t score_n_reference_texts =
     sizeof score_reference_texts / sizeof score_reference_texts[0];
+
+double score_reference_nll(const model *m, model_ctx *c, const chat_template *t,
+                           const tok_vocab *v)
+{
+    double sum = 0;
+    int n = 0;
+    char err[256];
+    for (size_t i = 0; i < score_n_reference_texts; i++) {
+        int32_t *ids = NULL;
+        chat_msg msg = {.role = "user", .content = score_reference_texts[i]};
+        int k = prompt_chat_ids(t, v, &msg, 1, true, NULL, &ids, NULL, err, sizeof err);
+        double mean = 0;
+        int ns = 0;
+        if (k > 1 && nll_prompt(m, c, ids, k, NLL_MAX_SAMPLES, &mean, &ns, err, sizeof err) == 0 &&
+            ns > 0) {
+            sum += mean;
+            n++;
+        }
+        free(ids);
+    }
+    return n ? sum / n : 0;
+}
 
 /* ---------------------------------------------------------- weights */
 

@@ -43,7 +43,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "chat.h"
+#include "model.h"
 #include "request.h"
+#include "tok.h"
 
 typedef enum score_feature {
     SF_PROMPT_CTX,
@@ -100,6 +103,13 @@ typedef struct score_input {
  * mean NLL). */
 extern const char *const score_reference_texts[];
 extern const size_t score_n_reference_texts;
+
+/* The model's mean NLL over the reference texts, each rendered through its
+ * chat template as one user message (engine/prompt.h) and measured with
+ * nll_prompt on c; 0 when none could be measured. hearthd at load and
+ * `hearth route` both take it from here. */
+double score_reference_nll(const model *m, model_ctx *c, const chat_template *t,
+                           const tok_vocab *v);
 
 /* Feature values (every one finite). */
 void score_features(const score_input *in, double x[SF_COUNT]);

@@ -265,22 +265,7 @@ static int load(route_ctx *c, const char *path, char *err, size_t errlen)
     if (model_ctx_new(c->m, 64, &c->mc, err, errlen) != 0)
         return -1;
     /* the model's NLL on plain prose, as hearthd measures it at load */
-    double sum = 0;
-    int k = 0;
-    for (size_t i = 0; i < score_n_reference_texts; i++) {
-        int32_t *ids = NULL;
-        chat_msg msg = {.role = "user", .content = score_reference_texts[i]};
-        int n = prompt_chat_ids(c->tmpl, c->v, &msg, 1, true, NULL, &ids, NULL, err, errlen);
-        double mean;
-        int ns;
-        if (n > 1 && nll_prompt(c->m, c->mc, ids, n, NLL_MAX_SAMPLES, &mean, &ns, err, errlen) == 0 &&
-            ns > 0) {
-            sum += mean;
-            k++;
-        }
-        free(ids);
-    }
-    c->nll_ref = k ? sum / k : 0;
+    c->nll_ref = score_reference_nll(c->m, c->mc, c->tmpl, c->v);
     return 0;
 }
 
