@@ -195,6 +195,7 @@ static void loop_finish(void)
  * a failure it records the jobs whose caches were in the batch. It also
  * notes the shape of the batches it saw. */
 static atomic_bool g_hold;
+static atomic_int g_pause_at; /* hold from this call of g_decodes on (0: never) */
 static atomic_int g_fail_every;
 static atomic_int g_calls;    /* the failure pattern's count (reset by tests) */
 static atomic_int g_decodes;  /* every call (never reset within a test) */
@@ -213,6 +214,7 @@ static int g_n_failed;
 static void hooks_reset(void)
 {
     atomic_store(&g_hold, false);
+    atomic_store(&g_pause_at, 0);
     atomic_store(&g_fail_every, 0);
     atomic_store(&g_calls, 0);
     atomic_store(&g_decodes, 0);
@@ -293,6 +295,9 @@ static void note_batch_shape(const model_batch *b)
 static int test_decode(model_ctx *c, const model_batch *b, float *logits, char *err,
                        size_t errlen)
 {
+    int at = atomic_load(&g_pause_at);
+    if (at > 0 && atomic_load(&g_decodes) + 1 >= at)
+        atomic_store(&g_hold, true);
     while (atomic_load(&g_hold))
         sleep_ms(1);
     atomic_fetch_add(&g_decodes, 1);
@@ -306,6 +311,22 @@ static int test_decode(model_ctx *c, const model_batch *b, float *logits, char *
     }
     note_batch_shape(b);
     return model_decode(c, b, logits, err, errlen);
+}
+
+/* Steps hold from the n-th forward call after this one on: a job whose
+ * prompt fits one call has its first token after call 1 and stays in
+ * decode from call 2 on, however fast the machine (waiting for the stage
+ * by polling could miss a short job that already ended). release_hold
+ * lets steps run freely again. */
+static void pause_at_call(int n)
+{
+    atomic_store(&g_pause_at, atomic_load(&g_decodes) + n);
+}
+
+static void release_hold(void)
+{
+    atomic_store(&g_pause_at, 0);
+    atomic_store(&g_hold, false);
 }
 
 /* ------------------------------------------------------------ jobs */
@@ -331,7 +352,7 @@ static sched *start(int slots, int batch, int max_queue)
 
 static void stop(sched *s)
 {
-    atomic_store(&g_hold, false);
+    release_hold();
     atomic_store(&g_sched, NULL);
     sched_free(s);
     loop_finish();
@@ -869,9 +890,9 @@ START_TEST(cancel_frees_queue_place)
         j[i] = job_new(&c, 1, &t[i]);
     char err[256];
 
+    pause_at_call(2);
     submit_ok(s, j[0]);
     wait_stage(s, j[0], ST_DECODE, "the first job to generate");
-    atomic_store(&g_hold, true);
     submit_ok(s, j[1]);
     submit_ok(s, j[2]);
     sched_counters n;
@@ -923,7 +944,7 @@ START_TEST(cancel_frees_queue_place)
     /* the held step still has the first job; let it go and cancel it:
      * the next queued job starts */
     sched_cancel(s, j[0]);
-    atomic_store(&g_hold, false);
+    release_hold();
     WAIT_FOR(job_done, j[0], LONG_WAIT, "the cancelled running job to end");
     read_out(j[0], 0, &o);
     ck_assert_int_eq(o.finish, SCHED_FINISH_CANCELLED);
@@ -1252,11 +1273,13 @@ START_TEST(prompt_beyond_context_is_invalid)
     sched *s = start_ctx(2, 16, 4, CTX);
     run_alone(s, &ok);
     sched_job *j = job_new(&ok, 1, NULL);
+    pause_at_call(2);
     submit_ok(s, j);
     wait_stage(s, j, ST_DECODE, "the good job to generate");
     char err[256] = "";
     sched_job *b = job_new(&big, 1, NULL);
     sched_status st = sched_submit(s, b, err, sizeof err);
+    release_hold();
     if (st == SCHED_OK)
         WAIT_FOR(job_done, b, LONG_WAIT, "the oversized job to end");
     WAIT_FOR(job_done, j, LONG_WAIT, "the good job to end");
