@@ -14,13 +14,15 @@
  *
  *   start(index)      once per choice, before its text
  *   delta(choice)     new text of one choice (choice->text, len, lp...)
+ *   tool(index, k)    a tool call the choice made, among its deltas
  *   finish(choice)    one choice ended: finish_reason set, text = its
  *                     whole text
  *   end(choices)      every choice ended: the whole texts, the usage
  *   stream_error()    instead of what is left, when generation failed
  *
- * finish_reason is the OpenAI name ("stop", "length"); a dialect maps it
- * to its own (Anthropic: end_turn / max_tokens / stop_sequence).
+ * finish_reason is the OpenAI name ("stop", "length", "tool_calls"); a
+ * dialect maps it to its own (Anthropic: end_turn / max_tokens /
+ * stop_sequence / tool_use).
  * api_stream carries what one stream's events share.
  */
 #ifndef HEARTH_API_DIALECT_H
@@ -39,6 +41,8 @@ typedef struct api_stream {
                                  sequence_number); the dialect counts */
     const char *stop_matched; /* the stop string that ended choice 0, or
                                  NULL (Anthropic's stop_sequence) */
+    unsigned n_blocks;        /* content blocks opened (Anthropic) */
+    bool text_closed;         /* the text block was closed before a call */
 } api_stream;
 
 typedef struct api_dialect {
@@ -48,6 +52,9 @@ typedef struct api_dialect {
     char *(*delta)(api_stream *s, const api_choice *delta);
     char *(*finish)(api_stream *s, const api_choice *choice);
     char *(*end)(api_stream *s, const api_choice *choices, size_t n, const api_usage *u);
+    /* A complete tool call of choice `index`, the k-th of that choice,
+     * between its deltas (chat dialects; NULL for completions). */
+    char *(*tool)(api_stream *s, unsigned index, unsigned k, const api_tool_call *call);
     /* A failure after the stream started: the dialect's error event(s),
      * ending the stream. */
     char *(*stream_error)(api_stream *s, unsigned status, const char *type,

@@ -56,6 +56,17 @@ static char *oa_finish(api_stream *s, const api_choice *choice)
     return framed(api_chunk_json(s->q->kind, &s->h, &c, 1));
 }
 
+static char *oa_tool(api_stream *s, unsigned index, unsigned k, const api_tool_call *call)
+{
+    char *a = framed(api_tool_chunk_json(&s->h, index, k, call, true));
+    char *b = framed(api_tool_chunk_json(&s->h, index, k, call, false));
+    char *ab = b ? concat(a, b) : NULL;
+    if (!ab && a && !b)
+        free(a);
+    free(b);
+    return ab;
+}
+
 static char *oa_end(api_stream *s, const api_choice *choices, size_t n, const api_usage *u)
 {
     (void)choices;
@@ -82,7 +93,7 @@ static char *oa_error(unsigned status, const char *type, const char *message, co
 
 const api_dialect api_dialect_openai_chat = {
     .full = oa_full, .start = oa_start, .delta = oa_delta, .finish = oa_finish,
-    .end = oa_end, .stream_error = oa_stream_error, .error = oa_error, .ping = API_SSE_PING,
+    .end = oa_end, .tool = oa_tool, .stream_error = oa_stream_error, .error = oa_error, .ping = API_SSE_PING,
 };
 
 /* The same functions: the kind in api_stream.q tells them apart. */

@@ -137,6 +137,8 @@ const char *api_messages_stop_reason(const char *finish_reason,
         return NULL;
     if (!strcmp(finish_reason, "length"))
         return "max_tokens";
+    if (!strcmp(finish_reason, "tool_calls"))
+        return "tool_use";
     if (!strcmp(finish_reason, "stop") && stop_matched)
         return "stop_sequence";
     return "end_turn";
@@ -195,6 +197,19 @@ static json_t *text_block(const char *text, size_t len, bool *ok)
     return b;
 }
 
+/* {"type":"tool_use","id":..,"name":..,"input":ARGS}; empty: input {} */
+static json_t *tool_block(const api_tool_call *t, bool empty, bool *ok)
+{
+    json_t *input = empty ? NULL : json_loads(t->arguments, 0, NULL);
+    if (!input)
+        input = json_object();
+    json_t *b = typed("tool_use", ok);
+    set(b, "id", cstr_of(t->id), ok);
+    set(b, "name", cstr_of(t->name), ok);
+    set(b, "input", input, ok);
+    return b;
+}
+
 static char *dump(json_t *o, bool ok)
 {
     char *s = o && ok ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -211,9 +226,13 @@ static char *msg_full(api_stream *s, const api_choice *choices, size_t n,
     json_t *content = json_array();
     const char *reason = "end_turn";
     if (n > 0 && choices) {
-        if (json_array_append_new(content, text_block(choices[0].text,
-                                                      choices[0].len, &ok)) < 0)
+        const api_choice *c = &choices[0];
+        if ((c->len > 0 || c->n_calls == 0) &&
+            json_array_append_new(content, text_block(c->text, c->len, &ok)) < 0)
             ok = false;
+        for (size_t k = 0; k < c->n_calls; k++)
+            if (json_array_append_new(content, tool_block(&c->calls[k], false, &ok)) < 0)
+                ok = false;
         reason = api_messages_stop_reason(choices[0].finish_reason,
                                           s->stop_matched);
     }
@@ -234,6 +253,7 @@ static char *msg_start(api_stream *s, unsigned index, const api_usage *u)
     set(e, "index", json_integer(0), &ok);
     set(e, "content_block", text_block("", 0, &ok), &ok);
     sse_add(&b, s, "content_block_start", e, ok);
+    s->n_blocks = 1;
 
     sse_add(&b, s, "ping", typed("ping", &ok), ok);
     return sse_done(&b);
@@ -254,15 +274,51 @@ static char *msg_delta(api_stream *s, const api_choice *d)
     return sse_done(&b);
 }
 
+/* Closes the text block (index 0) once. */
+static void text_stop(sse_buf *b, api_stream *s)
+{
+    if (s->text_closed)
+        return;
+    s->text_closed = true;
+    bool ok = true;
+    json_t *e = typed("content_block_stop", &ok);
+    set(e, "index", json_integer(0), &ok);
+    sse_add(b, s, "content_block_stop", e, ok);
+}
+
+/* A tool_use block after the text: start (input {}), the arguments as one
+ * input_json_delta, stop. */
+static char *msg_tool(api_stream *s, unsigned index, unsigned k, const api_tool_call *t)
+{
+    (void)k;
+    sse_buf b = {NULL, 0, true};
+    if (index != 0)
+        return sse_done(&b);
+    text_stop(&b, s);
+    unsigned at = s->n_blocks++;
+    bool ok = true;
+    json_t *e = typed("content_block_start", &ok);
+    set(e, "index", json_integer(at), &ok);
+    set(e, "content_block", tool_block(t, true, &ok), &ok);
+    sse_add(&b, s, "content_block_start", e, ok);
+    json_t *delta = typed("input_json_delta", &ok);
+    set(delta, "partial_json", cstr_of(t->arguments), &ok);
+    e = typed("content_block_delta", &ok);
+    set(e, "index", json_integer(at), &ok);
+    set(e, "delta", delta, &ok);
+    sse_add(&b, s, "content_block_delta", e, ok);
+    e = typed("content_block_stop", &ok);
+    set(e, "index", json_integer(at), &ok);
+    sse_add(&b, s, "content_block_stop", e, ok);
+    return sse_done(&b);
+}
+
 static char *msg_finish(api_stream *s, const api_choice *c)
 {
     sse_buf b = {NULL, 0, true};
     if (c->index != 0)
         return sse_done(&b);
-    bool ok = true;
-    json_t *e = typed("content_block_stop", &ok);
-    set(e, "index", json_integer(0), &ok);
-    sse_add(&b, s, "content_block_stop", e, ok);
+    text_stop(&b, s);
     return sse_done(&b);
 }
 
@@ -376,6 +432,7 @@ const api_dialect api_dialect_messages = {
     .delta = msg_delta,
     .finish = msg_finish,
     .end = msg_end,
+    .tool = msg_tool,
     .stream_error = msg_stream_error,
     .error = msg_error,
     .ping = "event: ping\ndata: {\"type\": \"ping\"}\n\n",

@@ -5,6 +5,7 @@
  * for a body is always the same one.
  */
 #include "request.h"
+#include "request_tools.h"
 #include "error.h"
 
 #include <jansson.h>
@@ -37,11 +38,8 @@ static void copy_field(char *dst, size_t cap, const char *src)
 }
 
 /* Fills err and returns -1, so that callers can `return fail(...)`. */
-#if defined(__GNUC__)
-__attribute__((format(printf, 5, 6)))
-#endif
-static int fail(api_err *err, unsigned status, const char *param,
-                const char *code, const char *fmt, ...)
+int api_fail(api_err *err, unsigned status, const char *param, const char *code,
+             const char *fmt, ...)
 {
     err->status = status;
     copy_field(err->param, sizeof err->param, param);
@@ -52,6 +50,8 @@ static int fail(api_err *err, unsigned status, const char *param,
     va_end(ap);
     return -1;
 }
+
+#define fail api_fail
 
 static int fail_oom(api_err *err)
 {
@@ -315,19 +315,8 @@ static int parse_message(json_t *msg, size_t i, api_message *m, api_err *err)
     if (parse_role(msg, param, &m->role, err) < 0)
         return -1;
 
-    /* Tool calls in the history mean the client expects function calling,
-     * which this server does not do; say so rather than drop them. */
-    json_t *calls = json_object_get(msg, "tool_calls");
-    json_t *fcall = json_object_get(msg, "function_call");
-    if ((calls && !json_is_null(calls) &&
-         !(json_is_array(calls) && json_array_size(calls) == 0)) ||
-        (fcall && !json_is_null(fcall))) {
-        snprintf(param, sizeof param, "messages[%zu].%s", i,
-                 calls && !json_is_null(calls) ? "tool_calls" : "function_call");
-        return fail(err, 400, param, API_CODE_UNSUPPORTED_PARAM,
-                    "'%s' is not supported (function calling is not "
-                    "implemented)", param);
-    }
+    if (api_chat_message_tools(msg, i, m, err) < 0)
+        return -1;
 
     snprintf(param, sizeof param, "messages[%zu].content", i);
     json_t *c = json_object_get(msg, "content");
@@ -568,32 +557,15 @@ static int parse_logit_bias(json_t *root, api_request *r, api_err *err)
 
 /* ------------------------------------------------------------ refused */
 
-/* Fields OpenAI defines that this server cannot honour. Empty or neutral
- * values ([] tools, "none"/"auto" tool_choice, "text" modalities) are let
- * through: some clients always send them. response_format json_object and
- * json_schema are taken here too (r->json_object, r->json_schema); the
- * daemon compiles the schema and refuses what it cannot enforce. */
+/* Tools (request_tools.c), and fields OpenAI defines that this server
+ * cannot honour. Neutral values ("text" modalities) are let through: some
+ * clients always send them. response_format json_object and json_schema
+ * are taken here too (r->json_object, r->json_schema); the daemon compiles
+ * the schema and refuses what it cannot enforce. */
 static int refuse_chat_fields(json_t *root, api_request *r, api_err *err)
 {
-    static const char *const arrays[] = {"tools", "functions"};
-    for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) {
-        json_t *v = json_object_get(root, arrays[i]);
-        if (v && !json_is_null(v) &&
-            !(json_is_array(v) && json_array_size(v) == 0))
-            return fail(err, 400, arrays[i], API_CODE_UNSUPPORTED_PARAM,
-                        "'%s' is not supported (function calling is not "
-                        "implemented)", arrays[i]);
-    }
-    static const char *const choices[] = {"tool_choice", "function_call"};
-    for (size_t i = 0; i < sizeof choices / sizeof *choices; i++) {
-        json_t *v = json_object_get(root, choices[i]);
-        if (v && !json_is_null(v) &&
-            !(json_is_string(v) && (!strcmp(json_string_value(v), "none") ||
-                                    !strcmp(json_string_value(v), "auto"))))
-            return fail(err, 400, choices[i], API_CODE_UNSUPPORTED_PARAM,
-                        "'%s' is not supported (function calling is not "
-                        "implemented)", choices[i]);
-    }
+    if (api_chat_tools_parse(root, r, err) < 0)
+        return -1;
     json_t *audio = json_object_get(root, "audio");
     if (audio && !json_is_null(audio))
         return fail(err, 400, "audio", API_CODE_UNSUPPORTED_PARAM,
@@ -925,7 +897,16 @@ void api_request_free(api_request *req)
     for (size_t i = 0; i < req->n_messages; i++) {
         free(req->messages[i].content);
         free(req->messages[i].name);
+        free(req->messages[i].tool_calls);
+        free(req->messages[i].tool_call_id);
     }
+    for (size_t i = 0; i < req->n_tools; i++) {
+        free(req->tools[i].name);
+        free(req->tools[i].description);
+        free(req->tools[i].parameters);
+    }
+    free(req->tools);
+    free(req->tool_choice_name);
     free(req->messages);
     free(req->prompt);
     free(req->prompt_tokens);

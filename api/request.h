@@ -7,8 +7,8 @@
  * and api_request.set records which ones the client gave. A bad body gives
  * an api_err: HTTP status 400, a message naming the field, the field in
  * `param` and an OpenAI-style `code`. Fields this server does not know are
- * ignored; fields it knows but cannot honour (tools, image parts,
- * response_format json_object, suffix, ...) are refused with a 400 rather
+ * ignored; fields it knows but cannot honour (image parts, audio,
+ * suffix, ...) are refused with a 400 rather
  * than silently dropped. JSON null counts as "not given" for every optional
  * field. Limits and choices are documented in docs/api/chat-completions.md
  * and docs/api/completions.md.
@@ -36,6 +36,14 @@ typedef struct api_err {
     char param[64];
     char code[64];
 } api_err;
+
+/* Fill err (message from fmt) and return -1, so that parsers can
+ * `return api_fail(...)`. param and code may be NULL. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 5, 6)))
+#endif
+int api_fail(api_err *err, unsigned status, const char *param, const char *code,
+             const char *fmt, ...);
 
 /* Render err as the OpenAI error object (see error.h); malloc'd, NULL only
  * when out of memory. */
@@ -74,7 +82,24 @@ typedef struct api_message {
                            content was null (assistant only) */
     size_t content_len; /* strlen(content) */
     char *name;         /* the optional "name" field, NULL when absent */
+    char *tool_calls;   /* assistant: the calls it made, a JSON array in
+                           the template's shape (tools.h); NULL: none */
+    char *tool_call_id; /* tool: the call this result answers; NULL */
 } api_message;
+
+/* A function the model may call (tools.h). */
+typedef struct api_tool {
+    char *name;
+    char *description; /* NULL when absent */
+    char *parameters;  /* JSON Schema of the arguments, compact JSON text */
+} api_tool;
+
+typedef enum api_tool_choice {
+    API_TOOL_AUTO = 0, /* the model decides (the default with tools) */
+    API_TOOL_NONE,     /* no calls: the tools are not shown to the model */
+    API_TOOL_REQUIRED, /* at least one call */
+    API_TOOL_NAMED     /* a call of tool_choice_name */
+} api_tool_choice;
 
 /* Bits of api_request.set: the fields the client gave explicitly. */
 enum {
@@ -131,6 +156,13 @@ typedef struct api_request {
      * object) or json_schema (its "schema", compact JSON text, owned). */
     bool json_object;
     char *json_schema;
+
+    /* Tools (chat dialects; tools.h). */
+    api_tool *tools;
+    size_t n_tools;
+    api_tool_choice tool_choice;
+    char *tool_choice_name;   /* API_TOOL_NAMED: a declared tool's name */
+    bool parallel_tool_calls; /* several calls in one answer (default true) */
 } api_request;
 
 /* Parse a body. Returns 0 and fills *out (free it with api_request_free),

@@ -227,6 +227,28 @@ static json_t *head_object(const api_head *h, const char *object, bool *ok)
     return o;
 }
 
+/* {"id", "type": "function", "function": {"name", "arguments"}}, with
+ * "index" k in a chunk; head false: only the arguments (a later chunk). */
+static json_t *tool_call_value(const api_tool_call *t, int k, bool head)
+{
+    bool ok = true;
+    json_t *o = json_object(), *fn = json_object();
+    if (k >= 0)
+        put(o, "index", json_integer(k), &ok);
+    if (head) {
+        put(o, "id", cstr_value(t->id), &ok);
+        put(o, "type", json_string("function"), &ok);
+        put(fn, "name", cstr_value(t->name), &ok);
+    }
+    put(fn, "arguments", cstr_value(k >= 0 && head ? "" : t->arguments), &ok);
+    put(o, "function", fn, &ok);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 static json_t *chat_choice(const api_choice *c, bool chunk)
 {
     bool ok = true;
@@ -243,8 +265,15 @@ static json_t *chat_choice(const api_choice *c, bool chunk)
         json_t *msg = json_object();
         put(msg, "role", json_string("assistant"), &ok);
         put(msg, "content",
-            c->text ? text_value(c->text, c->len) : json_null(), &ok);
+            c->text && (c->len || !c->n_calls) ? text_value(c->text, c->len) : json_null(),
+            &ok);
         put(msg, "refusal", json_null(), &ok);
+        if (c->n_calls) {
+            json_t *calls = json_array();
+            for (size_t k = 0; k < c->n_calls; k++)
+                push(calls, tool_call_value(&c->calls[k], -1, true), &ok);
+            put(msg, "tool_calls", calls, &ok);
+        }
         put(o, "message", msg, &ok);
     }
     put(o, "logprobs", logprobs_value(API_CHAT, c), &ok);
@@ -315,6 +344,24 @@ char *api_chunk_json(api_kind kind, const api_head *h,
     json_t *o = head_object(h, kind == API_CHAT ? "chat.completion.chunk"
                                                 : "text_completion", &ok);
     put(o, "choices", choices_value(kind, choices, n_choices, true), &ok);
+    return finish(o, ok);
+}
+
+char *api_tool_chunk_json(const api_head *h, unsigned index, unsigned k,
+                          const api_tool_call *call, bool head)
+{
+    bool ok = true;
+    json_t *o = head_object(h, "chat.completion.chunk", &ok);
+    json_t *choice = json_object(), *delta = json_object(), *calls = json_array();
+    push(calls, tool_call_value(call, (int)k, head), &ok);
+    put(delta, "tool_calls", calls, &ok);
+    put(choice, "index", json_integer(index), &ok);
+    put(choice, "delta", delta, &ok);
+    put(choice, "logprobs", json_null(), &ok);
+    put(choice, "finish_reason", json_null(), &ok);
+    json_t *a = json_array();
+    push(a, choice, &ok);
+    put(o, "choices", a, &ok);
     return finish(o, ok);
 }
 

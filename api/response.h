@@ -36,6 +36,13 @@ typedef struct api_logprob {
     size_t n_top;
 } api_logprob;
 
+/* A tool call the model made (api/toolcall.h finds them). */
+typedef struct api_tool_call {
+    char *id;
+    char *name;
+    char *arguments; /* compact JSON text of an object */
+} api_tool_call;
+
 /* One choice of a response, or the delta of one choice in a chunk. */
 typedef struct api_choice {
     unsigned index;
@@ -53,6 +60,10 @@ typedef struct api_choice {
                                   bytes sent before this chunk) */
     bool role;                 /* chat chunks: put "role":"assistant" in the
                                   delta (the first chunk) */
+    const api_tool_call *calls; /* the calls of the whole choice (full,
+                                  finish, end); finish_reason is then
+                                  "tool_calls" */
+    size_t n_calls;
 } api_choice;
 
 typedef struct api_usage {
@@ -90,6 +101,12 @@ char *api_response_json(api_kind kind, const api_head *h,
  * {}). */
 char *api_chunk_json(api_kind kind, const api_head *h,
                      const api_choice *choices, size_t n_choices);
+
+/* A chat chunk carrying tool call k of choice `index`: head true, its id,
+ * type, name and empty arguments (the call's first chunk, as OpenAI
+ * streams it); false, its arguments. */
+char *api_tool_chunk_json(const api_head *h, unsigned index, unsigned k,
+                          const api_tool_call *call, bool head);
 
 /* The chunk sent last when stream_options.include_usage is set:
  * choices [] and usage. */

@@ -113,6 +113,17 @@ static json_t *rsp_message(const api_stream *s, const api_choice *c)
                      "status", status, "role", "assistant", "content", content);
 }
 
+/* Call k's function_call item; done false: in progress, no arguments. */
+static json_t *rsp_call(const api_stream *s, unsigned k, const api_tool_call *t, bool done)
+{
+    char id[API_ID_MAX + 24];
+    const char *tail = s->h.id && !strncmp(s->h.id, "resp_", 5) ? s->h.id + 5 : "";
+    snprintf(id, sizeof id, "fc_%s_%u", tail, k);
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s}", "id", id, "type", "function_call",
+                     "status", done ? "completed" : "in_progress", "call_id", rsp_cstr(t->id),
+                     "name", rsp_cstr(t->name), "arguments", rsp_cstr(done ? t->arguments : ""));
+}
+
 static json_t *rsp_usage(const api_usage *u)
 {
     if (!u)
@@ -155,6 +166,9 @@ static json_t *rsp_response(const api_stream *s, const char *status,
     json_t *output = json_array();
     if (c && json_array_append_new(output, rsp_message(s, c)) < 0)
         ok = false;
+    for (size_t k = 0; c && k < c->n_calls; k++)
+        if (json_array_append_new(output, rsp_call(s, (unsigned)k, &c->calls[k], true)) < 0)
+            ok = false;
     rsp_put(o, "output", output, &ok);
     rsp_put(o, "parallel_tool_calls", json_true(), &ok);
     rsp_put(o, "previous_response_id", json_null(), &ok);
@@ -292,6 +306,30 @@ static char *rsp_delta(api_stream *s, const api_choice *d)
     return rsp_done(&b);
 }
 
+/* A function call: its item (output_index k + 1, after the message),
+ * the arguments in one delta, then done. */
+static char *rsp_tool(api_stream *s, unsigned index, unsigned k, const api_tool_call *t)
+{
+    (void)index;
+    rsp_buf b = {0};
+    json_t *item = rsp_call(s, k, t, false);
+    const char *item_id = item ? json_string_value(json_object_get(item, "id")) : NULL;
+    char id[API_ID_MAX + 24];
+    snprintf(id, sizeof id, "%s", item_id ? item_id : "");
+    rsp_event(&b, s, "response.output_item.added",
+              item ? json_pack("{s:i, s:o}", "output_index", k + 1, "item", item) : NULL);
+    rsp_event(&b, s, "response.function_call_arguments.delta",
+              json_pack("{s:s, s:i, s:o}", "item_id", id, "output_index", k + 1, "delta",
+                        rsp_cstr(t->arguments)));
+    rsp_event(&b, s, "response.function_call_arguments.done",
+              json_pack("{s:s, s:i, s:o}", "item_id", id, "output_index", k + 1, "arguments",
+                        rsp_cstr(t->arguments)));
+    json_t *done = rsp_call(s, k, t, true);
+    rsp_event(&b, s, "response.output_item.done",
+              done ? json_pack("{s:i, s:o}", "output_index", k + 1, "item", done) : NULL);
+    return rsp_done(&b);
+}
+
 static char *rsp_finish(api_stream *s, const api_choice *c)
 {
     rsp_buf b = {0};
@@ -344,6 +382,7 @@ const api_dialect api_dialect_responses = {
     .delta = rsp_delta,
     .finish = rsp_finish,
     .end = rsp_end,
+    .tool = rsp_tool,
     .stream_error = rsp_stream_error,
     .error = api_error_json, /* the OpenAI error object, as for chat */
     .ping = API_SSE_PING,

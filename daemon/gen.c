@@ -68,6 +68,7 @@ static void gen_req_free(void *arg)
         uv_close((uv_handle_t *)gr->ping, on_timer_closed);
     if (gr->deadline)
         uv_close((uv_handle_t *)gr->deadline, on_timer_closed);
+    gen_tools_free(gr->tools, gr->job ? gr->job->n_choices : 0);
     gen_prep_free(&gr->prep);
     free(gr->pend);
     free(gr->finish_sent);
@@ -211,9 +212,10 @@ static int respond_full(http_req *r, void *user)
     api_choice *ch = calloc((size_t)n, sizeof *ch);
     lp_build *lb = calloc((size_t)n, sizeof *lb);
     char **texts = calloc((size_t)n, sizeof *texts);
+    gen_tools *tools = NULL;
     char *json = NULL;
     int rc = -1;
-    if (!ch || !lb || !texts)
+    if (!ch || !lb || !texts || gen_tools_new(gr, n, &tools) < 0)
         goto out;
     if (j) {
         pthread_mutex_lock(&j->mu);
@@ -246,6 +248,8 @@ static int respond_full(http_req *r, void *user)
             ch[i].lp = lb[i].lp;
             ch[i].n_lp = c->n_lp;
         }
+        if (tools && gen_tools_whole(&tools[i], ch[i].text, ch[i].len) == 0)
+            gen_tools_choice(&tools[i], &ch[i]);
     }
     api_usage u;
     usage_of(gr, &u);
@@ -262,6 +266,7 @@ out:
         free(texts[i]);
     for (int i = 0; lb && i < n; i++)
         lp_build_free(&lb[i]);
+    gen_tools_free(tools, n);
     free(texts);
     free(lb);
     free(ch);
@@ -333,7 +338,12 @@ static int stream_fill(gen_req *gr)
     bool all_finished = true;
     for (int i = 0; i < j->n_choices && rc == 0; i++) {
         sched_choice *c = &j->choices[i];
-        if (c->len > c->sent) {
+        if (c->len > c->sent && gr->tools) {
+            rc = gen_tools_stream(gr, &gr->tools[i], d, st, (unsigned)i, c->text + c->sent,
+                                  c->len - c->sent, false);
+            c->sent = c->len;
+            c->lp_sent = c->n_lp;
+        } else if (c->len > c->sent) {
             api_choice ac = {.index = (unsigned)i, .text = c->text + c->sent,
                              .len = c->len - c->sent, .logprobs = gr->prep.req.logprobs,
                              .text_offset = gr->prep.echo_len + c->sent};
@@ -355,7 +365,12 @@ static int stream_fill(gen_req *gr)
                 st->stop_matched = j->stops[c->stop_index];
             api_choice ac = {.index = (unsigned)i, .text = c->text ? c->text : "",
                              .len = c->len, .finish_reason = sched_finish_name(c->finish)};
-            rc = pend_take(gr, d->finish(st, &ac));
+            if (gr->tools) {
+                rc = gen_tools_stream(gr, &gr->tools[i], d, st, (unsigned)i, NULL, 0, true);
+                gen_tools_choice(&gr->tools[i], &ac);
+            }
+            if (rc == 0)
+                rc = pend_take(gr, d->finish(st, &ac));
         }
         if (c->finish == SCHED_RUNNING)
             all_finished = false;
@@ -369,6 +384,8 @@ static int stream_fill(gen_req *gr)
                                   .text = j->choices[i].text ? j->choices[i].text : "",
                                   .len = j->choices[i].len,
                                   .finish_reason = sched_finish_name(j->choices[i].finish)};
+        for (int i = 0; all && gr->tools && i < j->n_choices; i++)
+            gen_tools_choice(&gr->tools[i], &all[i]);
         if (all)
             rc = pend_take(gr, d->end(st, all, (size_t)j->n_choices, &u));
         free(all);
@@ -451,7 +468,7 @@ static int start_stream(gen_req *gr)
 {
     http_req *r = gr->r;
     gr->finish_sent = calloc((size_t)gr->job->n_choices, sizeof *gr->finish_sent);
-    if (!gr->finish_sent)
+    if (!gr->finish_sent || gen_tools_new(gr, gr->job->n_choices, &gr->tools) < 0)
         return -1;
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, gr, NULL);
@@ -537,6 +554,10 @@ int gen_local_submit(gen_req *gr, bool hold)
     }
     if (gr->prep.kind == API_CHAT)
         j->stop_token = g->turn_end;
+    /* [TOOL_CALLS] and <|python_tag|> are control tokens */
+    j->special_text = p->tool_format == API_TOOLS_MISTRAL ||
+                      p->tool_format == API_TOOLS_MISTRAL_ARGS ||
+                      p->tool_format == API_TOOLS_LLAMA3;
     j->notify = on_news;
     j->notify_arg = gr;
     gr->t_local_ns = http_now_ns();

@@ -21,6 +21,7 @@
 #include "routing.h"
 #include "scheduler.h"
 #include "tok.h"
+#include "toolcall.h"
 
 typedef struct gen_service {
     /* the local model; all NULL (s too) when none is loaded and upstreams
@@ -30,6 +31,8 @@ typedef struct gen_service {
     const tok_vocab *v;
     const chat_template *tmpl; /* never NULL when a model is loaded */
     int32_t turn_end;          /* the template's end-of-turn token, or -1 */
+    api_tool_format tool_format; /* how the template's model writes tool
+                                    calls; NONE: tools are refused */
     sched *s;
     int n_ctx;
     int n_slots;

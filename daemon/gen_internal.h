@@ -12,6 +12,7 @@
 #include "dialect.h"
 #include "gen.h"
 #include "gen_prep.h"
+#include "gen_tools.h"
 #include "policy.h"
 #include "privacy.h"
 #include "relay.h"
@@ -39,6 +40,7 @@ typedef struct gen_req {
     uv_timer_t *deadline; /* request_timeout */
     bool timed_out;
     api_stream st;       /* the dialect's view of this response */
+    gen_tools *tools;    /* per choice, when tools are in play (streamed) */
     /* routing (gen_route.c) */
     policy_out pol;
     upstream *up;        /* the cloud target */

@@ -12,6 +12,7 @@
 #include "messages.h"
 #include "prompt.h"
 #include "responses.h"
+#include "tools.h"
 
 static void fail(gen_prep *p, unsigned status, const char *type, const char *param,
                  const char *code, const char *fmt, ...)
@@ -52,22 +53,95 @@ static void context_fail(gen_prep *p, size_t n_prompt)
          p->g->n_ctx, n_prompt);
 }
 
+/* Tools in play: the template must know them; a forced call (tool_choice
+ * required or named) gets the call's opening for the prompt and its schema
+ * as the grammar (req.json_schema). */
+static int tools_setup(gen_prep *p, char **prefix)
+{
+    api_request *q = &p->req;
+    if (q->n_tools == 0 || q->tool_choice == API_TOOL_NONE)
+        return 0;
+    if (p->g->tool_format == API_TOOLS_NONE) {
+        p->unsupported = true;
+        fail(p, 400, NULL, "tools", API_CODE_UNSUPPORTED_PARAM,
+             "this model's chat template does not support tools; configure one that "
+             "does ([model] chat_template, docs/tools.md)");
+        return -1;
+    }
+    p->tool_format = p->g->tool_format;
+    if (q->tool_choice != API_TOOL_REQUIRED && q->tool_choice != API_TOOL_NAMED)
+        return 0;
+    if (q->json_object || q->json_schema) {
+        fail(p, 400, NULL, "tool_choice", API_CODE_UNSUPPORTED_VALUE,
+             "a forced tool call (tool_choice %s) cannot be combined with a response "
+             "format", q->tool_choice == API_TOOL_NAMED ? "naming a function" : "required");
+        return -1;
+    }
+    char *schema = NULL;
+    if (api_tool_forced(p->tool_format, q,
+                        q->tool_choice == API_TOOL_NAMED ? q->tool_choice_name : NULL, prefix,
+                        &schema, &p->err) < 0) {
+        p->failed = true;
+        p->type = NULL;
+        p->unsupported = p->err.status == 400;
+        return -1;
+    }
+    q->json_schema = schema;
+    p->tool_forced = true;
+    return 0;
+}
+
+/* Append text (the template's markup: special tokens parsed) to the
+ * prompt. */
+static int append_markup(gen_prep *p, const char *text)
+{
+    int32_t *more = NULL;
+    int n = *text ? tok_encode_alloc(p->g->v, text, strlen(text), false, true, &more) : 0;
+    if (n < 0) {
+        fail(p, 500, NULL, NULL, NULL, "the tool call's opening could not be tokenized");
+        return -1;
+    }
+    int32_t *grown = n ? realloc(p->ids, (size_t)(p->n_ids + n) * sizeof *grown) : p->ids;
+    if (!grown) {
+        free(more);
+        fail(p, 500, NULL, NULL, NULL, "out of memory");
+        return -1;
+    }
+    if (n)
+        memcpy(grown + p->n_ids, more, (size_t)n * sizeof *grown);
+    p->ids = grown;
+    p->n_ids += n;
+    free(more);
+    return 0;
+}
+
 /* Render the chat template and tokenize the result. */
 static int chat_prompt(gen_prep *p)
 {
     const gen_service *g = p->g;
     const api_request *q = &p->req;
     char err[512];
-    chat_msg *msgs = calloc(q->n_messages, sizeof *msgs);
-    if (!msgs) {
-        fail(p, 500, NULL, NULL, NULL, "out of memory");
+    char *prefix = NULL;
+    if (tools_setup(p, &prefix) < 0)
         return -1;
+    chat_msg *msgs = calloc(q->n_messages + 1, sizeof *msgs);
+    char **extra = calloc(q->n_messages + 1, sizeof *extra);
+    char *tools = p->tool_format != API_TOOLS_NONE ? api_tools_json(q) : NULL;
+    bool oom = !msgs || !extra || (p->tool_format != API_TOOLS_NONE && !tools);
+    for (size_t i = 0; !oom && i < q->n_messages; i++) {
+        const api_message *m = &q->messages[i];
+        msgs[i].role = api_role_name(m->role);
+        /* an assistant turn that only calls tools has null content */
+        msgs[i].content = m->tool_calls && m->content_len == 0 ? NULL : m->content;
+        msgs[i].extra_json = extra[i] = api_message_extra_json(m, &oom);
     }
-    for (size_t i = 0; i < q->n_messages; i++) {
-        msgs[i].role = api_role_name(q->messages[i].role);
-        msgs[i].content = q->messages[i].content;
+    int rc = -1;
+    if (oom) {
+        fail(p, 500, NULL, NULL, NULL, "out of memory");
+        goto out;
     }
-    chat_opts opts = {0};
+    chat_var var = {.name = "tools", .type = CHAT_VAR_JSON, .s = tools};
+    chat_opts opts = {.vars = tools ? &var : NULL, .nvars = tools ? 1 : 0};
     gen_prep_limits(p->body_len, &opts.limits);
     int bad_template = 0;
     /* Anthropic's prefill: a conversation that ends with the assistant's
@@ -76,17 +150,23 @@ static int chat_prompt(gen_prep *p)
                    q->messages[q->n_messages - 1].role == API_ROLE_ASSISTANT;
     p->n_ids = prompt_chat_ids(g->tmpl, g->v, msgs, q->n_messages, !prefill, &opts, &p->ids,
                                &bad_template, err, sizeof err);
-    free(msgs);
-    if (p->n_ids >= 0)
-        return 0;
-    if (bad_template) {
+    if (p->n_ids >= 0) {
+        rc = prefix ? append_markup(p, prefix) : 0;
+    } else if (bad_template) {
         fail(p, 400, NULL, p->kind == API_RESPONSES ? "input" : "messages", "invalid_prompt",
              "%s", err);
-        return -1;
+    } else {
+        fail(p, 400, NULL, p->kind == API_RESPONSES ? "input" : "messages", "invalid_prompt",
+             "the prompt could not be tokenized");
     }
-    fail(p, 400, NULL, p->kind == API_RESPONSES ? "input" : "messages", "invalid_prompt",
-         "the prompt could not be tokenized");
-    return -1;
+out:
+    for (size_t i = 0; extra && i < q->n_messages; i++)
+        free(extra[i]);
+    free(extra);
+    free(msgs);
+    free(tools);
+    free(prefix);
+    return rc;
 }
 
 /* A completion's prompt: text or token ids. */
@@ -217,9 +297,10 @@ static int compile_format(gen_prep *p)
     if (st == JGRAM_OK)
         return 0;
     p->unsupported = st == JGRAM_EUNSUPPORTED;
-    fail(p, st == JGRAM_ENOMEM ? 500 : 400, NULL, "response_format",
+    const char *what = p->tool_forced ? "tools" : "response_format";
+    fail(p, st == JGRAM_ENOMEM ? 500 : 400, NULL, what,
          st == JGRAM_EUNSUPPORTED ? "unsupported_schema" : "invalid_schema",
-         "response_format: %s", err);
+         "%s: %s", p->tool_forced ? "the tool's parameters" : what, err);
     features(p);
     return -1;
 }
@@ -268,7 +349,7 @@ void gen_prep_run(gen_prep *p)
         return;
     }
     if ((p->kind == API_COMPLETION ? completion_prompt(p) : chat_prompt(p)) < 0) {
-        if (p->context)
+        if (p->context || p->unsupported)
             features(p);
         return;
     }

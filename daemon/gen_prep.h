@@ -19,6 +19,7 @@
 #include "json_grammar.h"
 #include "request.h"
 #include "score.h"
+#include "toolcall.h"
 
 typedef struct gen_prep {
     /* in */
@@ -33,7 +34,13 @@ typedef struct gen_prep {
     int32_t *ids;        /* owned: the prompt */
     int n_ids;           /* 1 .. n_ctx - 1 */
     int max_tokens;      /* >= 0 after the context's room */
-    jgram *grammar;      /* owned: response_format's schema, compiled */
+    jgram *grammar;      /* owned: response_format's schema, compiled (or a
+                            forced tool call's) */
+    api_tool_format tool_format; /* calls to look for in the output; NONE
+                            when the request has no tools in play */
+    bool tool_forced;    /* tool_choice required/named: the prompt ends
+                            with the call's opening, the grammar holds the
+                            call's schema (req.json_schema) */
     char *echo;          /* completions with echo: the prompt text */
     size_t echo_len;
     /* out: for the router */

@@ -65,9 +65,9 @@ static const config_key keys[] = {
     {"model", "parallel", "parallel", 'P', K_INT, OFF(parallel), 1, 256, false,
      "sequences generated at once, batched together (default 4)", NULL},
     {"model", "chat_template", "chat-template", 0, K_STR, OFF(chat_template), 0,
-     0, false, "override the model's chat template with a built-in one: "
-     "chatml, llama2, llama3, mistral, phi3, gemma, zephyr, deepseek (default: "
-     "the model's; chatml when it has none)", NULL},
+     0, false, "override the model's chat template with a built-in one (chatml, "
+     "llama2, llama3, mistral, phi3, gemma, zephyr, deepseek) or a Jinja file (a "
+     "path with a '/') (default: the model's; chatml when it has none)", NULL},
     {"log", "level", "log-level", 'l', K_LEVEL, OFF(log_level), 0, 0, true,
      "error, warn, info or debug (default info)", NULL},
     {"router", "default", "route", 0, K_CHOICE, OFF(route_default), 0, 0, true,

@@ -69,6 +69,9 @@ typedef struct sched_job {
     int n_stops;
     bool want_logprobs;
     int top_logprobs;    /* 0..SAMPLER_MAX_TOP */
+    bool special_text;   /* control tokens (not end of generation) add
+                            their text: tool-call markers such as
+                            [TOOL_CALLS] (api/toolcall.h) */
     int32_t stop_token;  /* ends generation like EOS (a chat template's
                             end-of-turn token), or -1 */
     bool want_nll;       /* measure the prompt's NLL during the prefill

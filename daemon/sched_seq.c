@@ -190,7 +190,15 @@ static void seq_accept(sched *s, seq *q, int32_t id, const sampler_result *r)
         return;
     }
     char piece[512];
-    int n = tok_stream_push(&q->ts, id, piece, sizeof piece);
+    int n;
+    if (j->special_text && tok_is_control(s->v, id)) {
+        /* pending UTF-8 bytes first, then the marker's text */
+        n = tok_stream_flush(&q->ts, piece, sizeof piece);
+        int m = n >= 0 ? tok_piece(s->v, id, true, piece + n, sizeof piece - (size_t)n) : -1;
+        n = m >= 0 && (size_t)m <= sizeof piece - (size_t)n ? n + m : n;
+    } else {
+        n = tok_stream_push(&q->ts, id, piece, sizeof piece);
+    }
     if (n < 0)
         n = 0; /* a piece longer than the buffer: dropped, not overrun */
     api_stop_out o;

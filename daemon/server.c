@@ -204,6 +204,26 @@ static const http_route routes[] = {
 
 static void reference_nll(hearth_server *hs);
 
+/* A chat template from a file (at most 1 MiB), malloc'd; NULL with err. */
+static char *read_template(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = f ? malloc((1u << 20) + 1) : NULL;
+    size_t n = buf ? fread(buf, 1, (1u << 20) + 1, f) : 0;
+    bool bad = !f || !buf || ferror(f) || n > (1u << 20) || memchr(buf, 0, n);
+    if (f)
+        fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "chat_template %s: %s", path,
+                 !f ? "cannot be opened" : !buf ? "out of memory"
+                 : n > (1u << 20) ? "larger than 1 MiB" : "cannot be read as text");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 /* Load the model, its tokenizer and chat template, and start the
  * scheduler (after the loop exists: it wakes the loop). */
 static int model_open(hearth_server *hs, char *err, size_t errlen)
@@ -225,11 +245,17 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
     const char *src = NULL;
     gguf_str gs;
     char *owned = NULL;
-    if (hs->cfg.chat_template) {
+    if (hs->cfg.chat_template && strchr(hs->cfg.chat_template, '/')) {
+        owned = read_template(hs->cfg.chat_template, err, errlen);
+        if (!owned)
+            return -1;
+        src = owned;
+        hs->tmpl_source = "from a file";
+    } else if (hs->cfg.chat_template) {
         src = chat_template_builtin(hs->cfg.chat_template);
         if (!src) {
-            snprintf(err, errlen, "chat_template: '%s' is not a built-in template",
-                     hs->cfg.chat_template);
+            snprintf(err, errlen, "chat_template: '%s' is not a built-in template (or a "
+                     "path: it has no '/')", hs->cfg.chat_template);
             return -1;
         }
         hs->tmpl_source = "configured";
@@ -253,10 +279,12 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
         if (id >= 0 && !tok_is_eog(hs->vocab, id))
             turn_end = id;
     }
+    hs->gen.tool_format = trc == 0 ? api_tool_format_of(src) : API_TOOLS_NONE;
     if (trc < 0 && owned) {
         log_warn("model", "the model's chat template cannot be used (%s); using chatml", why);
         trc = chat_template_parse(chat_template_builtin("chatml"), &hs->tmpl, why, sizeof why);
         hs->tmpl_source = "default (chatml), the model's failed to parse";
+        hs->gen.tool_format = api_tool_format_of(chat_template_builtin("chatml"));
     }
     free(owned);
     if (trc < 0) {

@@ -122,16 +122,39 @@ char *chat_template_apply(const chat_template *t, const chat_msg *msgs, size_t n
 /* ---------------------------------------------------------------- builtins */
 
 /* Each builtin renders what the real templates of its family render for
- * plain conversations (system, user and assistant text); tools are not
- * handled by them. */
+ * plain conversations (system, user and assistant text); only chatml
+ * handles tools (the Hermes way). */
 static const struct {
     const char *name;
     const char *src;
 } BUILTINS[] = {
     /* <|im_start|>role\ncontent<|im_end|>\n per message (Qwen, Hermes...) */
     {"chatml",
-     "{%- for m in messages -%}\n"
+     /* with tools: hearth's own wording of the Hermes convention
+      * (api/toolcall.h), one system turn listing them */
+     "{%- set msgs = messages -%}\n"
+     "{%- if tools -%}\n"
+     "{{ '<|im_start|>system\\n' }}\n"
+     "{%- if messages and messages[0].role == 'system' -%}\n"
+     "{{ messages[0].content ~ '\\n\\n' }}{%- set msgs = messages[1:] -%}\n"
+     "{%- endif -%}\n"
+     "{{ 'These functions may be called; each is given as JSON:\\n<tools>\\n' }}\n"
+     "{%- for t in tools -%}{{ t | tojson ~ '\\n' }}{%- endfor -%}\n"
+     "{{ '</tools>\\nTo call one, write <tool_call>\\n{\"name\": the function, "
+     "\"arguments\": an object}\\n</tool_call> for each call.<|im_end|>\\n' }}\n"
+     "{%- endif -%}\n"
+     "{%- for m in msgs -%}\n"
+     "{%- if m.role == 'assistant' and m.tool_calls -%}\n"
+     "{{ '<|im_start|>assistant\\n' ~ (m.content or '') }}\n"
+     "{%- for c in m.tool_calls -%}\n"
+     "{{ '\\n<tool_call>\\n{\"name\": \"' ~ c.function.name ~ '\", \"arguments\": ' ~ "
+     "c.function.arguments | tojson ~ '}\\n</tool_call>' }}\n"
+     "{%- endfor -%}{{ '<|im_end|>\\n' }}\n"
+     "{%- elif m.role == 'tool' -%}\n"
+     "{{ '<|im_start|>user\\n<tool_response>\\n' ~ m.content ~ '\\n</tool_response><|im_end|>\\n' }}\n"
+     "{%- else -%}\n"
      "{{ '<|im_start|>' ~ m.role ~ '\\n' ~ m.content ~ '<|im_end|>\\n' }}\n"
+     "{%- endif -%}\n"
      "{%- endfor -%}\n"
      "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}\n"},
     /* Llama 2 chat: the system text inside the first [INST] */

@@ -11,6 +11,7 @@
 
 #include "error.h"
 #include "request.h"
+#include "tools.h"
 #include "response.h"
 #include "stop.h"
 
@@ -134,10 +135,30 @@ static const bad_case bad_cases[] = {
     {API_CHAT, CHAT("\"response_format\":{\"type\":\"xml\"}"), "response_format", "invalid_value"},
     {API_CHAT, CHAT("\"response_format\":\"text\""), "response_format", "invalid_type"},
     {API_CHAT, CHAT("\"response_format\":{}"), "response_format", "invalid_type"},
-    /* features this server does not have */
-    {API_CHAT, CHAT("\"tools\":[{\"type\":\"function\"}]"), "tools", "unsupported_parameter"},
-    {API_CHAT, CHAT("\"tool_choice\":\"required\""), "tool_choice", "unsupported_parameter"},
-    {API_CHAT, CHAT("\"tool_choice\":{\"type\":\"function\"}"), "tool_choice", "unsupported_parameter"},
+    /* tools */
+    {API_CHAT, CHAT("\"tools\":[{\"type\":\"function\"}]"), "tools[0].function",
+     "missing_required_parameter"},
+    {API_CHAT, CHAT("\"functions\":[{\"name\":\"f\"}]"), "functions", "unsupported_parameter"},
+    {API_CHAT, CHAT("\"tool_choice\":\"required\""), "tool_choice", "invalid_value"},
+    {API_CHAT, CHAT("\"tool_choice\":{\"type\":\"function\"}"), "tool_choice", "invalid_value"},
+    {API_CHAT, CHAT("\"tool_choice\":\"sometimes\""), "tool_choice", "invalid_value"},
+    {API_CHAT, CHAT("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],"
+                    "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"g\"}}"),
+     "tool_choice", "invalid_value"},
+    {API_CHAT, CHAT("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]"),
+     "tools[0].function.name", "invalid_value"},
+    {API_CHAT, CHAT("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}},"
+                    "{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]"),
+     "tools[1].function.name", "invalid_value"},
+    {API_CHAT, CHAT("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+                    "\"parameters\":[]}}]"),
+     "tools[0].function.parameters", "invalid_type"},
+    {API_CHAT, CHAT("\"tools\":[{\"type\":\"web_search\"}]"), "tools[0]", "unsupported_value"},
+    {API_CHAT, CHAT("\"parallel_tool_calls\":1"), "parallel_tool_calls", "invalid_type"},
+    {API_CHAT, MSGS("[{\"role\":\"tool\",\"content\":\"4\"}]"),
+     "messages[0].tool_call_id", "missing_required_parameter"},
+    {API_CHAT, MSGS("[{\"role\":\"user\",\"content\":\"x\",\"tool_calls\":[]}]"),
+     "messages[0].tool_calls", "invalid_value"},
     {API_CHAT, CHAT("\"functions\":[{}]"), "functions", "unsupported_parameter"},
     {API_CHAT, CHAT("\"function_call\":{\"name\":\"f\"}"), "function_call", "unsupported_parameter"},
     {API_CHAT, CHAT("\"audio\":{}"), "audio", "unsupported_parameter"},
@@ -181,7 +202,7 @@ static const bad_case bad_cases[] = {
     {API_CHAT, MSGS("[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":7}]"),
      "messages[1].content", "invalid_type"},
     {API_CHAT, MSGS("[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"1\"}]}]"),
-     "messages[0].tool_calls", "unsupported_parameter"},
+     "messages[0].tool_calls[0]", "invalid_value"},
     {API_CHAT, MSGS("[{\"role\":\"user\",\"content\":\"a\",\"name\":5}]"), "messages[0].name",
      "invalid_type"},
     /* prompt */
@@ -371,6 +392,53 @@ START_TEST(parse_chat_defaults)
     ck_assert_int_eq(req.sampling.penalty_last_n, d.penalty_last_n);
     ck_assert_int_eq(req.sampling.n_bias, 0);
     ck_assert_int_eq(req.sampling.n_probs, 0);
+}
+END_TEST
+
+/* Tools, tool_choice and a call round trip in the history, read into the
+ * common form (api/tools.h): the template sees arguments as an object. */
+START_TEST(parse_chat_tools)
+{
+    const char *body =
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"},"
+        "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
+        "\"type\":\"function\",\"function\":{\"name\":\"get\",\"arguments\":"
+        "\"{\\\"city\\\":\\\"Oslo\\\"}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"-3 C\"}],"
+        "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get\","
+        "\"description\":\"Weather\",\"parameters\":{\"type\":\"object\","
+        "\"properties\":{\"city\":{\"type\":\"string\"}}}}},"
+        "{\"type\":\"function\",\"function\":{\"name\":\"noop\"}}],"
+        "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"noop\"}},"
+        "\"parallel_tool_calls\":false}";
+    ck_assert_msg(chat(body) == 0, "%s", err.message);
+    ck_assert_uint_eq(req.n_tools, 2);
+    ck_assert_str_eq(req.tools[0].name, "get");
+    ck_assert_str_eq(req.tools[0].description, "Weather");
+    ck_assert_str_eq(req.tools[0].parameters,
+                     "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}");
+    ck_assert_ptr_null(req.tools[1].description);
+    ck_assert_str_eq(req.tools[1].parameters, "{\"type\":\"object\",\"properties\":{}}");
+    ck_assert_int_eq(req.tool_choice, API_TOOL_NAMED);
+    ck_assert_str_eq(req.tool_choice_name, "noop");
+    ck_assert(!req.parallel_tool_calls);
+    ck_assert_str_eq(req.messages[1].tool_calls,
+                     "[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"get\","
+                     "\"arguments\":{\"city\":\"Oslo\"}}}]");
+    ck_assert_str_eq(req.messages[2].tool_call_id, "c1");
+    bool oom;
+    char *x = api_message_extra_json(&req.messages[2], &oom);
+    ck_assert_str_eq(x, "{\"tool_call_id\":\"c1\"}");
+    free(x);
+    ck_assert_ptr_null(api_message_extra_json(&req.messages[0], &oom));
+    ck_assert(!oom);
+    char *tj = api_tools_json(&req);
+    ck_assert_str_eq(tj, "[{\"type\":\"function\",\"function\":{\"name\":\"get\","
+                         "\"description\":\"Weather\",\"parameters\":{\"type\":\"object\","
+                         "\"properties\":{\"city\":{\"type\":\"string\"}}}}},"
+                         "{\"type\":\"function\",\"function\":{\"name\":\"noop\",\"parameters\":"
+                         "{\"type\":\"object\",\"properties\":{}}}}]");
+    free(tj);
 }
 END_TEST
 
@@ -1238,6 +1306,7 @@ static Suite *suite(void)
     tcase_add_test(tc, parse_error_json);
     tcase_add_test(tc, parse_chat_defaults);
     tcase_add_test(tc, parse_chat_all_fields);
+    tcase_add_test(tc, parse_chat_tools);
     tcase_add_test(tc, parse_nulls_are_absent);
     tcase_add_test(tc, parse_edge_values);
     tcase_add_test(tc, parse_completion_prompts);
