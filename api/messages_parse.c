@@ -6,6 +6,7 @@
  * stream), so the first error reported for a body is always the same one.
  */
 #include "messages.h"
+#include "messages_tools.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -129,10 +130,10 @@ static const char *refused_block(const char *type)
         {"document", "this server reads text only"},
         {"search_result", "this server reads text only"},
         {"container_upload", "this server reads text only"},
-        {"tool_use", "tools are not supported yet"},
-        {"tool_result", "tools are not supported yet"},
-        {"server_tool_use", "tools are not supported yet"},
-        {"web_search_tool_result", "tools are not supported yet"},
+        {"tool_use", "it belongs in an assistant message"},
+        {"tool_result", "it belongs in a user message"},
+        {"server_tool_use", "server tools are not supported"},
+        {"web_search_tool_result", "server tools are not supported"},
         {"thinking", "extended thinking is not supported"},
         {"redacted_thinking", "extended thinking is not supported"},
     };
@@ -144,8 +145,9 @@ static const char *refused_block(const char *type)
 
 /* Content as a string or an array of text blocks, concatenated (no
  * separator) into *out / *out_len. path names the field ("system",
- * "messages.2.content"). */
-static int read_text(json_t *c, const char *path, char **out,
+ * "messages.2.content"). Blocks of type `other` (tool_use, tool_result;
+ * NULL: none) are passed over: the caller reads them. */
+static int read_text(json_t *c, const char *path, const char *other, char **out,
                      size_t *out_len, api_err *err)
 {
     char at[64];
@@ -176,6 +178,8 @@ static int read_text(json_t *c, const char *path, char **out,
                        "must be a string such as \"text\"");
         }
         const char *type = json_string_value(t);
+        if (other && !strcmp(type, other))
+            continue;
         if (strcmp(type, "text")) {
             const char *why = refused_block(type);
             if (why)
@@ -201,6 +205,8 @@ static int read_text(json_t *c, const char *path, char **out,
     size_t o = 0;
     for (size_t i = 0; i < json_array_size(c); i++) {
         json_t *text = json_object_get(json_array_get(c, i), "text");
+        if (!json_is_string(text))
+            continue; /* a block of type `other` */
         memcpy(*out + o, json_string_value(text), json_string_length(text));
         o += json_string_length(text);
     }
@@ -211,8 +217,12 @@ static int read_text(json_t *c, const char *path, char **out,
 
 /* ------------------------------------------------------------ messages */
 
-static int read_message(json_t *m, size_t i, api_message *dst, api_err *err)
+/* Message i into r->messages: a user's tool_result blocks first, each a
+ * tool message, then its text (unless it held only results); an
+ * assistant's text and its tool_use blocks as calls. */
+static int read_message(json_t *m, size_t i, api_request *rq, api_err *err)
 {
+    api_message *dst = &rq->messages[rq->n_messages];
     char at[64];
     snprintf(at, sizeof at, "messages.%zu", i);
     if (!json_is_object(m))
@@ -226,23 +236,37 @@ static int read_message(json_t *m, size_t i, api_message *dst, api_err *err)
     if (!json_is_string(r))
         return bad(err, at, API_CODE_INVALID_TYPE,
                    "must be \"user\" or \"assistant\" (got %s)", kind_of(r));
-    const char *role = json_string_value(r);
-    if (!strcmp(role, "user"))
-        dst->role = API_ROLE_USER;
-    else if (!strcmp(role, "assistant"))
-        dst->role = API_ROLE_ASSISTANT;
-    else if (!strcmp(role, "system"))
+    const char *name = json_string_value(r);
+    api_role role;
+    if (!strcmp(name, "user"))
+        role = API_ROLE_USER;
+    else if (!strcmp(name, "assistant"))
+        role = API_ROLE_ASSISTANT;
+    else if (!strcmp(name, "system"))
         return bad(err, at, API_CODE_INVALID_VALUE,
                    "must be \"user\" or \"assistant\"; give the system "
                    "prompt in the top-level 'system' field");
     else
         return bad(err, at, API_CODE_INVALID_VALUE,
-                   "must be \"user\" or \"assistant\" (got \"%.40s\")", role);
+                   "must be \"user\" or \"assistant\" (got \"%.40s\")", name);
     snprintf(at, sizeof at, "messages.%zu.content", i);
     json_t *c = given(m, "content");
     if (!c)
         return bad(err, at, API_CODE_MISSING, "is required");
-    return read_text(c, at, &dst->content, &dst->content_len, err);
+    size_t results = role == API_ROLE_USER ? api_messages_n_results(c) : 0;
+    if (results) {
+        if (api_messages_results(c, at, rq, err) < 0)
+            return -1;
+        if (json_array_size(c) == results)
+            return 0; /* only results: no user text */
+        dst = &rq->messages[rq->n_messages];
+    }
+    dst->role = role;
+    rq->n_messages++; /* counted now so that api_request_free frees it */
+    if (read_text(c, at, role == API_ROLE_USER ? "tool_result" : "tool_use", &dst->content,
+                  &dst->content_len, err) < 0)
+        return -1;
+    return role == API_ROLE_ASSISTANT ? api_messages_calls(c, at, dst, err) : 0;
 }
 
 /* system (optional) and messages (required, at least one) into
@@ -253,7 +277,7 @@ static int read_conversation(json_t *root, api_request *r, api_err *err)
     json_t *msgs = given(root, "messages");
     char *sys_text = NULL;
     size_t sys_len = 0;
-    if (sys && read_text(sys, "system", &sys_text, &sys_len, err) < 0)
+    if (sys && read_text(sys, "system", NULL, &sys_text, &sys_len, err) < 0)
         return -1;
     if (sys_text && sys_len == 0) { /* "" or []: no system prompt */
         free(sys_text);
@@ -275,8 +299,10 @@ static int read_conversation(json_t *root, api_request *r, api_err *err)
             "must hold at least one message");
         goto out;
     }
-    size_t first = sys_text ? 1 : 0;
-    r->messages = calloc(n + first, sizeof *r->messages);
+    size_t first = sys_text ? 1 : 0, room = n + first;
+    for (size_t i = 0; i < n; i++) /* tool results become messages of their own */
+        room += api_messages_n_results(json_object_get(json_array_get(msgs, i), "content"));
+    r->messages = calloc(room, sizeof *r->messages);
     if (!r->messages) {
         oom(err);
         goto out;
@@ -288,13 +314,9 @@ static int read_conversation(json_t *root, api_request *r, api_err *err)
         r->n_messages = 1;
         sys_text = NULL;
     }
-    for (size_t i = 0; i < n; i++) {
-        /* Counted first so that api_request_free frees a partial one. */
-        r->n_messages = first + i + 1;
-        if (read_message(json_array_get(msgs, i), i,
-                         &r->messages[first + i], err) < 0)
+    for (size_t i = 0; i < n; i++)
+        if (read_message(json_array_get(msgs, i), i, r, err) < 0)
             goto out;
-    }
     rc = 0;
 out:
     free(sys_text);
@@ -303,32 +325,21 @@ out:
 
 /* ------------------------------------------------------------ refused */
 
-/* Anthropic features this server cannot honour. Neutral values are let
- * through, as some clients always send them: tools [], tool_choice
- * {"type":"auto"} or {"type":"none"}, thinking {"type":"disabled"}. */
-static int refuse_features(json_t *root, api_err *err)
+/* Tools and output_format (messages_tools.c), and Anthropic features this
+ * server cannot honour. Neutral values are let through, as some clients
+ * always send them: thinking {"type":"disabled"}. */
+static int refuse_features(json_t *root, api_request *r, api_err *err)
 {
-    json_t *v = given(root, "tools");
-    if (v && !(json_is_array(v) && json_array_size(v) == 0))
-        return bad(err, "tools", API_CODE_UNSUPPORTED_PARAM,
-                   "tools are not supported yet");
-    v = given(root, "tool_choice");
-    if (v) {
-        const char *t = json_string_value(json_object_get(v, "type"));
-        if (!t || (strcmp(t, "auto") && strcmp(t, "none")))
-            return bad(err, "tool_choice", API_CODE_UNSUPPORTED_PARAM,
-                       "tools are not supported yet (only {\"type\": "
-                       "\"auto\"} and {\"type\": \"none\"} are accepted)");
-    }
-    v = given(root, "thinking");
+    if (api_messages_tools(root, r, err) < 0)
+        return -1;
+    json_t *v = given(root, "thinking");
     if (v) {
         const char *t = json_string_value(json_object_get(v, "type"));
         if (!t || strcmp(t, "disabled"))
             return bad(err, "thinking", API_CODE_UNSUPPORTED_PARAM,
                        "extended thinking is not supported");
     }
-    static const char *const unsupported[] = {"output_format", "mcp_servers",
-                                              "container"};
+    static const char *const unsupported[] = {"mcp_servers", "container"};
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
         if (given(root, unsupported[i]))
             return bad(err, unsupported[i], API_CODE_UNSUPPORTED_PARAM,
@@ -508,7 +519,7 @@ static int parse(const char *body, size_t len, bool need_max, api_request *r,
     bool fine = read_model(root, r, err) == 0 &&
                 read_max_tokens(root, r, need_max, err) == 0 &&
                 read_conversation(root, r, err) == 0 &&
-                refuse_features(root, err) == 0 &&
+                refuse_features(root, r, err) == 0 &&
                 read_generation(root, r, err) == 0;
     json_decref(root);
     if (fine)

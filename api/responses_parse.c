@@ -5,6 +5,7 @@
  * body gets is always the same one.
  */
 #include "responses.h"
+#include "responses_tools.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -174,11 +175,13 @@ static int rsp_item(json_t *item, size_t i, api_request *r, api_err *err)
         return rsp_fail(err, param, API_CODE_INVALID_TYPE,
                         "'%s.type' must be a string", param);
     const char *t = type ? json_string_value(type) : "message";
-    /* function_call, function_call_output, web_search_call, ... */
+    if (!strcmp(t, "function_call") || !strcmp(t, "function_call_output"))
+        return api_responses_tool_item(item, t, i, r, err);
+    /* web_search_call, file_search_call, ... */
     if (strstr(t, "_call"))
         return rsp_fail(err, param, API_CODE_UNSUPPORTED_VALUE,
-                        "'%s': items of type '%s' are not supported yet "
-                        "(tools are not supported yet)", param, t);
+                        "'%s': items of type '%s' are not supported (only "
+                        "function tools are)", param, t);
     if (!strcmp(t, "item_reference"))
         return rsp_fail(err, param, API_CODE_UNSUPPORTED_VALUE,
                         "'%s': item_reference is not supported: hearth does "
@@ -303,7 +306,7 @@ static int rsp_sampling(json_t *root, api_request *r, api_err *err)
                         "'top_logprobs' is not supported yet by /v1/responses");
     if (rsp_bool(root, "stream", &r->stream, err) < 0 ||
         rsp_bool(root, "store", NULL, err) < 0 ||
-        rsp_bool(root, "parallel_tool_calls", NULL, err) < 0)
+        api_responses_tools(root, r, err) < 0)
         return -1;
     json_t *user = rsp_get(root, "user");
     if (user && !json_is_string(user))
@@ -360,35 +363,13 @@ static int rsp_stateful(json_t *root, api_err *err)
 
 static int rsp_unsupported(json_t *root, api_err *err)
 {
-    json_t *tools = rsp_get(root, "tools");
-    if (tools && !(json_is_array(tools) && json_array_size(tools) == 0))
-        return rsp_fail(err, "tools", API_CODE_UNSUPPORTED_PARAM,
-                        "tools are not supported yet");
-    if (rsp_only(root, "tool_choice", "none", "auto",
-                 "is not supported yet: tools are not supported yet "
-                 "(only \"none\" and \"auto\" are accepted)", err) < 0 ||
-        rsp_only(root, "truncation", "disabled", NULL,
+    if (rsp_only(root, "truncation", "disabled", NULL,
                  "must be \"disabled\": hearth never drops input to make "
                  "it fit the context", err) < 0)
         return -1;
     if (rsp_get(root, "reasoning"))
         return rsp_fail(err, "reasoning", API_CODE_UNSUPPORTED_PARAM,
                         "reasoning is not supported yet");
-    json_t *text = rsp_get(root, "text");
-    if (text && !json_is_object(text))
-        return rsp_fail(err, "text", API_CODE_INVALID_TYPE,
-                        "'text' must be an object (got %s)", rsp_type_name(text));
-    json_t *fmt = text ? rsp_get(text, "format") : NULL;
-    json_t *ft = json_is_object(fmt) ? json_object_get(fmt, "type") : NULL;
-    const char *fs = json_is_string(ft) ? json_string_value(ft) : NULL;
-    if (fmt && fs && (!strcmp(fs, "json_schema") || !strcmp(fs, "json_object")))
-        return rsp_fail(err, "text.format", API_CODE_UNSUPPORTED_FORMAT,
-                        "text.format type '%s' is not supported yet; only "
-                        "\"text\" is (structured output is not implemented)",
-                        fs);
-    if (fmt && !(fs && !strcmp(fs, "text")))
-        return rsp_fail(err, "text.format", API_CODE_INVALID_VALUE,
-                        "'text.format' must be {\"type\": \"text\"}");
     json_t *inc = rsp_get(root, "include");
     if (inc && !json_is_array(inc))
         return rsp_fail(err, "include", API_CODE_INVALID_TYPE,

@@ -297,7 +297,9 @@ static int compile_format(gen_prep *p)
     if (st == JGRAM_OK)
         return 0;
     p->unsupported = st == JGRAM_EUNSUPPORTED;
-    const char *what = p->tool_forced ? "tools" : "response_format";
+    static const char *const format[] = {"response_format", "response_format",
+                                         "output_format", "text.format"};
+    const char *what = p->tool_forced ? "tools" : format[p->kind];
     fail(p, st == JGRAM_ENOMEM ? 500 : 400, NULL, what,
          st == JGRAM_EUNSUPPORTED ? "unsupported_schema" : "invalid_schema",
          "%s: %s", p->tool_forced ? "the tool's parameters" : what, err);

@@ -129,13 +129,15 @@ static const bad_case bad_cases[] = {
      "\"content\":[{\"type\":\"document\"}]}]}",
      "messages.0.content.0", "unsupported_value", "'document'"},
     {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\","
-     "\"content\":\"a\"},{\"role\":\"assistant\",\"content\":[{\"type\":"
-     "\"tool_use\",\"id\":\"t\",\"name\":\"f\",\"input\":{}}]}]}",
-     "messages.1.content.0", "unsupported_value",
-     "'tool_use' are not supported (tools are not supported yet)"},
+     "\"content\":[{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\",\"input\":{}}]}]}",
+     "messages.0.content.0", "unsupported_value", "belongs in an assistant message"},
     {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\","
-     "\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\"}]}]}",
-     "messages.0.content.0", "unsupported_value", "tools are not supported"},
+     "\"content\":\"a\"},{\"role\":\"assistant\",\"content\":[{\"type\":"
+     "\"tool_use\",\"id\":\"t\",\"name\":\"f\",\"input\":[]}]}]}",
+     "messages.1.content", "invalid_value", "needs \"id\", \"name\" and an object"},
+    {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\","
+     "\"content\":[{\"type\":\"tool_result\"}]}]}",
+     "messages.0.content.0", "missing_required_parameter", "tool_use_id"},
     {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\","
      "\"content\":[{\"type\":\"thinking\",\"thinking\":\"x\"}]}]}",
      "messages.0.content.0", "unsupported_value", "extended thinking"},
@@ -159,17 +161,22 @@ static const bad_case bad_cases[] = {
     {BODY(",\"system\":[{\"type\":\"image\"}]"), "system.0",
      "unsupported_value", "system.0: content blocks of type 'image'"},
     /* refused features */
-    {BODY(",\"tools\":[{\"name\":\"f\",\"input_schema\":{}}]"), "tools",
-     "unsupported_parameter", "tools: tools are not supported yet"},
+    {BODY(",\"tools\":[{\"name\":\"f\"}]"), "tools.0", "missing_required_parameter",
+     "tools.0.input_schema: is required"},
+    {BODY(",\"tools\":[{\"type\":\"web_search_20250305\",\"name\":\"web\"}]"), "tools.0",
+     "unsupported_value", "not server tools"},
     {BODY(",\"tool_choice\":{\"type\":\"any\"}"), "tool_choice",
-     "unsupported_parameter", "tools are not supported yet"},
+     "invalid_value", "no tools are given"},
     {BODY(",\"tool_choice\":\"auto\""), "tool_choice",
-     "unsupported_parameter", "tools are not supported yet"},
+     "invalid_type", "must be an object"},
+    {BODY(",\"tools\":[{\"name\":\"f\",\"input_schema\":{}}],\"tool_choice\":"
+          "{\"type\":\"tool\",\"name\":\"g\"}"), "tool_choice",
+     "invalid_value", "'g', which is not among the tools"},
     {BODY(",\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":1024}"),
      "thinking", "unsupported_parameter",
      "thinking: extended thinking is not supported"},
     {BODY(",\"output_format\":{\"type\":\"json_schema\"}"), "output_format",
-     "unsupported_parameter", "output_format: is not supported"},
+     "invalid_value", "output_format: must be {"},
     /* sampling */
     {BODY(",\"temperature\":1.5"), "temperature", "invalid_value",
      "temperature: must be a number from 0 to 1 (got 1.5)"},
@@ -331,6 +338,39 @@ START_TEST(parse_blocks_and_system)
 }
 END_TEST
 
+/* tool_use and tool_result blocks become calls and tool messages (the
+ * results first, then the user's text); tools, tool_choice any and
+ * output_format are read. */
+START_TEST(parse_tool_use)
+{
+    const char *body =
+        "{\"model\":\"m\",\"max_tokens\":9,\"messages\":["
+        "{\"role\":\"user\",\"content\":\"w?\"},"
+        "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Let me see.\"},"
+        "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get\",\"input\":{\"city\":\"Oslo\"}}]},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"toolu_1\","
+        "\"content\":[{\"type\":\"text\",\"text\":\"-3 C\"}]},{\"type\":\"text\",\"text\":\"thanks\"}]}],"
+        "\"tools\":[{\"name\":\"get\",\"input_schema\":{\"type\":\"object\"}}],"
+        "\"tool_choice\":{\"type\":\"any\",\"disable_parallel_tool_use\":true},"
+        "\"output_format\":{\"type\":\"json_schema\",\"schema\":{\"type\":\"object\"}}}";
+    ck_assert_msg(parse(body) == 0, "%s", err.message);
+    ck_assert_uint_eq(req.n_messages, 4);
+    ck_assert_int_eq(req.messages[1].role, API_ROLE_ASSISTANT);
+    ck_assert_str_eq(req.messages[1].content, "Let me see.");
+    ck_assert_str_eq(req.messages[1].tool_calls,
+                     "[{\"id\":\"toolu_1\",\"type\":\"function\",\"function\":{\"name\":\"get\","
+                     "\"arguments\":{\"city\":\"Oslo\"}}}]");
+    ck_assert_int_eq(req.messages[2].role, API_ROLE_TOOL);
+    ck_assert_str_eq(req.messages[2].content, "-3 C");
+    ck_assert_str_eq(req.messages[2].tool_call_id, "toolu_1");
+    ck_assert_int_eq(req.messages[3].role, API_ROLE_USER);
+    ck_assert_str_eq(req.messages[3].content, "thanks");
+    ck_assert_int_eq(req.tool_choice, API_TOOL_REQUIRED);
+    ck_assert(!req.parallel_tool_calls);
+    ck_assert_str_eq(req.json_schema, "{\"type\":\"object\"}");
+}
+END_TEST
+
 START_TEST(parse_system_string)
 {
     ck_assert_int_eq(parse(BODY(",\"system\":\"You are terse.\"")), 0);
@@ -466,6 +506,7 @@ static Suite *suite(void)
     tcase_add_test(tc, parse_minimal);
     tcase_add_test(tc, parse_blocks_and_system);
     tcase_add_test(tc, parse_system_string);
+    tcase_add_test(tc, parse_tool_use);
     tcase_add_test(tc, parse_prefill);
     tcase_add_test(tc, parse_sampling_and_stop);
     tcase_add_test(tc, parse_nulls_are_absent);

@@ -75,6 +75,41 @@ START_TEST(parse_items)
 }
 END_TEST
 
+/* Function tools, a forced function, text.format, and a call round trip
+ * in the input items (calls join the assistant turn before them). */
+START_TEST(parse_tools)
+{
+    ck_assert_msg(parse(
+        "{\"input\":[{\"role\":\"user\",\"content\":\"w?\"},"
+        "{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"get\","
+        "\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}\"},"
+        "{\"type\":\"function_call\",\"call_id\":\"c2\",\"name\":\"get\",\"arguments\":\"{}\"},"
+        "{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"-3 C\"},"
+        "{\"type\":\"function_call_output\",\"call_id\":\"c2\",\"output\":"
+        "[{\"type\":\"input_text\",\"text\":\"n/a\"}]}],"
+        "\"tools\":[{\"type\":\"function\",\"name\":\"get\",\"description\":\"W\","
+        "\"parameters\":{\"type\":\"object\"},\"strict\":true}],"
+        "\"tool_choice\":{\"type\":\"function\",\"name\":\"get\"},"
+        "\"parallel_tool_calls\":false,"
+        "\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"x\","
+        "\"schema\":{\"type\":\"object\"}}}}") == 0, "%s", err.message);
+    ck_assert_uint_eq(req.n_messages, 4);
+    check_msg(1, API_ROLE_ASSISTANT, "");
+    ck_assert_str_eq(req.messages[1].tool_calls,
+                     "[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"get\","
+                     "\"arguments\":{\"city\":\"Oslo\"}}},{\"id\":\"c2\",\"type\":\"function\","
+                     "\"function\":{\"name\":\"get\",\"arguments\":{}}}]");
+    check_msg(2, API_ROLE_TOOL, "-3 C");
+    ck_assert_str_eq(req.messages[2].tool_call_id, "c1");
+    check_msg(3, API_ROLE_TOOL, "n/a");
+    ck_assert_uint_eq(req.n_tools, 1);
+    ck_assert_str_eq(req.tools[0].description, "W");
+    ck_assert_int_eq(req.tool_choice, API_TOOL_NAMED);
+    ck_assert(!req.parallel_tool_calls);
+    ck_assert_str_eq(req.json_schema, "{\"type\":\"object\"}");
+}
+END_TEST
+
 START_TEST(parse_generation_fields)
 {
     ck_assert_int_eq(parse(BODY(
@@ -133,12 +168,6 @@ static const bad_case bad_cases[] = {
     {"{\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_file\","
      "\"file_id\":\"f\"}]}]}", 400, "input[0].content[0]", "unsupported_value",
      "input_file"},
-    {"{\"input\":[{\"type\":\"function_call\",\"call_id\":\"c\",\"name\":\"f\","
-     "\"arguments\":\"{}\"}]}", 400, "input[0]", "unsupported_value",
-     "not supported yet"},
-    {"{\"input\":[{\"type\":\"function_call_output\",\"call_id\":\"c\","
-     "\"output\":\"1\"}]}", 400, "input[0]", "unsupported_value",
-     "function_call_output"},
     {"{\"input\":[{\"type\":\"item_reference\",\"id\":\"msg_1\"}]}", 400,
      "input[0]", "unsupported_value", "does not store"},
     {"{\"input\":[{\"type\":\"reasoning\",\"summary\":[]}]}", 400, "input[0]",
@@ -171,22 +200,26 @@ static const bad_case bad_cases[] = {
      "stores nothing"},
     {BODY("\"background\":true"), 400, "background", "unsupported_value",
      "background mode is not supported"},
-    {BODY("\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]"), 400, "tools",
-     "unsupported_parameter", "tools are not supported yet"},
-    {BODY("\"tools\":{}"), 400, "tools", "unsupported_parameter", "tools"},
+    {BODY("\"tools\":[{\"type\":\"web_search\"}]"), 400, "tools[0]",
+     "unsupported_value", "only tools of type \"function\""},
+    {BODY("\"tools\":{}"), 400, "tools", "invalid_type", "tools"},
     {BODY("\"tool_choice\":\"required\""), 400, "tool_choice",
-     "unsupported_value", "tools are not supported yet"},
+     "invalid_value", "no tools are given"},
     {BODY("\"tool_choice\":{\"type\":\"function\",\"name\":\"f\"}"), 400,
-     "tool_choice", "unsupported_parameter", "not supported yet"},
+     "tool_choice", "invalid_value", "no tools are given"},
+    {BODY("\"tools\":[{\"type\":\"function\",\"name\":\"g\"}],"
+          "\"tool_choice\":{\"type\":\"function\",\"name\":\"f\"}"), 400,
+     "tool_choice", "invalid_value", "not among the tools"},
+    {"{\"input\":[{\"type\":\"function_call\",\"name\":\"f\"}]}", 400, "input[0]",
+     "missing_required_parameter", "call_id"},
+    {"{\"input\":[{\"type\":\"web_search_call\",\"id\":\"w\"}]}", 400, "input[0]",
+     "unsupported_value", "only function tools"},
     {BODY("\"truncation\":\"auto\""), 400, "truncation", "unsupported_value",
      "disabled"},
     {BODY("\"reasoning\":{\"effort\":\"low\"}"), 400, "reasoning",
      "unsupported_parameter", "reasoning is not supported yet"},
-    {BODY("\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"x\","
-          "\"schema\":{}}}"), 400, "text.format", "unsupported_response_format",
-     "json_schema"},
-    {BODY("\"text\":{\"format\":{\"type\":\"json_object\"}}"), 400,
-     "text.format", "unsupported_response_format", "structured output"},
+    {BODY("\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"x\"}}"), 400,
+     "text.format", "invalid_value", "json_schema"},
     {BODY("\"text\":{\"format\":{\"type\":\"xml\"}}"), 400, "text.format",
      "invalid_value", "text.format"},
     {BODY("\"text\":{\"format\":\"text\"}"), 400, "text.format",
@@ -563,6 +596,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, parse_string_input);
     tcase_add_test(tc, parse_items);
+    tcase_add_test(tc, parse_tools);
     tcase_add_test(tc, parse_generation_fields);
     tcase_add_loop_test(tc, parse_bad, 0,
                         (int)(sizeof bad_cases / sizeof *bad_cases));
