@@ -119,7 +119,7 @@ static json_t *rsp_call(const api_stream *s, unsigned k, const api_tool_call *t,
     char id[API_ID_MAX + 24];
     const char *tail = s->h.id && !strncmp(s->h.id, "resp_", 5) ? s->h.id + 5 : "";
     snprintf(id, sizeof id, "fc_%s_%u", tail, k);
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s}", "id", id, "type", "function_call",
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "id", id, "type", "function_call",
                      "status", done ? "completed" : "in_progress", "call_id", rsp_cstr(t->id),
                      "name", rsp_cstr(t->name), "arguments", rsp_cstr(done ? t->arguments : ""));
 }

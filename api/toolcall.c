@@ -293,6 +293,14 @@ static size_t partial_tail(const char *h, size_t n, const char *word)
     return 0;
 }
 
+/* The held whitespace, as text. */
+static int flush_ws(api_toolparse *p, api_tp_emit emit, void *arg)
+{
+    int rc = p->ws_len ? emit(arg, API_TP_TEXT, p->ws, p->ws_len, 0) : 0;
+    p->ws_len = 0;
+    return rc;
+}
+
 static bool is_ws(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 
 static const char *opener(const api_toolparse *p)
@@ -375,19 +383,28 @@ static int step(api_toolparse *p, bool final, api_tp_emit emit, void *arg)
             size_t upto = at ? (size_t)(at - p->hold)
                              : final ? p->hold_len
                                      : p->hold_len - partial_tail(p->hold, p->hold_len, w);
-            /* whitespace before a call or at the end after calls is not text */
-            bool blank = true;
-            for (size_t i = 0; i < upto && blank; i++)
-                blank = is_ws(p->hold[i]);
-            if (blank && (at || (final && p->n_calls > 0))) {
-                consume(p, upto);
-            } else if (blank && !final) {
-                return 0; /* held: it may yet precede a call */
-            } else if (emit_text(p, upto, emit, arg) < 0) {
-                return -1;
+            /* whitespace before a call or at the end after calls is not
+             * text: a run of it waits in p->ws for what follows */
+            size_t nw = upto;
+            while (nw > 0 && is_ws(p->hold[nw - 1]))
+                nw--;
+            if (upto - nw > sizeof p->ws)
+                nw = upto; /* a long run of whitespace is text */
+            if (nw > 0 || p->ws_len + (upto - nw) > sizeof p->ws) {
+                if (flush_ws(p, emit, arg) < 0 || emit_text(p, nw, emit, arg) < 0)
+                    return -1;
+                upto -= nw;
             }
-            if (!at)
+            memcpy(p->ws + p->ws_len, p->hold, upto);
+            p->ws_len += upto;
+            consume(p, upto);
+            if (!at) {
+                if (final && !p->n_calls && flush_ws(p, emit, arg) < 0)
+                    return -1;
+                if (final)
+                    p->ws_len = 0;
                 return 0;
+            }
             consume(p, strlen(w));
             p->state = p->f == API_TOOLS_MISTRAL_ARGS ? ST_NAME : ST_BODY;
             p->depth = 0;
@@ -436,6 +453,7 @@ static int step(api_toolparse *p, bool final, api_tp_emit emit, void *arg)
             if (rc == 0)
                 goto not_a_call;
             consume(p, end);
+            p->ws_len = 0; /* the whitespace before the call was not text */
             p->state = p->f == API_TOOLS_HERMES   ? ST_CLOSE
                        : p->f == API_TOOLS_LLAMA3 ? ST_SEP
                                                   : ST_TEXT;
@@ -474,29 +492,27 @@ static int step(api_toolparse *p, bool final, api_tp_emit emit, void *arg)
         }
         return 0;
     not_a_call:
-        /* give back what looked like a call, opener included */
+        /* give back what looked like a call: the whitespace and the opener
+         * before it, then its body, all as text */
         if (p->state == ST_BODY || p->state == ST_NAME) {
-            const char *w = p->f == API_TOOLS_LLAMA3 ? "" : p->forced ? "" : opener(p);
-            size_t wl = strlen(w);
-            if (wl) {
-                char *grown = realloc(p->hold, p->hold_len + wl + 1);
-                if (!grown)
-                    return -1;
-                p->hold = grown;
-                memmove(p->hold + wl, p->hold, p->hold_len);
-                memcpy(p->hold, w, wl);
-                p->hold_len += wl;
-                p->hold_cap = p->hold_len + 1;
-            }
-        }
-        p->forced = false;
-        /* the text cannot contain an opener at its start again: emit it */
-        p->state = p->f == API_TOOLS_LLAMA3 ? ST_PLAIN : ST_TEXT;
-        if (p->state == ST_TEXT) {
-            size_t wl = strlen(opener(p));
-            if (emit_text(p, p->hold_len < wl ? p->hold_len : wl, emit, arg) < 0)
+            const char *w = p->f == API_TOOLS_LLAMA3 || p->forced ? "" : opener(p);
+            size_t wl = strlen(w), pre = p->ws_len + wl;
+            char *grown = realloc(p->hold, p->hold_len + pre + 1);
+            if (!grown)
+                return -1;
+            p->hold = grown;
+            p->hold_cap = p->hold_len + pre + 1;
+            memmove(p->hold + pre, p->hold, p->hold_len);
+            memcpy(p->hold, p->ws, p->ws_len);
+            memcpy(p->hold + p->ws_len, w, wl);
+            p->hold_len += pre;
+            p->ws_len = 0;
+            p->forced = false;
+            /* the opener cannot start a call again: out it goes */
+            if (emit_text(p, pre, emit, arg) < 0)
                 return -1;
         }
+        p->state = p->f == API_TOOLS_LLAMA3 ? ST_PLAIN : ST_TEXT;
     }
 }
 

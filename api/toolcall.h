@@ -75,6 +75,8 @@ typedef struct api_toolparse {
     int depth;          /* private: JSON scanner */
     bool in_str, esc, any_text;
     bool forced;        /* the output began inside a call */
+    char ws[64];        /* private: whitespace that may precede a call */
+    size_t ws_len;
     char forced_name[API_TOOL_NAME_MAX + 1]; /* MISTRAL_ARGS forced: the name */
     uint64_t rng;       /* ids */
     api_tool_call *calls; /* ids: "call_" + 24 characters; 9 characters for

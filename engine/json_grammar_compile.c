@@ -9,6 +9,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -347,6 +348,43 @@ static int get_count(cc *c, const jgram_jv *s, const char *kw, uint32_t *out)
     return 0;
 }
 
+/* minimum, maximum, exclusiveMinimum, exclusiveMaximum: the integers in
+ * [lo, hi] are matched exactly, digit by digit; a bounded "number" is
+ * matched as an integer (a subset of what it allows: the output still
+ * validates). Bounds beyond +-JG_NUM_LIMIT are clamped to it. */
+static int compile_bounds(cc *c, const jgram_jv *s, jg_node *nd)
+{
+    static const char *const kw[] = {"minimum", "exclusiveMinimum", "maximum",
+                                     "exclusiveMaximum"};
+    double lo = -(double)JG_NUM_LIMIT, hi = (double)JG_NUM_LIMIT;
+    bool any = false;
+    for (int i = 0; i < 4; i++) {
+        const jgram_jv *v = jgram_jv_get(s, kw[i]);
+        if (!v)
+            continue;
+        if (v->t != 'n')
+            return fail(c, JGRAM_EINVALID, "'%s' is not a number", kw[i]);
+        double d = strtod(v->s, NULL);
+        double b = i == 0 ? ceil(d) : i == 1 ? floor(d) + 1 : i == 2 ? floor(d) : ceil(d) - 1;
+        if (i < 2 && b > lo)
+            lo = b;
+        if (i >= 2 && b < hi)
+            hi = b;
+        any = true;
+    }
+    if (!any)
+        return 0;
+    if (!(nd->types & JT_INT))
+        return 0; /* only numbers are bounded; other types ignore it */
+    if (lo > hi || lo > (double)JG_NUM_LIMIT || hi < -(double)JG_NUM_LIMIT)
+        return fail(c, JGRAM_EINVALID, "minimum > maximum is unsatisfiable");
+    nd->bounded = 1;
+    nd->lo = lo < -(double)JG_NUM_LIMIT ? -JG_NUM_LIMIT : (int64_t)lo;
+    nd->hi = hi > (double)JG_NUM_LIMIT ? JG_NUM_LIMIT : (int64_t)hi;
+    nd->types = (uint8_t)(nd->types & ~JT_NUM);
+    return 0;
+}
+
 /* Object keywords: properties, required, additionalProperties. */
 static int compile_object(cc *c, const jgram_jv *s, int32_t id)
 {
@@ -445,7 +483,8 @@ static const char *const annotations[] = {
     "contentEncoding", NULL};
 static const char *const handled[] = {
     "type", "properties", "required", "additionalProperties", "enum", "const", "items",
-    "minItems", "maxItems", "anyOf", "oneOf", "allOf", "minLength", "maxLength", "$ref", NULL};
+    "minItems", "maxItems", "anyOf", "oneOf", "allOf", "minLength", "maxLength", "$ref",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", NULL};
 
 static int in_list(const char *const *l, const char *k)
 {
@@ -551,6 +590,8 @@ static int32_t compile(cc *c, const jgram_jv *s)
     nd.types = (uint8_t)types;
     if (get_count(c, s, "minItems", &nd.min_items) || get_count(c, s, "maxItems", &nd.max_items) ||
         get_count(c, s, "minLength", &nd.min_len) || get_count(c, s, "maxLength", &nd.max_len))
+        return -1;
+    if (compile_bounds(c, s, &nd))
         return -1;
     if (nd.min_items > nd.max_items)
         return fail(c, JGRAM_EINVALID, "minItems > maxItems is unsatisfiable");

@@ -43,7 +43,12 @@ typedef struct jg_node {
     int32_t items;       /* node of array items */
     uint32_t min_items, max_items;
     uint32_t min_len, max_len; /* string length in code points */
+    uint8_t bounded;     /* minimum/maximum given: integers in [lo, hi] only */
+    int64_t lo, hi;      /* within +-JG_NUM_LIMIT */
 } jg_node;
+
+/* The largest magnitude a bounded number may have (18 digits). */
+#define JG_NUM_LIMIT 999999999999999999LL
 
 struct jgram {
     jg_node *nodes;

@@ -27,6 +27,7 @@ enum { N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP };
 #define FL_LOW 1     /* string: a low surrogate escape must come next */
 #define FL_KMATCH 2  /* key: still a prefix of a declared name */
 #define FL_INTONLY 4 /* number: no fraction or exponent */
+#define FL_NEG 8     /* bounded number: a minus sign came first */
 
 typedef struct tset {
     uint32_t n;
@@ -139,12 +140,41 @@ static bool lit_feed(const jgram *g, jgram_thread *t, uint8_t b)
 
 /* ---------------------------------------------------------------- numbers */
 
-static bool num_can_end(const jgram_frame *f)
+/* A bounded number (jg_node.bounded): its magnitude so far is f->seen.
+ * Can some completion of the digits so far (the value itself, or it
+ * followed by m more digits) land in [lo, hi]? */
+static bool num_viable(const jg_node *nd, const jgram_frame *f)
 {
-    return f->sub == N_ZERO || f->sub == N_INT || f->sub == N_FRAC || f->sub == N_EXP;
+    bool neg = f->flags & FL_NEG;
+    if (f->sub == N_MINUS)
+        return nd->lo <= 0;
+    if (f->sub == N_ZERO)
+        return nd->lo <= 0 && nd->hi >= 0;
+    int64_t v = (int64_t)f->seen, span = 1; /* [v * 10^m, v * 10^m + 10^m - 1] */
+    for (uint32_t digits = f->n - neg; digits <= 18 && v <= JG_NUM_LIMIT; digits++) {
+        int64_t top = v + span - 1;
+        if (neg ? (-v >= nd->lo && -top <= nd->hi) : (top >= nd->lo && v <= nd->hi))
+            return true;
+        if (neg ? -v < nd->lo : v > nd->hi)
+            return false; /* longer numbers only go further out */
+        v *= 10;
+        span *= 10;
+    }
+    return false;
 }
 
-static bool num_feed(jgram_frame *f, uint8_t b)
+static bool num_can_end(const jgram *g, const jgram_frame *f)
+{
+    if (!(f->sub == N_ZERO || f->sub == N_INT || f->sub == N_FRAC || f->sub == N_EXP))
+        return false;
+    const jg_node *nd = &g->nodes[f->node];
+    if (!nd->bounded)
+        return true;
+    int64_t v = f->sub == N_ZERO ? 0 : (f->flags & FL_NEG) ? -(int64_t)f->seen : (int64_t)f->seen;
+    return v >= nd->lo && v <= nd->hi;
+}
+
+static bool num_feed(const jgram *g, jgram_frame *f, uint8_t b)
 {
     bool digit = b >= '0' && b <= '9', intonly = f->flags & FL_INTONLY;
     uint8_t next;
@@ -194,6 +224,18 @@ static bool num_feed(jgram_frame *f, uint8_t b)
     if (f->n + 1 >= JGRAM_NUM_MAX && !(next == N_ZERO || next == N_INT || next == N_FRAC ||
                                       next == N_EXP))
         return false;
+    const jg_node *nd = &g->nodes[f->node];
+    if (nd->bounded) {
+        jgram_frame try = *f;
+        try.sub = next;
+        try.n++;
+        if (next == N_INT)
+            try.seen = try.seen * 10 + (uint64_t)(b - '0');
+        if (try.seen > (uint64_t)JG_NUM_LIMIT || !num_viable(nd, &try))
+            return false;
+        *f = try;
+        return true;
+    }
     f->sub = next;
     f->n++;
     return true;
@@ -410,6 +452,11 @@ static void start_value(const jgram *g, const jgram_thread *t0, int32_t node, ui
         f->flags = (nd->types & JT_NUM) ? 0 : FL_INTONLY;
         f->sub = b == '-' ? N_MINUS : b == '0' ? N_ZERO : N_INT;
         f->n = 1;
+        f->seen = b >= '1' && b <= '9' ? (uint64_t)(b - '0') : 0;
+        if (b == '-')
+            f->flags |= FL_NEG;
+        if (nd->bounded && !num_viable(nd, f))
+            return;
     } else {
         return;
     }
@@ -510,8 +557,8 @@ static void thread_feed(const jgram *g, const jgram_thread *t0, uint8_t b, tset 
         ok = str_feed(g, &t, b);
         break;
     case F_NUM:
-        ok = num_feed(f, b);
-        if (!ok && num_can_end(f)) {
+        ok = num_feed(g, f, b);
+        if (!ok && num_can_end(g, f)) {
             value_done(g, &t);
             thread_feed(g, &t, b, out); /* the byte belongs to the frame below */
             return;
@@ -570,7 +617,7 @@ bool jgram_accepting(const jgram *g, const jgram_state *st)
         const jgram_thread *t = &st->t[i];
         if (t->depth == 0 && t->root_done)
             return true;
-        if (t->depth == 1 && t->f[0].kind == F_NUM && num_can_end(&t->f[0]))
+        if (t->depth == 1 && t->f[0].kind == F_NUM && num_can_end(g, &t->f[0]))
             return true;
         if (t->depth == 1 && t->f[0].kind == F_LIT && lit_complete(g, &t->f[0]))
             return true;

@@ -154,6 +154,17 @@ static bool validate(json_t *root, json_t *s, json_t *v)
         if ((k = json_object_get(s, "maxLength")) && n > (size_t)json_integer_value(k))
             return false;
     }
+    if (json_is_number(v)) {
+        double x = json_number_value(v);
+        if ((k = json_object_get(s, "minimum")) && x < json_number_value(k))
+            return false;
+        if ((k = json_object_get(s, "maximum")) && x > json_number_value(k))
+            return false;
+        if ((k = json_object_get(s, "exclusiveMinimum")) && x <= json_number_value(k))
+            return false;
+        if ((k = json_object_get(s, "exclusiveMaximum")) && x >= json_number_value(k))
+            return false;
+    }
     if (json_is_array(v)) {
         size_t n = json_array_size(v), i;
         json_t *a;
@@ -362,6 +373,42 @@ START_TEST(refs_const_lengths)
 }
 END_TEST
 
+/* minimum/maximum on integers: every integer from -1000 to 1000 is
+ * accepted exactly when it is in range, and no prefix of an accepted one is
+ * refused (the digit-by-digit check looks ahead). */
+START_TEST(integer_bounds)
+{
+    static const struct {
+        const char *schema;
+        long lo, hi;
+    } B[] = {
+        {"{\"type\":\"integer\",\"minimum\":-25,\"maximum\":130}", -25, 130},
+        {"{\"type\":\"integer\",\"minimum\":1}", 1, 1000000},
+        {"{\"type\":\"integer\",\"exclusiveMinimum\":-1,\"exclusiveMaximum\":10}", 0, 9},
+        {"{\"type\":\"number\",\"minimum\":-7.5,\"maximum\":-3}", -7, -3},
+        {"{\"type\":\"integer\",\"minimum\":500,\"maximum\":520}", 500, 520},
+        {"{\"type\":\"integer\",\"maximum\":-40}", -1000000, -40},
+    };
+    for (size_t b = 0; b < sizeof B / sizeof *B; b++) {
+        jgram *g = make(B[b].schema);
+        for (long x = -1000; x <= 1000; x++) {
+            char num[32];
+            snprintf(num, sizeof num, "%ld", x);
+            jgram_state st;
+            jgram_init(g, &st);
+            size_t k = 0;
+            while (num[k] && jgram_feed(g, &st, (uint8_t)num[k]))
+                k++;
+            bool in = x >= B[b].lo && x <= B[b].hi;
+            bool took = !num[k] && jgram_accepting(g, &st);
+            ck_assert_msg(took == in, "%s: %ld %s", B[b].schema, x,
+                          in ? "refused" : "accepted");
+        }
+        jgram_free(g);
+    }
+}
+END_TEST
+
 START_TEST(random_walk_validates)
 {
     static const char *const schemas[] = {
@@ -374,6 +421,12 @@ START_TEST(random_walk_validates)
         "{\"$ref\":\"#/$defs/t\",\"$defs\":{\"t\":{\"type\":[\"array\",\"null\"],\"items\":"
         "{\"$ref\":\"#/$defs/t\"},\"maxItems\":2}}}",
         "{}",
+        /* bounds: zod's int(), a small range, exclusive bounds on a number */
+        "{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":-9007199254740991,"
+        "\"maximum\":9007199254740991},\"maxItems\":3}",
+        "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"integer\",\"minimum\":-25,"
+        "\"maximum\":130},{\"type\":\"number\",\"exclusiveMinimum\":0.5,\"exclusiveMaximum\":3}]},"
+        "\"maxItems\":4}",
     };
     rng_state = 0x9E3779B97F4A7C15ull;
     for (size_t i = 0; i < sizeof schemas / sizeof *schemas; i++) {
@@ -397,8 +450,10 @@ START_TEST(unsupported_keywords)
 {
     compile_error("{\"properties\":{\"id\":{\"type\":\"string\",\"pattern\":\"^a\"}}}",
                   JGRAM_EUNSUPPORTED, "unsupported schema keyword 'pattern' at /properties/id");
-    compile_error("{\"type\":\"number\",\"minimum\":0}", JGRAM_EUNSUPPORTED,
-                  "unsupported schema keyword 'minimum' at the schema root");
+    compile_error("{\"type\":\"number\",\"minimum\":3,\"exclusiveMaximum\":3}", JGRAM_EINVALID,
+                  "minimum > maximum is unsatisfiable at the schema root");
+    compile_error("{\"type\":\"integer\",\"minimum\":\"0\"}", JGRAM_EINVALID,
+                  "'minimum' is not a number at the schema root");
     compile_error("{\"items\":{\"multipleOf\":2}}", JGRAM_EUNSUPPORTED,
                   "unsupported schema keyword 'multipleOf' at /items");
     compile_error("{\"anyOf\":[{},{\"not\":{}}]}", JGRAM_EUNSUPPORTED,
@@ -496,6 +551,7 @@ static Suite *jgram_suite(void)
     tcase_add_test(tc, refs_const_lengths);
     tcase_add_test(tc, type_arrays_and_oneof);
     tcase_add_test(tc, random_walk_validates);
+    tcase_add_test(tc, integer_bounds);
     tcase_add_test(tc, unsupported_keywords);
     tcase_add_test(tc, limits);
     suite_add_tcase(s, tc);
