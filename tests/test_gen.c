@@ -366,7 +366,7 @@ START_TEST(sampling_parameters_take_effect)
     j = post("/v1/chat/completions",
              "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
              "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"n\","
-             "\"schema\":{\"type\":\"integer\",\"minimum\":3}}}}", 400);
+             "\"schema\":{\"type\":\"integer\",\"multipleOf\":3}}}}", 400);
     assert_error(j, "unsupported_schema", "response_format");
     json_decref(j);
     stop_ok();
