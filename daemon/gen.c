@@ -52,6 +52,8 @@ static void gen_req_free(void *arg)
         gr->r = NULL;
         return;
     }
+    if (gr->tools) /* made with the job (start_stream) */
+        gen_tools_free(gr->tools, gr->job->n_choices);
     if (gr->job) {
         if (sched_job_done(gr->job) && !gr->job->error[0] && gr->t_local_ns) {
             /* the router's estimate of the local queue wait */
@@ -68,7 +70,6 @@ static void gen_req_free(void *arg)
         uv_close((uv_handle_t *)gr->ping, on_timer_closed);
     if (gr->deadline)
         uv_close((uv_handle_t *)gr->deadline, on_timer_closed);
-    gen_tools_free(gr->tools, gr->job ? gr->job->n_choices : 0);
     gen_prep_free(&gr->prep);
     free(gr->pend);
     free(gr->finish_sent);
