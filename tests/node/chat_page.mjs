@@ -343,6 +343,31 @@ await check('an error event in the stream ends the answer with its message', asy
   await page.unroute('**/v1/chat/completions');
 });
 
+await check('a router choice goes as X-Hearth-Route with the local model as model', async () => {
+  const sent = [];
+  await page.route('**/v1/chat/completions', (route) => {
+    sent.push({ headers: route.request().headers(), body: route.request().postDataJSON() });
+    return route.continue();
+  });
+  await page.click('#new');
+  await page.selectOption('#model', 'route:auto');
+  await page.fill('#max-tokens', '8');
+  await say('Tell me about a dog');
+  await idle();
+  await page.unroute('**/v1/chat/completions');
+  expect(sent.length === 1, 'one request', sent.length);
+  const { headers, body } = sent[0];
+  expect(headers['x-hearth-route'] === 'auto' && headers.authorization === `Bearer ${KEY}`,
+         'the route and the key in the headers', headers);
+  expect(body.model === MODEL && body.stream === true && body.stream_options.include_usage === true &&
+         body.max_tokens === 8 && body.messages.length === 1 &&
+         body.messages[0].role === 'user' && body.messages[0].content === 'Tell me about a dog',
+         'the body', body);
+  const meta = await answers.last().locator('.meta').textContent();
+  expect(/^route local \(no-upstream\) · stories260K · [1-8] tokens/.test(meta),
+         'hearthd has no upstream: local, and says why', meta);
+});
+
 await check('keyboard: labelled controls, focus order, a live conversation region', async () => {
   const unlabelled = await page.$$eval('input, select, textarea',
     (es) => es.filter((e) => !e.labels || e.labels.length === 0).map((e) => e.id));
@@ -362,7 +387,7 @@ await check('keyboard: labelled controls, focus order, a live conversation regio
 });
 
 await check('a screenshot; no console error, no CSP violation, no dialog', async () => {
-  await page.click('#conversations .open >> nth=1'); // the streamed story
+  await page.locator('#conversations .open').filter({ hasText: /^Once upon a time$/ }).click();
   await page.screenshot({ path: SHOT });
   const csp = await page.evaluate(() => window.cspViolations);
   expect(csp.length === 0, 'no CSP violation', csp);
@@ -387,13 +412,13 @@ await check('a narrow window: one column, nothing wider than the window', async 
 
 await check('deleting a conversation removes it for good', async () => {
   await page.setViewportSize({ width: 1100, height: 780 });
-  const del = page.locator('#conversations .delete').nth(2);
-  expect(await del.getAttribute('aria-label') === 'Delete conversation: Hello', 'its label names it', null);
-  await del.click();
+  await page.getByRole('button', { name: 'Delete conversation: Hello', exact: true }).click();
   await page.reload();
   await page.locator(`#model option[value="model:${MODEL}"]`).waitFor({ state: 'attached', timeout: T });
   const titles = await page.$$eval('#conversations .open', (bs) => bs.map((b) => b.textContent));
-  expect(titles.length === 2 && !titles.includes('Hello'), 'two are left', titles);
+  expect(titles.length === 3 && !titles.includes('Hello'), 'the three others are left', titles);
+  expect(await page.inputValue('#model') === 'route:auto', 'the model choice is kept',
+         await page.inputValue('#model'));
 });
 
 await context.close();
