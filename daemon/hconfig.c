@@ -16,7 +16,9 @@
 #include "hconfig_lists.h"
 #include "log.h"
 
-enum key_type { K_STR, K_INT, K_SIZE, K_LEVEL, K_HOST, K_REAL, K_BOOL, K_CHOICE, K_LONG };
+/* K_AUTO_BOOL: a K_BOOL that may also be "auto", stored as -1. */
+enum key_type { K_STR, K_INT, K_SIZE, K_LEVEL, K_HOST, K_REAL, K_BOOL, K_AUTO_BOOL, K_CHOICE,
+                K_LONG };
 
 typedef struct config_key {
     const char *section;
@@ -53,8 +55,11 @@ static const config_key keys[] = {
      86400, true, "seconds a generation request may take, queue wait included; "
      "0 = no limit (default 600)", NULL},
     {"server", "api_key", "api-key", 0, K_STR, OFF(api_key), 0, 0, true,
-     "require 'Authorization: Bearer KEY' on every endpoint but /health "
-     "(default: none)", NULL},
+     "require 'Authorization: Bearer KEY' on every endpoint but /health and "
+     "the chat page's files (default: none)", NULL},
+    {"server", "webui", "webui", 0, K_AUTO_BOOL, OFF(webui), 0, 0, true,
+     "serve the chat page at /: auto (on when host is a loopback address), "
+     "yes or no (default auto)", NULL},
     {"model", "path", "model", 'm', K_STR, OFF(model_path), 0, 0, false,
      "GGUF model file to serve (default: none)", NULL},
     {"model", "threads", "threads", 't', K_INT, OFF(threads), 0, 1024, false,
@@ -122,6 +127,7 @@ void config_init(hearth_config *c)
     c->max_queue = 64;
     c->ping_interval = 5;
     c->request_timeout = 600;
+    c->webui = -1;
     c->context = 4096;
     c->parallel = 4;
     c->log_level = LOG_INFO;
@@ -257,11 +263,13 @@ static int key_set(hearth_config *c, const config_key *k, const char *val,
         *(double *)(void *)field = v;
         return 0;
     }
+    case K_AUTO_BOOL:
     case K_BOOL: {
-        int v = config_parse_bool(val);
-        if (v < 0) {
-            snprintf(err, errlen, "%s: '%s' is not yes/no (true/false, on/off, 1/0)",
-                     k->name, val);
+        bool is_auto = k->type == K_AUTO_BOOL && strcasecmp(val, "auto") == 0;
+        int v = is_auto ? -1 : config_parse_bool(val);
+        if (v < 0 && !is_auto) {
+            snprintf(err, errlen, "%s: '%s' is not %syes/no (true/false, on/off, 1/0)",
+                     k->name, val, k->type == K_AUTO_BOOL ? "auto or " : "");
             return -1;
         }
         *(int *)(void *)field = v;

@@ -23,6 +23,8 @@ typedef struct hearth_config {
     int ping_interval;      /* seconds between SSE ": ping" lines while waiting */
     int request_timeout;    /* seconds a generation may take; 0: no limit */
     char *api_key;          /* required as "Authorization: Bearer KEY"; NULL: open */
+    int webui;              /* the chat page at /: 1 on, 0 off, -1 (auto) on when
+                               host is a loopback address (daemon/webui.h) */
     /* [model] */
     char *model_path;       /* NULL: start without a model */
     int threads;            /* 0: one per core */

@@ -115,6 +115,15 @@ int http_respond_error(http_req *r, unsigned status, const char *type,
     return rc;
 }
 
+int http_respond_not_found(http_req *r)
+{
+    size_t plen = strcspn(r->url, "?");
+    char msg[256];
+    snprintf(msg, sizeof msg, "Invalid URL (%s %.*s)", r->method,
+             (int)(plen > 160 ? 160 : plen), r->url);
+    return http_respond_error(r, 404, "invalid_request_error", msg, NULL, "not_found");
+}
+
 /* ---------------------------------------------------------- routing */
 
 /* Compare without an early exit, so the time taken does not tell how much
@@ -131,7 +140,7 @@ static bool key_equal(const char *a, const char *b)
 static bool authorized(http_server *s, http_req *r)
 {
     const char *key = s->cfg.api_key ? *s->cfg.api_key : NULL;
-    if (!key || !*key || strncmp(r->url, "/health", 7) == 0)
+    if (!key || !*key)
         return true;
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                 MHD_HTTP_HEADER_AUTHORIZATION);
@@ -144,15 +153,11 @@ static bool authorized(http_server *s, http_req *r)
 
 static int route(http_server *s, http_req *r)
 {
-    if (!authorized(s, r))
-        return http_respond_error(r, 401, "invalid_request_error",
-                                  "Missing or incorrect API key: send it as "
-                                  "'Authorization: Bearer KEY'",
-                                  NULL, "invalid_api_key");
     const char *method = strcmp(r->method, "HEAD") == 0 ? "GET" : r->method;
     /* Ignore a query string when matching. */
     size_t plen = strcspn(r->url, "?");
     bool path_known = false;
+    const http_route *hit = NULL;
     char allow[64] = "";
     for (size_t i = 0; i < s->cfg.n_routes; i++) {
         const http_route *rt = &s->cfg.routes[i];
@@ -162,19 +167,26 @@ static int route(http_server *s, http_req *r)
                    : rl != plen || strncmp(rt->path, r->url, plen) != 0)
             continue;
         path_known = true;
-        if (strcmp(rt->method, method) == 0)
-            return rt->fn(r, s->cfg.user);
+        if (strcmp(rt->method, method) == 0) {
+            hit = rt;
+            break;
+        }
         size_t used = strlen(allow);
         snprintf(allow + used, sizeof allow - used, "%s%s", used ? ", " : "",
                  rt->method);
     }
+    /* The key is asked for before anything else is told, even whether the
+     * path exists; open routes only are answered without it. */
+    if (!(hit && hit->open) && !authorized(s, r))
+        return http_respond_error(r, 401, "invalid_request_error",
+                                  "Missing or incorrect API key: send it as "
+                                  "'Authorization: Bearer KEY'",
+                                  NULL, "invalid_api_key");
+    if (hit)
+        return hit->fn(r, s->cfg.user);
+    if (!path_known)
+        return http_respond_not_found(r);
     char msg[256];
-    if (!path_known) {
-        snprintf(msg, sizeof msg, "Invalid URL (%s %.*s)", r->method,
-                 (int)(plen > 160 ? 160 : plen), r->url);
-        return http_respond_error(r, 404, "invalid_request_error", msg, NULL,
-                                  "not_found");
-    }
     snprintf(msg, sizeof msg, "Method %s not allowed for %.*s (allowed: %s)",
              r->method, (int)(plen > 160 ? 160 : plen), r->url, allow);
     char *json = api_error_json(405, "invalid_request_error", msg, NULL,

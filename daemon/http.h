@@ -69,6 +69,8 @@ typedef struct http_route {
                            matches the path up to the slash and anything
                            non-empty after it */
     http_handler fn;
+    bool open;          /* served without the API key (/health, the chat
+                           page's files: they hold no secret) */
 } http_route;
 
 typedef struct http_config {
@@ -113,6 +115,8 @@ int http_respond_json(http_req *r, unsigned status, const char *json);
 int http_respond_error(http_req *r, unsigned status, const char *type,
                        const char *message, const char *param,
                        const char *code);
+/* The 404 of a path no route serves, in the API's error shape. */
+int http_respond_not_found(http_req *r);
 /* Queue an MHD response built by the caller (streaming). */
 int http_respond_custom(http_req *r, unsigned status, struct MHD_Response *resp);
 

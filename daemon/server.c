@@ -22,6 +22,7 @@
 #include "routing.h"
 #include "scheduler.h"
 #include "tok.h"
+#include "webui.h"
 
 typedef struct hearth_server {
     hearth_config cfg;
@@ -189,15 +190,28 @@ static int on_responses(http_req *r, void *user)
     return hs->sched ? gen_responses(&hs->gen, r) : no_model(r);
 }
 
+/* The chat page and its files (daemon/webui.h); a 404 when [server] webui
+ * turns it off. Open: the page carries no secret, and it is where the API
+ * key is typed in. */
+static int on_webui(http_req *r, void *user)
+{
+    hearth_server *hs = user;
+    return webui_serve(r, webui_enabled(hs->cfg.webui, hs->cfg.host));
+}
+
 static const http_route routes[] = {
-    {"GET", "/health", on_health},
-    {"GET", "/v1/models", on_models},
-    {"GET", "/v1/models/*", on_model},
-    {"POST", "/v1/chat/completions", on_chat},
-    {"POST", "/v1/completions", on_completion},
-    {"POST", "/v1/messages", on_messages},
-    {"POST", "/v1/messages/count_tokens", on_count_tokens},
-    {"POST", "/v1/responses", on_responses},
+    {"GET", "/health", on_health, true},
+    {"GET", "/", on_webui, true},
+    {"GET", "/chat.js", on_webui, true},
+    {"GET", "/chat.css", on_webui, true},
+    {"GET", "/favicon.svg", on_webui, true},
+    {"GET", "/v1/models", on_models, false},
+    {"GET", "/v1/models/*", on_model, false},
+    {"POST", "/v1/chat/completions", on_chat, false},
+    {"POST", "/v1/completions", on_completion, false},
+    {"POST", "/v1/messages", on_messages, false},
+    {"POST", "/v1/messages/count_tokens", on_count_tokens, false},
+    {"POST", "/v1/responses", on_responses, false},
 };
 
 /* ---------------------------------------------------------- model */
@@ -486,9 +500,10 @@ int server_main(int argc, char **argv)
     uv_signal_start(&hs.sig_term, on_signal, SIGTERM);
     uv_signal_start(&hs.sig_hup, on_signal, SIGHUP);
 
-    log_info("server", "hearthd %s listening on %s:%d (model: %s)", PACKAGE_VERSION,
-             hs.cfg.host, http_bound_port(hs.http),
-             hs.model_id ? hs.model_id : "none");
+    log_info("server", "hearthd %s listening on %s:%d (model: %s, chat page: %s)",
+             PACKAGE_VERSION, hs.cfg.host, http_bound_port(hs.http),
+             hs.model_id ? hs.model_id : "none",
+             webui_enabled(hs.cfg.webui, hs.cfg.host) ? "on" : "off");
     notify("READY=1");
 
     uv_run(&hs.loop, UV_RUN_DEFAULT);

@@ -6,7 +6,8 @@ set -eu
 PKGS="build-essential autoconf automake libtool pkg-config
       libmicrohttpd-dev libjansson-dev libuv1-dev libopenblas-dev
       check libcurl4-openssl-dev libpcre2-dev libinih-dev libsystemd-dev
-      curl clang libclang-rt-dev cppcheck python3"
+      curl clang libclang-rt-dev cppcheck python3
+      chromium"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -32,7 +33,8 @@ if ! command -v npm >/dev/null 2>&1; then
     $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
 
-# The OpenAI client library the integration tests drive hearthd with.
+# The client libraries the integration tests drive hearthd with, and
+# playwright-core, which drives chromium (above) for the chat page's test.
 here=$(cd "$(dirname "$0")/.." && pwd)
 if [ -f "$here/tests/node/package-lock.json" ]; then
     (cd "$here/tests/node" && npm ci --no-audit --no-fund --loglevel=error)

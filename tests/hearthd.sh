@@ -8,6 +8,9 @@
 #                           when hearthd does not come up within 30 s);
 #                           the daemon is killed when the script exits
 #   hearthd_stop            SIGTERM, wait; sets $hearthd_status
+#   scratch_new NAME        sets $tmp, a fresh scratch directory for logs
+#   scratch_end STATUS      removes $tmp when STATUS is 0, else shows the
+#                           end of each log in it and keeps it; exits STATUS
 hearthd_needs() {
     data=${HEARTH_TEST_DATA:-$here/../../shared}
     hearthd=${HEARTHD:-./hearthd}
@@ -44,4 +47,18 @@ hearthd_stop() {
     kill -TERM $pid
     wait $pid
     hearthd_status=$?
+}
+
+scratch_new() {
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/hearth-$1.XXXXXX")
+}
+
+scratch_end() {
+    if [ "$1" -eq 0 ]; then
+        rm -rf "$tmp"
+    else
+        for f in "$tmp"/*.log; do echo "---- $f (last 40 lines)"; tail -n 40 "$f"; done
+        echo "(logs kept in $tmp)"
+    fi
+    exit "$1"
 }

@@ -121,6 +121,9 @@ END_TEST
 START_TEST(config_bad_threads)
 { expect_bad("[model]\nthreads = -1\n", "2", "threads: '-1'"); }
 END_TEST
+START_TEST(config_bad_webui)
+{ expect_bad("[server]\nwebui = maybe\n", "2", "webui: 'maybe' is not auto or yes/no"); }
+END_TEST
 START_TEST(config_bad_log_level)
 { expect_bad("[log]\nlevel = loud\n", "2", "level: 'loud' is not one of error, warn, info, debug"); }
 END_TEST
@@ -138,6 +141,31 @@ START_TEST(config_syntax_error)
 END_TEST
 START_TEST(config_first_error_wins)
 { expect_bad("[server]\nport = x\nhost = y\n", "2", "port: 'x'"); }
+END_TEST
+
+/* [server] webui: auto (-1) by default, yes/no and their synonyms, auto
+ * again from a flag over the file. */
+START_TEST(config_webui_auto_yes_no)
+{
+    hearth_config c;
+    ck_assert_int_eq(load(&c, NULL), CONFIG_OK);
+    ck_assert_int_eq(c.webui, -1);
+    config_free(&c);
+    const char *p = write_conf("[server]\nwebui = off\n");
+    const char *file[] = {"--config", p, NULL};
+    ck_assert_int_eq(load(&c, file), CONFIG_OK);
+    ck_assert_int_eq(c.webui, 0);
+    config_free(&c);
+    const char *over[] = {"--config", p, "--webui", "AUTO", NULL};
+    ck_assert_int_eq(load(&c, over), CONFIG_OK);
+    ck_assert_int_eq(c.webui, -1);
+    config_free(&c);
+    const char *yes[] = {"--webui", "yes", NULL};
+    ck_assert_int_eq(load(&c, yes), CONFIG_OK);
+    ck_assert_int_eq(c.webui, 1);
+    config_free(&c);
+    unlink(p);
+}
 END_TEST
 
 START_TEST(config_missing_file)
@@ -339,6 +367,8 @@ static Suite *suite(void)
     tcase_add_test(t, config_bad_size);
     tcase_add_test(t, config_bad_size_zero);
     tcase_add_test(t, config_bad_threads);
+    tcase_add_test(t, config_bad_webui);
+    tcase_add_test(t, config_webui_auto_yes_no);
     tcase_add_test(t, config_bad_log_level);
     tcase_add_test(t, config_unknown_key);
     tcase_add_test(t, config_unknown_section);

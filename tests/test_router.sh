@@ -9,13 +9,6 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/hearthd.sh"
 hearthd_needs openai
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/hearth-router.XXXXXX")
+scratch_new router
 HEARTHD="$hearthd" HEARTH_TEST_DATA="$data" ROUTER_TMP="$tmp" node "$here/node/router.mjs"
-rc=$?
-if [ $rc -eq 0 ]; then
-    rm -rf "$tmp"
-else
-    for f in "$tmp"/*.log; do echo "---- $f (last 40 lines)"; tail -n 40 "$f"; done
-    echo "(logs kept in $tmp)"
-fi
-exit $rc
+scratch_end $?

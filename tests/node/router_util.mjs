@@ -1,6 +1,7 @@
-// router_util.mjs - processes, HTTP and checks for tests/node/router.mjs:
-// start and stop hearthd and the fault upstream with their logs in files,
-// poll with deadlines, read server-sent events, count named checks.
+// router_util.mjs - processes, HTTP and checks for tests/node/router.mjs
+// (and chat_page.mjs): start and stop hearthd and the fault upstream with
+// their logs in files, poll with deadlines, read server-sent events, count
+// named checks.
 import { spawn } from 'node:child_process';
 import { openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -58,15 +59,16 @@ export async function startFault(script, logPath) {
   return { child, port, log: logPath, url: `http://127.0.0.1:${port}` };
 }
 
-// hearthd with ARGS on a free loopback port, stdout and stderr to logPath.
-export async function startHearthd(bin, name, args, logPath, env = {}) {
+// hearthd with ARGS on a free port of `host` (loopback unless a test needs
+// another address; it is reached at 127.0.0.1), stdout and stderr to logPath.
+export async function startHearthd(bin, name, args, logPath, env = {}, host = '127.0.0.1') {
   const fd = openSync(logPath, 'a');
-  const child = track(spawn(bin, [...args, '--host', '127.0.0.1', '--port', '0'],
+  const child = track(spawn(bin, [...args, '--host', host, '--port', '0'],
                             { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } }));
   closeSync(fd);
   const from = readLog(logPath).length;
   const port = await waitFor(`hearthd ${name} to listen`, 60000, () => {
-    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(readLog(logPath).slice(from));
+    const m = /listening on \S+:(\d+)/.exec(readLog(logPath).slice(from));
     if (!m && child.exitCode !== null)
       throw new Error(`hearthd ${name} exited with ${child.exitCode}:\n${readLog(logPath)}`);
     return m && Number(m[1]);
