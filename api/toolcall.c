@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "tools.h"
 
 enum {
@@ -518,18 +519,8 @@ static int step(api_toolparse *p, bool final, api_tp_emit emit, void *arg)
 
 int api_toolparse_feed(api_toolparse *p, const char *s, size_t len, api_tp_emit emit, void *arg)
 {
-    if (p->hold_len + len + 1 > p->hold_cap) {
-        size_t cap = p->hold_cap ? p->hold_cap : 256;
-        while (cap < p->hold_len + len + 1)
-            cap *= 2;
-        char *grown = realloc(p->hold, cap);
-        if (!grown)
-            return -1;
-        p->hold = grown;
-        p->hold_cap = cap;
-    }
-    memcpy(p->hold + p->hold_len, s, len);
-    p->hold_len += len;
+    if (buf_append(&p->hold, &p->hold_len, &p->hold_cap, s, len, 256) < 0)
+        return -1;
     return step(p, false, emit, arg);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "buf.h"
 #include "error.h"
 #include "gen_internal.h"
 #include "gen_prep.h"
@@ -120,20 +121,10 @@ static int lp_text(lp_build *b, const tok_vocab *v, int32_t id, size_t *off, siz
         n = 0;
     if ((size_t)n > sizeof buf)
         n = sizeof buf; /* pieces are short; a longer one is cut */
-    if (b->text_len + (size_t)n + 1 > b->text_cap) {
-        size_t cap = b->text_cap ? b->text_cap * 2 : 1024;
-        while (cap < b->text_len + (size_t)n + 1)
-            cap *= 2;
-        char *nt = realloc(b->text, cap);
-        if (!nt)
-            return -1;
-        b->text = nt;
-        b->text_cap = cap;
-    }
-    memcpy(b->text + b->text_len, buf, (size_t)n);
     *off = b->text_len;
     *len = (size_t)n;
-    b->text_len += (size_t)n;
+    if (buf_append(&b->text, &b->text_len, &b->text_cap, buf, (size_t)n, 1024) < 0)
+        return -1;
     return 0;
 }
 
@@ -279,19 +270,7 @@ out:
 
 int gen_pend_add(gen_req *gr, const char *s, size_t n)
 {
-    if (gr->pend_len + n + 1 > gr->pend_cap) {
-        size_t cap = gr->pend_cap ? gr->pend_cap : 4096;
-        while (cap < gr->pend_len + n + 1)
-            cap *= 2;
-        char *np = realloc(gr->pend, cap);
-        if (!np)
-            return -1;
-        gr->pend = np;
-        gr->pend_cap = cap;
-    }
-    memcpy(gr->pend + gr->pend_len, s, n);
-    gr->pend_len += n;
-    return 0;
+    return buf_append(&gr->pend, &gr->pend_len, &gr->pend_cap, s, n, 4096);
 }
 
 /* Queue rendered bytes (takes ownership; NULL: out of memory). */

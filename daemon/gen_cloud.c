@@ -18,26 +18,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "buf.h"
 #include "forward.h"
 #include "gen_internal.h"
 #include "log.h"
 
 static int cbuf_add(gen_req *gr, const char *d, size_t n)
 {
-    if (gr->cbuf_len + n + 1 > gr->cbuf_cap) {
-        size_t cap = gr->cbuf_cap ? gr->cbuf_cap : 4096;
-        while (cap < gr->cbuf_len + n + 1)
-            cap *= 2;
-        char *nb = realloc(gr->cbuf, cap);
-        if (!nb)
-            return -1;
-        gr->cbuf = nb;
-        gr->cbuf_cap = cap;
-    }
-    memcpy(gr->cbuf + gr->cbuf_len, d, n);
-    gr->cbuf_len += n;
-    gr->cbuf[gr->cbuf_len] = '\0';
-    return 0;
+    return buf_append(&gr->cbuf, &gr->cbuf_len, &gr->cbuf_cap, d, n, 4096);
 }
 
 /* The upstream answers with a stream worth relaying. */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "gen_internal.h"
 
 int gen_tools_new(const gen_req *gr, int n, gen_tools **out)
@@ -40,20 +41,7 @@ void gen_tools_free(gen_tools *t, int n)
 
 static int keep_text(gen_tools *t, const char *s, size_t len)
 {
-    if (t->len + len + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + len + 1)
-            cap *= 2;
-        char *grown = realloc(t->text, cap);
-        if (!grown)
-            return -1;
-        t->text = grown;
-        t->cap = cap;
-    }
-    memcpy(t->text + t->len, s, len);
-    t->len += len;
-    t->text[t->len] = '\0';
-    return 0;
+    return buf_append(&t->text, &t->len, &t->cap, s, len, 256);
 }
 
 typedef struct emit_ctx {

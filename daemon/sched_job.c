@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+
 sched_job *sched_job_new(int n_choices)
 {
     if (n_choices < 1 || n_choices > 64)
@@ -60,20 +62,7 @@ int sched_choice_append(sched_choice *c, const char *text, size_t len)
 {
     if (len == 0)
         return 0;
-    if (c->len + len + 1 > c->cap) {
-        size_t cap = c->cap ? c->cap : 256;
-        while (cap < c->len + len + 1)
-            cap *= 2;
-        char *nt = realloc(c->text, cap);
-        if (!nt)
-            return -1;
-        c->text = nt;
-        c->cap = cap;
-    }
-    memcpy(c->text + c->len, text, len);
-    c->len += len;
-    c->text[c->len] = '\0';
-    return 0;
+    return buf_append(&c->text, &c->len, &c->cap, text, len, 256);
 }
 
 int sched_choice_add_lp(sched_choice *c, const sampler_result *r)

@@ -3,6 +3,7 @@
  * (privacy_restore) or as it streams (privacy_restorer): see privacy.h.
  * Matched bytes live only in a privacy_map, which wipes them when freed. */
 #include "router/privacy.h"
+#include "engine/buf.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -100,21 +101,7 @@ typedef struct obuf {
 
 static bool ob_put(obuf *b, const char *s, size_t n)
 {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return false;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return true;
+    return buf_append(&b->p, &b->len, &b->cap, s, n, 64) == 0;
 }
 
 privacy_status privacy_redact(privacy_map *map, const char *text, size_t len,

@@ -4,6 +4,7 @@
  * relay_event sorts comments, [DONE] and chunks, relay_chunk captures
  * usage and restores text (restore_chunk), queue* append to the output. */
 #include "router/relay.h"
+#include "engine/buf.h"
 #include "router/relay_walk.h"
 
 #include <stdio.h>
@@ -19,20 +20,7 @@ typedef struct buf {
 
 static bool buf_add(buf *b, const char *s, size_t n)
 {
-    if (n > b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->len < n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return false;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return true;
+    return buf_append(&b->p, &b->len, &b->cap, s, n, 256) == 0;
 }
 
 /* ------------------------------------------------------------ the relay */
