@@ -42,7 +42,10 @@ typedef struct api_stream {
     const char *stop_matched; /* the stop string that ended choice 0, or
                                  NULL (Anthropic's stop_sequence) */
     unsigned n_blocks;        /* content blocks opened (Anthropic) */
-    bool text_closed;         /* the text block was closed before a call */
+    bool text_closed;         /* no text block is open (Anthropic: one was
+                                 closed before a call; text after the call
+                                 opens another) */
+    unsigned text_at;         /* the open text block's index */
 } api_stream;
 
 typedef struct api_dialect {

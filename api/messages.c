@@ -265,16 +265,24 @@ static char *msg_delta(api_stream *s, const api_choice *d)
     if (d->index != 0 || !d->text || d->len == 0)
         return sse_done(&b);
     bool ok = true;
+    if (s->text_closed) { /* text after a tool call: a new text block */
+        s->text_closed = false;
+        s->text_at = s->n_blocks++;
+        json_t *e = typed("content_block_start", &ok);
+        set(e, "index", json_integer(s->text_at), &ok);
+        set(e, "content_block", text_block("", 0, &ok), &ok);
+        sse_add(&b, s, "content_block_start", e, ok);
+    }
     json_t *delta = typed("text_delta", &ok);
     set(delta, "text", str_of(d->text, d->len), &ok);
     json_t *e = typed("content_block_delta", &ok);
-    set(e, "index", json_integer(0), &ok);
+    set(e, "index", json_integer(s->text_at), &ok);
     set(e, "delta", delta, &ok);
     sse_add(&b, s, "content_block_delta", e, ok);
     return sse_done(&b);
 }
 
-/* Closes the text block (index 0) once. */
+/* Closes the open text block, if any. */
 static void text_stop(sse_buf *b, api_stream *s)
 {
     if (s->text_closed)
@@ -282,7 +290,7 @@ static void text_stop(sse_buf *b, api_stream *s)
     s->text_closed = true;
     bool ok = true;
     json_t *e = typed("content_block_stop", &ok);
-    set(e, "index", json_integer(0), &ok);
+    set(e, "index", json_integer(s->text_at), &ok);
     sse_add(b, s, "content_block_stop", e, ok);
 }
 

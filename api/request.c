@@ -208,8 +208,8 @@ static int parse_role(json_t *msg, const char *param, api_role *role,
         *role = API_ROLE_TOOL;
     else if (!strcmp(r, "function"))
         return fail(err, 400, param, API_CODE_UNSUPPORTED_VALUE,
-                    "'%s': the 'function' role is not supported "
-                    "(function calling is not implemented)", param);
+                    "'%s': the deprecated 'function' role is not supported; "
+                    "send tool results as 'tool' messages", param);
     else
         return fail(err, 400, param, API_CODE_INVALID_VALUE,
                     "'%s' must be one of 'system', 'developer', 'user', "

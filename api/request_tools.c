@@ -94,6 +94,11 @@ int api_chat_tools_parse(json_t *root, api_request *r, api_err *err)
 int api_chat_message_tools(json_t *msg, size_t i, api_message *m, api_err *err)
 {
     char param[96];
+    if (given(json_object_get(msg, "function_call"))) {
+        snprintf(param, sizeof param, "messages[%zu].function_call", i);
+        return api_fail(err, 400, param, API_CODE_UNSUPPORTED_PARAM,
+                        "'%s' is deprecated and not supported; use 'tool_calls'", param);
+    }
     json_t *calls = json_object_get(msg, "tool_calls");
     if (given(calls) && m->role != API_ROLE_ASSISTANT) {
         snprintf(param, sizeof param, "messages[%zu].tool_calls", i);

@@ -213,6 +213,8 @@ static int add_call(api_toolparse *p, const char *name, json_t *args)
     api_err e;
     if (!name || api_tool_name_check(name, "name", &e) < 0)
         return 0;
+    if (p->req && api_tools_find(p->req, name) < 0)
+        return 0; /* a function nobody offered: not a call */
     char *a = args_text(args);
     if (!a)
         return 0; /* arguments that are not an object: not a call */
@@ -347,6 +349,116 @@ static int scan_value(api_toolparse *p, size_t start, size_t *end)
     return 0;
 }
 
+/* An XML-style value: JSON when it reads as JSON (numbers, booleans,
+ * objects...), else the text as a string. Taken by the caller. */
+static json_t *xml_value(const char *s, size_t n)
+{
+    while (n && (*s == '\n' || *s == '\r'))
+        s++, n--;
+    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+        n--;
+    json_t *v = n ? json_loadb(s, n, JSON_DECODE_ANY, NULL) : NULL;
+    return v ? v : json_stringn(s, n);
+}
+
+/* The text between open and close after *at (advanced past close), or
+ * NULL. */
+static const char *between(const char **at, const char *end, const char *open, const char *close,
+                           size_t *len)
+{
+    const char *a = memmem(*at, (size_t)(end - *at), open, strlen(open));
+    if (!a)
+        return NULL;
+    a += strlen(open);
+    const char *b = memmem(a, (size_t)(end - a), close, strlen(close));
+    if (!b)
+        return NULL;
+    *len = (size_t)(b - a);
+    *at = b + strlen(close);
+    return a;
+}
+
+/* A <tool_call> whose body is not JSON, as some templates of the Hermes
+ * family have their models write it (docs/tools.md):
+ *   <function=F><parameter=K>V</parameter>...</function>  (Qwen3-Coder, Qwen3.5)
+ *   F<arg_key>K</arg_key><arg_value>V</arg_value>...       (GLM-4.x)
+ * The body runs to </tool_call>. 1: a call (emitted, consumed), 0: more
+ * text needed, 2: not a call, 3: the body is JSON (the caller scans it),
+ * -1: failure. */
+static int xml_body(api_toolparse *p, bool final, api_tp_emit emit, void *arg)
+{
+    size_t i = 0;
+    while (i < p->hold_len && is_ws(p->hold[i]))
+        i++;
+    if (i == p->hold_len)
+        return final ? 2 : 0;
+    if (p->hold[i] == '{' || p->hold[i] == '[')
+        return 3;
+    const char *body = p->hold + i;
+    const char *close = memmem(body, p->hold_len - i, HERMES_CLOSE, strlen(HERMES_CLOSE));
+    if (!close)
+        return final || p->hold_len > (64u << 10) ? 2 : 0;
+    char name[API_TOOL_NAME_MAX + 1];
+    const char *at = body, *v;
+    size_t n = 0;
+    json_t *args = json_object();
+    bool coder = strncmp(body, "<function=", 10) == 0;
+    if (coder) {
+        const char *gt = memchr(body, '>', (size_t)(close - body));
+        n = gt ? (size_t)(gt - body - 10) : 0;
+        at = gt ? gt + 1 : close;
+        size_t pn;
+        while (args && (v = between(&at, close, "<parameter=", "</parameter>", &pn))) {
+            const char *gt2 = memchr(v, '>', pn);
+            if (!gt2)
+                break;
+            char *key = strndup(v, (size_t)(gt2 - v));
+            json_t *val = xml_value(gt2 + 1, pn - (size_t)(gt2 + 1 - v));
+            if (!key || !val || json_object_set_new(args, key, val) < 0) {
+                json_decref(args);
+                args = NULL;
+            }
+            free(key);
+        }
+    } else {
+        const char *lt = memchr(body, '<', (size_t)(close - body));
+        n = (size_t)((lt ? lt : close) - body);
+        while (n && is_ws(body[n - 1]))
+            n--;
+        at = lt ? lt : close;
+        size_t kn, vn;
+        const char *k;
+        while (args && (k = between(&at, close, "<arg_key>", "</arg_key>", &kn)) &&
+               (v = between(&at, close, "<arg_value>", "</arg_value>", &vn))) {
+            char *key = strndup(k, kn);
+            json_t *val = xml_value(v, vn);
+            if (!key || !val || json_object_set_new(args, key, val) < 0) {
+                json_decref(args);
+                args = NULL;
+            }
+            free(key);
+        }
+    }
+    if (!args)
+        return -1;
+    int rc = 0;
+    if (n > 0 && n <= API_TOOL_NAME_MAX) {
+        memcpy(name, coder ? body + 10 : body, n);
+        name[n] = '\0';
+        size_t first = p->n_calls;
+        rc = add_call(p, name, args);
+        if (rc > 0 && emit(arg, API_TP_CALL, NULL, 0, (unsigned)first) < 0)
+            rc = -1;
+    }
+    json_decref(args);
+    if (rc <= 0)
+        return rc < 0 ? -1 : 2;
+    consume(p, (size_t)(close - p->hold) + strlen(HERMES_CLOSE));
+    p->ws_len = 0;
+    p->state = ST_TEXT;
+    return 1;
+}
+
 /* Work on what is held; `final`: the generation ended. */
 static int step(api_toolparse *p, bool final, api_tp_emit emit, void *arg)
 {
@@ -443,6 +555,17 @@ static int step(api_toolparse *p, bool final, api_tp_emit emit, void *arg)
                 } else if (p->forced_name[0]) {
                     snprintf(name, sizeof name, "%s", p->forced_name);
                 }
+            }
+            if (p->f == API_TOOLS_HERMES && !p->forced) {
+                int xr = xml_body(p, final, emit, arg);
+                if (xr < 0)
+                    return -1;
+                if (xr == 0)
+                    return 0;
+                if (xr == 1)
+                    continue;
+                if (xr == 2)
+                    goto not_a_call;
             }
             size_t end = 0;
             int sv = scan_value(p, start, &end);

@@ -5,7 +5,10 @@
  * Formats (the chat template tells which, api_tool_format_of):
  *   HERMES        <tool_call>\n{"name": F, "arguments": {...}}\n</tool_call>,
  *                 one block per call (Qwen2.5, Qwen3, Hermes 2 Pro / 3,
- *                 SmolLM3, and hearth's built-in chatml template)
+ *                 and hearth's built-in chatml template); inside the
+ *                 block, the XML-style bodies of Qwen3-Coder/Qwen3.5
+ *                 (<function=F><parameter=K>V</parameter>) and GLM-4.x
+ *                 (F<arg_key>K</arg_key><arg_value>V</arg_value>) too
  *   LLAMA3        {"name": F, "parameters": {...}} as the whole answer,
  *                 optionally after <|python_tag|>, several separated by
  *                 ';' (Llama 3.1, 3.2, 3.3)
@@ -79,6 +82,8 @@ typedef struct api_toolparse {
     size_t ws_len;
     char forced_name[API_TOOL_NAME_MAX + 1]; /* MISTRAL_ARGS forced: the name */
     uint64_t rng;       /* ids */
+    const api_request *req; /* optional (set after init): a call must name one
+                             of req's tools, else it is given back as text */
     api_tool_call *calls; /* ids: "call_" + 24 characters; 9 characters for
                              the Mistral formats, whose templates insist */
     size_t n_calls;

@@ -23,9 +23,12 @@ int gen_tools_new(const gen_req *gr, int n, gen_tools **out)
     uint64_t seed = 0;
     for (const char *c = gr->id; *c; c++)
         seed = seed * 131 + (unsigned char)*c;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         api_toolparse_init(&t[i].tp, p->tool_format, p->tool_forced, name,
                            seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(i + 1)));
+        t[i].tp.req = q;
+        t[i].single = !q->parallel_tool_calls;
+    }
     *out = t;
     return 0;
 }
@@ -72,7 +75,7 @@ static int on_emit(void *arg, api_tp_kind kind, const char *s, size_t len, unsig
         api_choice c = {.index = e->index, .text = s, .len = len};
         return take(e->gr, e->d->delta(e->st, &c));
     }
-    if (!e->gr || !e->d->tool)
+    if (!e->gr || !e->d->tool || (e->t->single && call > 0))
         return 0;
     return take(e->gr, e->d->tool(e->st, e->index, call, &e->t->tp.calls[call]));
 }
@@ -99,7 +102,7 @@ void gen_tools_choice(const gen_tools *t, api_choice *c)
     c->text = t->text ? t->text : "";
     c->len = t->len;
     c->calls = t->tp.calls;
-    c->n_calls = t->tp.n_calls;
+    c->n_calls = t->single && t->tp.n_calls > 1 ? 1 : t->tp.n_calls;
     if (c->n_calls && c->finish_reason && strcmp(c->finish_reason, "stop") == 0)
         c->finish_reason = "tool_calls";
 }

@@ -16,6 +16,7 @@ typedef struct gen_req gen_req;
 /* One choice's parser and the text it let through. */
 typedef struct gen_tools {
     api_toolparse tp;
+    bool single;  /* parallel_tool_calls false: the first call only */
     char *text;
     size_t len, cap;
 } gen_tools;

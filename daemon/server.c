@@ -294,6 +294,11 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
             turn_end = id;
     }
     hs->gen.tool_format = trc == 0 ? api_tool_format_of(src) : API_TOOLS_NONE;
+    if (trc < 0 && owned && hs->cfg.chat_template) { /* a file the config names */
+        snprintf(err, errlen, "chat_template %s: %s", hs->cfg.chat_template, why);
+        free(owned);
+        return -1;
+    }
     if (trc < 0 && owned) {
         log_warn("model", "the model's chat template cannot be used (%s); using chatml", why);
         trc = chat_template_parse(chat_template_builtin("chatml"), &hs->tmpl, why, sizeof why);

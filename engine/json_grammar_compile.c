@@ -357,7 +357,8 @@ static int compile_bounds(cc *c, const jgram_jv *s, jg_node *nd)
     static const char *const kw[] = {"minimum", "exclusiveMinimum", "maximum",
                                      "exclusiveMaximum"};
     double lo = -(double)JG_NUM_LIMIT, hi = (double)JG_NUM_LIMIT;
-    bool any = false;
+    double rlo = -HUGE_VAL, rhi = HUGE_VAL; /* the real bounds, as written */
+    bool any = false, rlo_ex = false, rhi_ex = false;
     for (int i = 0; i < 4; i++) {
         const jgram_jv *v = jgram_jv_get(s, kw[i]);
         if (!v)
@@ -370,14 +371,29 @@ static int compile_bounds(cc *c, const jgram_jv *s, jg_node *nd)
             lo = b;
         if (i >= 2 && b < hi)
             hi = b;
+        if (i < 2 && (d > rlo || (d == rlo && i == 1))) {
+            rlo = d;
+            rlo_ex = i == 1;
+        }
+        if (i >= 2 && (d < rhi || (d == rhi && i == 3))) {
+            rhi = d;
+            rhi_ex = i == 3;
+        }
         any = true;
     }
     if (!any)
         return 0;
     if (!(nd->types & JT_INT))
         return 0; /* only numbers are bounded; other types ignore it */
-    if (lo > hi || lo > (double)JG_NUM_LIMIT || hi < -(double)JG_NUM_LIMIT)
+    bool real_empty = rlo > rhi || (rlo == rhi && (rlo_ex || rhi_ex));
+    if (real_empty)
         return fail(c, JGRAM_EINVALID, "minimum > maximum is unsatisfiable");
+    if (lo > hi || lo > (double)JG_NUM_LIMIT || hi < -(double)JG_NUM_LIMIT)
+        return fail(c, (nd->types & JT_NUM) ? JGRAM_EUNSUPPORTED : JGRAM_EINVALID,
+                    (nd->types & JT_NUM)
+                        ? "unsupported bounds: no integer lies between minimum and maximum "
+                          "(bounded numbers are matched as integers)"
+                        : "no integer lies between minimum and maximum");
     nd->bounded = 1;
     nd->lo = lo < -(double)JG_NUM_LIMIT ? -JG_NUM_LIMIT : (int64_t)lo;
     nd->hi = hi > (double)JG_NUM_LIMIT ? JG_NUM_LIMIT : (int64_t)hi;

@@ -452,6 +452,11 @@ START_TEST(unsupported_keywords)
                   JGRAM_EUNSUPPORTED, "unsupported schema keyword 'pattern' at /properties/id");
     compile_error("{\"type\":\"number\",\"minimum\":3,\"exclusiveMaximum\":3}", JGRAM_EINVALID,
                   "minimum > maximum is unsatisfiable at the schema root");
+    compile_error("{\"type\":\"number\",\"minimum\":0.5,\"maximum\":0.9}", JGRAM_EUNSUPPORTED,
+                  "unsupported bounds: no integer lies between minimum and maximum "
+                  "(bounded numbers are matched as integers) at the schema root");
+    compile_error("{\"type\":\"integer\",\"minimum\":0.5,\"maximum\":0.9}", JGRAM_EINVALID,
+                  "no integer lies between minimum and maximum at the schema root");
     compile_error("{\"type\":\"integer\",\"minimum\":\"0\"}", JGRAM_EINVALID,
                   "'minimum' is not a number at the schema root");
     compile_error("{\"items\":{\"multipleOf\":2}}", JGRAM_EUNSUPPORTED,

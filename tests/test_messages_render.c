@@ -210,6 +210,82 @@ START_TEST(render_stream)
 }
 END_TEST
 
+/* Text, a tool call, then more text: the first text block closes before
+ * the tool_use block, and the later text opens a third block; finish closes
+ * that one; the stop reason is tool_use. */
+START_TEST(render_stream_tool_between_text)
+{
+    api_stream s = stream_for(NULL);
+    api_usage u = {.prompt_tokens = 5};
+    free(api_dialect_messages.start(&s, 0, &u));
+    api_choice d = {.index = 0, .text = "Let me look.", .len = 12};
+    free(api_dialect_messages.delta(&s, &d));
+    api_tool_call call = {.id = "call_1", .name = "get", .arguments = "{\"city\":\"Oslo\"}"};
+    char *out = api_dialect_messages.tool(&s, 0, 0, &call);
+    const char *p = out;
+    json_t *e = next_event(&p, "content_block_stop");
+    ck_assert_int_eq(tm_int(e, "index"), 0);
+    json_decref(e);
+    e = next_event(&p, "content_block_start");
+    ck_assert_int_eq(tm_int(e, "index"), 1);
+    json_t *cb = json_object_get(e, "content_block");
+    ck_assert_str_eq(tm_str(cb, "type"), "tool_use");
+    ck_assert_str_eq(tm_str(cb, "id"), "call_1");
+    ck_assert_str_eq(tm_str(cb, "name"), "get");
+    ck_assert_uint_eq(json_object_size(json_object_get(cb, "input")), 0);
+    json_decref(e);
+    e = next_event(&p, "content_block_delta");
+    ck_assert_int_eq(tm_int(e, "index"), 1);
+    ck_assert_str_eq(tm_str(json_object_get(e, "delta"), "type"), "input_json_delta");
+    ck_assert_str_eq(tm_str(json_object_get(e, "delta"), "partial_json"), "{\"city\":\"Oslo\"}");
+    json_decref(e);
+    e = next_event(&p, "content_block_stop");
+    ck_assert_int_eq(tm_int(e, "index"), 1);
+    json_decref(e);
+    ck_assert_str_eq(p, "");
+    free(out);
+    /* text after the call: a new text block, index 2 */
+    api_choice more = {.index = 0, .text = "Done.", .len = 5};
+    out = api_dialect_messages.delta(&s, &more);
+    p = out;
+    e = next_event(&p, "content_block_start");
+    ck_assert_int_eq(tm_int(e, "index"), 2);
+    ck_assert_str_eq(tm_str(json_object_get(e, "content_block"), "type"), "text");
+    json_decref(e);
+    e = next_event(&p, "content_block_delta");
+    ck_assert_int_eq(tm_int(e, "index"), 2);
+    json_decref(e);
+    ck_assert_str_eq(p, "");
+    free(out);
+    api_choice fin = {.index = 0, .text = "Let me look.Done.", .len = 17,
+                      .finish_reason = "tool_calls", .calls = &call, .n_calls = 1};
+    out = api_dialect_messages.finish(&s, &fin);
+    p = out;
+    e = next_event(&p, "content_block_stop");
+    ck_assert_int_eq(tm_int(e, "index"), 2);
+    json_decref(e);
+    ck_assert_str_eq(p, "");
+    free(out);
+    out = api_dialect_messages.end(&s, &fin, 1, &u);
+    p = out;
+    e = next_event(&p, "message_delta");
+    ck_assert_str_eq(tm_str(json_object_get(e, "delta"), "stop_reason"), "tool_use");
+    json_decref(e);
+    free(out);
+    /* the whole message: the text, then the tool_use block with its input */
+    api_stream s2 = stream_for(NULL);
+    out = api_dialect_messages.full(&s2, &fin, 1, &u);
+    json_t *j = tm_load(out);
+    free(out);
+    json_t *content = json_object_get(j, "content");
+    ck_assert_uint_eq(json_array_size(content), 2);
+    ck_assert_str_eq(tm_str(json_array_get(content, 1), "type"), "tool_use");
+    ck_assert_str_eq(tm_str(json_object_get(json_array_get(content, 1), "input"), "city"), "Oslo");
+    ck_assert_str_eq(tm_str(j, "stop_reason"), "tool_use");
+    json_decref(j);
+}
+END_TEST
+
 START_TEST(render_stream_end_reasons)
 {
     api_stream s = stream_for(NULL);
@@ -339,6 +415,7 @@ TCase *messages_render_tcase(void)
     tcase_add_test(tc, render_full_finish_mapping);
     tcase_add_test(tc, render_full_no_usage_invalid_utf8);
     tcase_add_test(tc, render_stream);
+    tcase_add_test(tc, render_stream_tool_between_text);
     tcase_add_test(tc, render_stream_end_reasons);
     tcase_add_test(tc, render_other_choices_silent);
     tcase_add_test(tc, render_ping);

@@ -115,6 +115,14 @@ static const tcase_ CASES[] = {
     /* text after a call keeps the space between; the end's is dropped */
     {API_TOOLS_HERMES, "<tool_call>{\"name\":\"a\",\"arguments\":{}}</tool_call>\n\nDone. \n",
      "\n\nDone.", "a {}\n"},
+    /* the XML-style bodies of Qwen3-Coder and GLM templates */
+    {API_TOOLS_HERMES, "<tool_call>\n<function=get>\n<parameter=city>\nOslo\n</parameter>\n"
+                       "<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>", "",
+     "get {\"city\":\"Oslo\",\"days\":3}\n"},
+    {API_TOOLS_HERMES, "ok <tool_call>get\n<arg_key>city</arg_key>\n<arg_value>Oslo</arg_value>\n"
+                       "<arg_key>f</arg_key><arg_value>[1]</arg_value></tool_call>", "ok",
+     "get {\"city\":\"Oslo\",\"f\":[1]}\n"},
+    {API_TOOLS_HERMES, "<tool_call>no name here</tool_call>", "<tool_call>no name here</tool_call>", ""},
     /* Llama 3 */
     {API_TOOLS_LLAMA3, "{\"name\": \"get\", \"parameters\": {\"city\": \"Oslo\"}}", "",
      "get {\"city\":\"Oslo\"}\n"},
@@ -143,6 +151,31 @@ START_TEST(parse_formats)
                   c->text);
     ck_assert_msg(!strcmp(calls, c->calls), "case %d: calls \"%s\", want \"%s\"", _i, calls,
                   c->calls);
+}
+END_TEST
+
+/* With the request's tools given, a call of a function nobody offered is
+ * text. */
+START_TEST(unknown_function_is_text)
+{
+    api_request r;
+    memset(&r, 0, sizeof r);
+    api_err e;
+    ck_assert_int_eq(api_tools_add(&r, "get", NULL, NULL, "tools[0]", &e), 0);
+    const char *in = "<tool_call>{\"name\":\"nope\",\"arguments\":{}}</tool_call>"
+                     "<tool_call>{\"name\":\"get\",\"arguments\":{}}</tool_call>";
+    api_toolparse p;
+    api_toolparse_init(&p, API_TOOLS_HERMES, false, NULL, 1);
+    p.req = &r;
+    out o;
+    memset(&o, 0, sizeof o);
+    ck_assert_int_eq(api_toolparse_feed(&p, in, strlen(in), on_emit, &o), 0);
+    ck_assert_int_eq(api_toolparse_end(&p, on_emit, &o), 0);
+    ck_assert_uint_eq(p.n_calls, 1);
+    ck_assert_str_eq(p.calls[0].name, "get");
+    ck_assert_str_eq(o.text, "<tool_call>{\"name\":\"nope\",\"arguments\":{}}</tool_call>");
+    api_toolparse_free(&p);
+    api_request_free(&r);
 }
 END_TEST
 
@@ -307,6 +340,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("toolcall");
     tcase_add_loop_test(tc, parse_formats, 0, (int)(sizeof CASES / sizeof *CASES));
     tcase_add_test(tc, parse_forced);
+    tcase_add_test(tc, unknown_function_is_text);
     tcase_add_test(tc, forced_schemas);
     tcase_add_test(tc, template_formats);
     suite_add_tcase(s, tc);
