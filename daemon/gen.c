@@ -14,6 +14,7 @@
 #include "gen_prep.h"
 #include "messages.h"
 #include "log.h"
+#include "daemon/metrics.h"
 #include "request.h"
 #include "response.h"
 
@@ -62,6 +63,7 @@ static void gen_req_free(void *arg)
             routing *rt = gr->g->rt;
             rt->job_secs = rt->job_secs > 0 ? 0.8 * rt->job_secs + 0.2 * secs : secs;
         }
+        metrics_job_end(gr->g->metrics, gr->job, gr->r ? gr->r->t_start_ns : 0);
         gr->job->notify = NULL;
         sched_cancel(gr->g->s, gr->job);
         sched_job_unref(gr->job);

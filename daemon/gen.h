@@ -40,6 +40,7 @@ typedef struct gen_service {
     const int *request_timeout; /* seconds, 0: none; live config */
     uv_loop_t *loop;
     routing *rt;               /* never NULL */
+    struct metrics *metrics;   /* GET /metrics (daemon/metrics.h); may be NULL */
     uint64_t n_requests;       /* for response ids */
 } gen_service;
 

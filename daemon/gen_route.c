@@ -128,12 +128,11 @@ static int act(gen_req *gr, double score, bool scored)
         http_add_header(gr->r, "X-Hearth-Route", dest);
         http_add_header(gr->r, "X-Hearth-Route-Reason", o->reason);
     }
+    routing_count(rt, o->to, o->reason);
     switch (o->to) {
     case ROUTE_TO_CLOUD:
-        rt->n_cloud++;
         return gen_cloud_start(gr);
     case ROUTE_TO_LOCAL:
-        rt->n_local++;
         if (local_of(gr) != LOCAL_OK) {
             if (gr->prep.failed)
                 return gen_prep_error(gr);
@@ -147,7 +146,6 @@ static int act(gen_req *gr, double score, bool scored)
         return gen_local_start(gr);
     case ROUTE_TO_REFUSE:
     default: {
-        rt->n_refused++;
         char msg[200];
         if (strncmp(o->reason, "privacy:", 8) == 0)
             snprintf(msg, sizeof msg, "The request contains data the privacy policy keeps "

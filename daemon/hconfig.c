@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <getopt.h>
 #include <ini.h>
 #include <limits.h>
@@ -60,6 +61,9 @@ static const config_key keys[] = {
     {"server", "webui", "webui", 0, K_AUTO_BOOL, OFF(webui), 0, 0, true,
      "serve the chat page at /: auto (on when host is a loopback address), "
      "yes or no (default auto)", NULL},
+    {"server", "metrics", "metrics", 0, K_AUTO_BOOL, OFF(metrics), 0, 0, true,
+     "serve Prometheus metrics at /metrics: auto (on when host is a loopback "
+     "address), yes or no (default auto)", NULL},
     {"model", "path", "model", 'm', K_STR, OFF(model_path), 0, 0, false,
      "GGUF model file to serve (default: none)", NULL},
     {"model", "threads", "threads", 't', K_INT, OFF(threads), 0, 1024, false,
@@ -128,6 +132,7 @@ void config_init(hearth_config *c)
     c->ping_interval = 5;
     c->request_timeout = 600;
     c->webui = -1;
+    c->metrics = -1;
     c->context = 4096;
     c->parallel = 4;
     c->log_level = LOG_INFO;
@@ -180,6 +185,25 @@ static int parse_size(const char *s, long long *out)
         return -1;
     *out = v * mul;
     return 0;
+}
+
+bool config_host_is_loopback(const char *host)
+{
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) ||
+               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
+}
+
+bool config_auto_on(int setting, const char *host)
+{
+    return setting >= 0 ? setting != 0 : config_host_is_loopback(host);
 }
 
 static bool host_valid(const char *s)

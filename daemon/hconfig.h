@@ -25,6 +25,7 @@ typedef struct hearth_config {
     char *api_key;          /* required as "Authorization: Bearer KEY"; NULL: open */
     int webui;              /* the chat page at /: 1 on, 0 off, -1 (auto) on when
                                host is a loopback address (daemon/webui.h) */
+    int metrics;            /* GET /metrics: the same (daemon/metrics.h) */
     /* [model] */
     char *model_path;       /* NULL: start without a model */
     int threads;            /* 0: one per core */
@@ -82,5 +83,14 @@ int config_reload(hearth_config *c, int argc, char **argv, char *restart_keys,
                   size_t rk_len, char *err, size_t errlen);
 
 void config_print_help(const char *prog, void *stream /* FILE* */);
+
+/* Whether host, a [server] host value (an IPv4 or IPv6 literal or
+ * "localhost"), is on loopback: 127.0.0.0/8, ::1, ::ffff:127.x.x.x. */
+bool config_host_is_loopback(const char *host);
+
+/* Whether a feature with an auto/yes/no key ([server] webui, metrics:
+ * 1 yes, 0 no, -1 auto) is on for the listen address host: auto is on
+ * when host is on loopback, where only this machine can reach it. */
+bool config_auto_on(int setting, const char *host);
 
 #endif

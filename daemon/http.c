@@ -167,6 +167,7 @@ static int route(http_server *s, http_req *r)
                    : rl != plen || strncmp(rt->path, r->url, plen) != 0)
             continue;
         path_known = true;
+        r->endpoint = rt->path;
         if (strcmp(rt->method, method) == 0) {
             hit = rt;
             break;
@@ -395,6 +396,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                  : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "timeout"
                  : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
                                                                   : "error");
+    if (s->cfg.on_done)
+        s->cfg.on_done(r, s->cfg.user);
     unwatch(r);
     if (r->app_free)
         r->app_free(r->app);

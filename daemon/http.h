@@ -27,6 +27,8 @@ typedef struct http_req {
     struct MHD_Connection *conn;
     const char *method; /* owned by MHD, valid for the request */
     const char *url;
+    const char *endpoint; /* the path pattern of the routes the URL matched
+                             (http_route.path), NULL when none did */
     char *body;         /* NUL-terminated; body_len bytes */
     size_t body_len;
     size_t body_cap;
@@ -82,6 +84,9 @@ typedef struct http_config {
     const http_route *routes;
     size_t n_routes;
     void *user;
+    /* Called with each request as it ends, after its log line (metrics);
+     * may be NULL. */
+    void (*on_done)(const http_req *r, void *user);
 } http_config;
 
 int http_start(http_server **out, uv_loop_t *loop, const http_config *cfg,

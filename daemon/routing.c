@@ -130,6 +130,31 @@ upstream *routing_pick(routing *rt, upstream *preferred, uint64_t now_ms)
     return NULL;
 }
 
+void routing_count(routing *rt, route_to to, const char *reason)
+{
+    if (to == ROUTE_TO_CLOUD)
+        rt->n_cloud++;
+    else if (to == ROUTE_TO_LOCAL)
+        rt->n_local++;
+    else
+        rt->n_refused++;
+    char key[sizeof rt->reasons[0].reason];
+    snprintf(key, sizeof key, "%.*s", (int)strcspn(reason, "="), reason);
+    size_t i = 0;
+    while (i < rt->n_reasons && !(rt->reasons[i].to == to && strcmp(rt->reasons[i].reason, key) == 0))
+        i++;
+    if (i == ROUTING_MAX_REASONS) {
+        rt->reasons_other[to <= ROUTE_TO_REFUSE ? to : ROUTE_TO_REFUSE]++;
+        return;
+    }
+    if (i == rt->n_reasons) {
+        rt->reasons[i] = (routing_reason){.to = to};
+        snprintf(rt->reasons[i].reason, sizeof rt->reasons[i].reason, "%s", key);
+        rt->n_reasons++;
+    }
+    rt->reasons[i].n++;
+}
+
 void *routing_health(routing *rt)
 {
     json_t *ups = json_array();

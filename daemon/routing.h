@@ -17,9 +17,18 @@
 #include "cloud.h"
 #include "device.h"
 #include "hconfig.h"
+#include "policy.h"
 #include "privacy.h"
 #include "score.h"
 #include "upstream.h"
+
+/* Decisions counted by where they went and why (/metrics). */
+#define ROUTING_MAX_REASONS 48
+typedef struct routing_reason {
+    route_to to;
+    char reason[40]; /* policy_out.reason, cut at '=' ("score=0.81": "score") */
+    uint64_t n;
+} routing_reason;
 
 typedef struct routing {
     const hearth_config *cfg; /* live: reloads apply */
@@ -34,6 +43,12 @@ typedef struct routing {
     double job_secs;          /* moving mean of local request durations */
     /* counters, for /health */
     uint64_t n_local, n_cloud, n_fallback, n_refused, n_cloud_failed;
+    /* the same decisions by reason, for /metrics: the reasons are a small
+     * set (router/policy.h); should the table fill, the rest count in
+     * reasons_other, by route_to */
+    routing_reason reasons[ROUTING_MAX_REASONS];
+    size_t n_reasons;
+    uint64_t reasons_other[ROUTE_TO_REFUSE + 1];
 } routing;
 
 int routing_init(routing *rt, const hearth_config *cfg, uv_loop_t *loop, char *err,
@@ -47,6 +62,9 @@ upstream *routing_find(routing *rt, const char *name);
  * available), NULL when none. */
 upstream *routing_pick(routing *rt, upstream *preferred, uint64_t now_ms);
 uint64_t routing_now_ms(void);
+
+/* Count one decision of the policy (the totals and the count by reason). */
+void routing_count(routing *rt, route_to to, const char *reason);
 
 /* The "router" object of /health (a jansson json_t *). */
 void *routing_health(routing *rt);

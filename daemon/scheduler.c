@@ -208,6 +208,7 @@ static void admit(sched *s)
         pthread_mutex_lock(&s->mu);
         sched_job *j = s->q_head;
         if (!j || j->n_choices > free_slots) {
+            s->n.slots_busy = s->p.n_slots - free_slots;
             pthread_mutex_unlock(&s->mu);
             return;
         }

@@ -62,6 +62,9 @@ typedef enum sched_status {
 typedef struct sched_counters {
     int running;         /* jobs holding slots */
     int queued;          /* jobs waiting for slots */
+    int slots_busy;      /* slots holding a sequence, as of the last
+                            admission (before each step, and once more
+                            before the thread sleeps) */
     uint64_t submitted;  /* jobs accepted by sched_submit */
     uint64_t ended;      /* jobs that ended (done), however they ended */
     uint64_t steps;      /* forward passes run */

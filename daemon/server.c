@@ -18,6 +18,7 @@
 #include "kernels.h"
 #include "http.h"
 #include "log.h"
+#include "daemon/metrics.h"
 #include "model.h"
 #include "routing.h"
 #include "scheduler.h"
@@ -32,6 +33,7 @@ typedef struct hearth_server {
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t deadline;
     http_server *http;
+    metrics *metrics;   /* GET /metrics (daemon/metrics.h) */
     uint64_t t_start_ns;
     bool stopping;
     /* model */
@@ -196,11 +198,42 @@ static int on_responses(http_req *r, void *user)
 static int on_webui(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    return webui_serve(r, webui_enabled(hs->cfg.webui, hs->cfg.host));
+    return webui_serve(r, config_auto_on(hs->cfg.webui, hs->cfg.host));
+}
+
+/* Prometheus metrics (docs/api/metrics.md); a 404 when [server] metrics
+ * turns them off. Not open: with an API key set, a scraper sends it
+ * (Prometheus's scrape config has `authorization`), as the figures tell
+ * how the server is used and which models it holds. */
+static int on_metrics(http_req *r, void *user)
+{
+    hearth_server *hs = user;
+    if (!config_auto_on(hs->cfg.metrics, hs->cfg.host))
+        return http_respond_not_found(r);
+    sched_counters n;
+    if (hs->sched)
+        sched_stats(hs->sched, &n);
+    metrics_now now = {.sched = hs->sched ? &n : NULL, .n_slots = hs->gen.n_slots,
+                       .in_flight = http_inflight(hs->http), .rt = &hs->rt};
+    size_t len = 0;
+    char *text = metrics_render(hs->metrics, &now, &len);
+    if (!text)
+        return http_respond_error(r, 500, "server_error", "out of memory", NULL, NULL);
+    int rc = http_respond(r, 200, METRICS_CONTENT_TYPE, text, len);
+    free(text);
+    return rc;
+}
+
+/* Every request, as it ends: counted by method, endpoint and status. */
+static void on_request_done(const http_req *r, void *user)
+{
+    hearth_server *hs = user;
+    metrics_request(hs->metrics, r->method, r->endpoint, r->status);
 }
 
 static const http_route routes[] = {
     {"GET", "/health", on_health, true},
+    {"GET", "/metrics", on_metrics, false},
     {"GET", "/", on_webui, true},
     {"GET", "/chat.js", on_webui, true},
     {"GET", "/chat.css", on_webui, true},
@@ -341,6 +374,7 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
     hs->gen.n_slots = sp.n_slots;
     if (hs->rt.n_ups)
         reference_nll(hs);
+    metrics_model_loaded(hs->metrics, hs->model_id, (double)(http_now_ns() - t0) / 1e9);
     log_info("model", "loaded %s: %s, %d layers, %.1fM parameters, context %d x %d "
              "slots, chat template %s, %s kernels, in %.0f ms",
              path, hp->arch_name, hp->n_layer, (double)model_n_params(hs->model) / 1e6,
@@ -471,9 +505,15 @@ int server_main(int argc, char **argv)
 
     int status = 1;
     uv_loop_init(&hs.loop);
+    hs.metrics = metrics_new();
     hs.gen = (gen_service){.ping_interval = &hs.cfg.ping_interval,
                            .request_timeout = &hs.cfg.request_timeout, .loop = &hs.loop,
-                           .rt = &hs.rt};
+                           .rt = &hs.rt, .metrics = hs.metrics};
+    if (!hs.metrics) {
+        fprintf(stderr, "hearthd: out of memory\n");
+        uv_loop_close(&hs.loop);
+        goto out;
+    }
     if (routing_init(&hs.rt, &hs.cfg, &hs.loop, err, sizeof err) < 0 ||
         model_open(&hs, err, sizeof err) < 0) {
         fprintf(stderr, "hearthd: %s\n", err);
@@ -486,6 +526,7 @@ int server_main(int argc, char **argv)
     http_config hc = {
         .host = hs.cfg.host, .port = hs.cfg.port, .max_body = hs.cfg.max_body,
         .api_key = &hs.cfg.api_key, .routes = routes, .n_routes = sizeof routes / sizeof routes[0], .user = &hs,
+        .on_done = on_request_done,
     };
     if (http_start(&hs.http, &hs.loop, &hc, err, sizeof err) < 0) {
         fprintf(stderr, "hearthd: %s\n", err);
@@ -505,10 +546,12 @@ int server_main(int argc, char **argv)
     uv_signal_start(&hs.sig_term, on_signal, SIGTERM);
     uv_signal_start(&hs.sig_hup, on_signal, SIGHUP);
 
-    log_info("server", "hearthd %s listening on %s:%d (model: %s, chat page: %s)",
+    log_info("server", "hearthd %s listening on %s:%d (model: %s, chat page: %s, "
+             "metrics: %s)",
              PACKAGE_VERSION, hs.cfg.host, http_bound_port(hs.http),
              hs.model_id ? hs.model_id : "none",
-             webui_enabled(hs.cfg.webui, hs.cfg.host) ? "on" : "off");
+             config_auto_on(hs.cfg.webui, hs.cfg.host) ? "on" : "off",
+             config_auto_on(hs.cfg.metrics, hs.cfg.host) ? "on" : "off");
     notify("READY=1");
 
     uv_run(&hs.loop, UV_RUN_DEFAULT);
@@ -518,6 +561,7 @@ int server_main(int argc, char **argv)
     status = 0;
 out:
     model_close(&hs);
+    metrics_free(hs.metrics);
     free(hs.model_id);
     config_free(&hs.cfg);
     return status;

@@ -1,9 +1,7 @@
 /* webui.c - see webui.h. */
 #include "webui.h"
 
-#include <arpa/inet.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <string.h>
 #include <strings.h>
 
@@ -14,22 +12,6 @@
 #define WEBUI_CSP                                                                       \
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "     \
     "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-
-bool webui_enabled(int setting, const char *host)
-{
-    if (setting >= 0)
-        return setting != 0;
-    if (strcmp(host, "localhost") == 0)
-        return true;
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (inet_pton(AF_INET, host, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, host, &a6) == 1)
-        return IN6_IS_ADDR_LOOPBACK(&a6) ||
-               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-    return false;
-}
 
 static const char *content_type(const char *name)
 {

@@ -5,7 +5,8 @@
  * page needs nothing at run time but the binary: no file system, no CDN.
  * The page is a client of the public API (/v1/models, /v1/chat/completions)
  * like any other; this module only serves its files, with a strict
- * Content-Security-Policy, and says whether they are served at all. */
+ * Content-Security-Policy. Whether they are served at all is [server]
+ * webui, read with config_auto_on (hconfig.h). */
 #ifndef HEARTH_WEBUI_H
 #define HEARTH_WEBUI_H
 
@@ -24,10 +25,6 @@ typedef struct webui_file {
 
 extern const webui_file webui_files[];
 extern const size_t webui_n_files;
-
-/* Whether the page is served: `setting` is [server] webui (1 yes, 0 no,
- * -1 auto: yes when `host`, the listen address, is a loopback address). */
-bool webui_enabled(int setting, const char *host);
 
 /* Answer GET or HEAD of "/" (index.html) or "/NAME" (an embedded file) with
  * the file, or 304 when the request's If-None-Match names its ETag; 404 in
