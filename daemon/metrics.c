@@ -9,27 +9,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/buf.h"
+
 /* ---------------------------------------------------------- the writer */
 
 static void put(metrics_text *t, const char *s, size_t n)
 {
-    if (t->failed)
-        return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 4096;
-        while (cap < t->len + n + 1)
-            cap *= 2;
-        char *nb = realloc(t->buf, cap);
-        if (!nb) {
-            t->failed = true;
-            return;
-        }
-        t->buf = nb;
-        t->cap = cap;
-    }
-    memcpy(t->buf + t->len, s, n);
-    t->len += n;
-    t->buf[t->len] = '\0';
+    if (!t->failed && buf_append(&t->buf, &t->len, &t->cap, s, n, 4096) < 0)
+        t->failed = true;
 }
 
 static void puts_(metrics_text *t, const char *s) { put(t, s, strlen(s)); }
