@@ -141,7 +141,8 @@ void routing_count(routing *rt, route_to to, const char *reason)
     char key[sizeof rt->reasons[0].reason];
     snprintf(key, sizeof key, "%.*s", (int)strcspn(reason, "="), reason);
     size_t i = 0;
-    while (i < rt->n_reasons && !(rt->reasons[i].to == to && strcmp(rt->reasons[i].reason, key) == 0))
+    while (i < rt->n_reasons &&
+           !(rt->reasons[i].to == to && strcmp(rt->reasons[i].reason, key) == 0))
         i++;
     if (i == ROUTING_MAX_REASONS) {
         rt->reasons_other[to <= ROUTE_TO_REFUSE ? to : ROUTE_TO_REFUSE]++;

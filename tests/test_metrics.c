@@ -352,6 +352,26 @@ static const char *type_of(const parsed *p, const char *name)
 
 static parsed P; /* large: static */
 
+/* Series and the values they must have (in P, parsed last). */
+typedef struct expected {
+    const char *name, *labels;
+    double value;
+} expected;
+
+static void expect(const expected *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double v = value_of(&P, w[i].name, w[i].labels);
+        ck_assert_msg(fabs(v - w[i].value) <= 1e-9 * fabs(w[i].value),
+                      "%s{%s} is %.17g, not %.17g", w[i].name, w[i].labels, v, w[i].value);
+    }
+}
+#define EXPECT(...)                                                                        \
+    do {                                                                                   \
+        const expected w_[] = {__VA_ARGS__};                                                   \
+        expect(w_, sizeof w_ / sizeof w_[0]);                                              \
+    } while (0)
+
 static void parse_ok(const char *text)
 {
     ck_assert_msg(parse(&P, text) == 0, "%s in:\n%s", P.err, text);
@@ -375,12 +395,9 @@ START_TEST(text_histogram_cumulative)
     ck_assert_msg(strstr(t.buf, "x_seconds_bucket{kind=\"a\",le=\"1\"} 2\n") != NULL, "%s",
                   t.buf);
     parse_ok(t.buf);
-    ck_assert_double_eq(value_of(&P, "x_seconds_bucket", "kind=a,le=1"), 2);
-    ck_assert_double_eq(value_of(&P, "x_seconds_bucket", "kind=a,le=2"), 3);
-    ck_assert_double_eq(value_of(&P, "x_seconds_bucket", "kind=a,le=5"), 4);
-    ck_assert_double_eq(value_of(&P, "x_seconds_bucket", "kind=a,le=+Inf"), 5);
-    ck_assert_double_eq(value_of(&P, "x_seconds_count", "kind=a"), 5);
-    ck_assert_double_eq(value_of(&P, "x_seconds_sum", "kind=a"), 15);
+    EXPECT({"x_seconds_bucket", "kind=a,le=1", 2}, {"x_seconds_bucket", "kind=a,le=2", 3},
+           {"x_seconds_bucket", "kind=a,le=5", 4}, {"x_seconds_bucket", "kind=a,le=+Inf", 5},
+           {"x_seconds_count", "kind=a", 5}, {"x_seconds_sum", "kind=a", 15});
     metrics_text_free(&t);
 }
 END_TEST
@@ -498,16 +515,13 @@ START_TEST(registry_requests_by_endpoint_and_status)
     char *text = render(m, &now);
     const char *n = "hearth_http_requests_total";
     ck_assert_str_eq(type_of(&P, n), "counter");
-    ck_assert_double_eq(value_of(&P, n, "method=POST,endpoint=/v1/chat/completions,status=200"),
-                        3);
-    ck_assert_double_eq(value_of(&P, n, "method=POST,endpoint=/v1/chat/completions,status=400"),
-                        1);
-    ck_assert_double_eq(value_of(&P, n, "method=POST,endpoint=/v1/chat/completions,status=none"),
-                        1);
-    ck_assert_double_eq(value_of(&P, n, "method=HEAD,endpoint=/health,status=200"), 1);
-    ck_assert_double_eq(value_of(&P, n, "method=other,endpoint=/health,status=405"), 1);
-    ck_assert_double_eq(value_of(&P, n, "method=GET,endpoint=other,status=404"), 1);
-    ck_assert_double_eq(value_of(&P, "hearth_http_requests_in_flight", ""), 2);
+    EXPECT({n, "method=POST,endpoint=/v1/chat/completions,status=200", 3},
+           {n, "method=POST,endpoint=/v1/chat/completions,status=400", 1},
+           {n, "method=POST,endpoint=/v1/chat/completions,status=none", 1},
+           {n, "method=HEAD,endpoint=/health,status=200", 1},
+           {n, "method=other,endpoint=/health,status=405", 1},
+           {n, "method=GET,endpoint=other,status=404", 1},
+           {"hearth_http_requests_in_flight", "", 2});
     free(text);
     /* the series are bounded: past the table's size, one "other" series */
     for (unsigned st = 100; st < 700; st++)
@@ -535,20 +549,30 @@ static sched_job *job(int n_choices, int n_prompt, int cached)
 
 #define MS 1000000ull
 
+/* A one-choice job that ended: submitted, first token (0: none) and end
+ * in milliseconds, its tokens and how it finished. */
+static sched_job *ended(int n_prompt, int cached, uint64_t submit, uint64_t first,
+                        uint64_t end, int n_gen, sched_finish f)
+{
+    sched_job *j = job(1, n_prompt, cached);
+    j->t_submit_ns = submit * MS;
+    j->t_first_ns = first * MS;
+    j->t_done_ns = end * MS;
+    j->done = true;
+    j->choices[0].n_gen = n_gen;
+    j->choices[0].finish = f;
+    return j;
+}
+
 /* TTFT from arrival to the first token; the mean gap between tokens from
  * the first to the end over (tokens - 1) of the longest choice; tokens as
  * the usage says. */
 START_TEST(registry_job_end_tokens_and_times)
 {
     metrics *m = metrics_new();
-    sched_job *a = job(1, 40, 8); /* 5 tokens: 4 gaps of 25 ms */
-    a->t_submit_ns = 1000 * MS;
-    a->t_first_ns = 1300 * MS;
-    a->t_done_ns = 1400 * MS;
-    a->done = true;
-    a->choices[0].n_gen = 5;
-    a->choices[0].finish = SCHED_FINISH_STOP;
-    metrics_job_end(m, a, 900 * MS); /* arrived 100 ms before its submission */
+    /* 5 tokens: 4 gaps of 25 ms; arrived 100 ms before its submission */
+    sched_job *a = ended(40, 8, 1000, 1300, 1400, 5, SCHED_FINISH_STOP);
+    metrics_job_end(m, a, 900 * MS);
 
     sched_job *b = job(2, 10, 0); /* two choices: 3 and 7 tokens */
     b->t_submit_ns = 2000 * MS;
@@ -561,57 +585,35 @@ START_TEST(registry_job_end_tokens_and_times)
     b->choices[1].finish = SCHED_FINISH_LENGTH;
     metrics_job_end(m, b, 0); /* no arrival time: from the submission */
 
-    sched_job *c = job(1, 20, 0); /* cancelled after 3 tokens: no gap figure */
-    c->t_submit_ns = 3000 * MS;
-    c->t_first_ns = 3020 * MS;
-    c->t_done_ns = 3090 * MS;
-    c->done = true;
-    c->choices[0].n_gen = 3;
-    c->choices[0].finish = SCHED_FINISH_CANCELLED;
+    /* cancelled after 3 tokens: no gap figure */
+    sched_job *c = ended(20, 0, 3000, 3020, 3090, 3, SCHED_FINISH_CANCELLED);
     metrics_job_end(m, c, 2990 * MS);
-
-    sched_job *d = job(1, 30, 0); /* cancelled in the queue: nothing ran */
-    d->t_submit_ns = 4000 * MS;
-    d->done = true;
-    d->choices[0].finish = SCHED_FINISH_CANCELLED;
+    /* cancelled in the queue: nothing ran */
+    sched_job *d = ended(30, 0, 4000, 0, 4001, 0, SCHED_FINISH_CANCELLED);
     metrics_job_end(m, d, 3999 * MS);
-
-    sched_job *e = job(1, 12, 0); /* one token only: a first token, no gap */
-    e->t_submit_ns = 5000 * MS;
-    e->t_first_ns = 5002 * MS;
-    e->t_done_ns = 5002 * MS;
-    e->done = true;
-    e->choices[0].n_gen = 1;
-    e->choices[0].finish = SCHED_FINISH_STOP;
+    /* one token only: a first token, no gap */
+    sched_job *e = ended(12, 0, 5000, 5002, 5002, 1, SCHED_FINISH_STOP);
     metrics_job_end(m, e, 5000 * MS);
     metrics_job_end(NULL, e, 0); /* no registry: nothing happens */
 
     metrics_now now = {0};
     char *text = render(m, &now);
-    ck_assert_double_eq(value_of(&P, "hearth_prompt_tokens_total", ""), 40 + 10 + 20 + 12);
-    ck_assert_double_eq(value_of(&P, "hearth_prompt_tokens_cached_total", ""), 8);
-    ck_assert_double_eq(value_of(&P, "hearth_completion_tokens_total", ""), 5 + 10 + 3 + 1);
     const char *t = "hearth_time_to_first_token_seconds";
     ck_assert_str_eq(type_of(&P, t), "histogram");
-    ck_assert_double_eq(value_of(&P, "hearth_time_to_first_token_seconds_count", ""), 4);
-    ck_assert_double_eq_tol(value_of(&P, "hearth_time_to_first_token_seconds_sum", ""),
-                            0.4 + 0.004 + 0.03 + 0.002, 1e-9);
-    /* 0.002, 0.004 <= 0.01; 0.03 <= 0.05; 0.4 <= 0.5 */
-    ck_assert_double_eq(value_of(&P, "hearth_time_to_first_token_seconds_bucket", "le=0.01"), 2);
-    ck_assert_double_eq(value_of(&P, "hearth_time_to_first_token_seconds_bucket", "le=0.025"),
-                        2);
-    ck_assert_double_eq(value_of(&P, "hearth_time_to_first_token_seconds_bucket", "le=0.05"), 3);
-    ck_assert_double_eq(value_of(&P, "hearth_time_to_first_token_seconds_bucket", "le=0.25"), 3);
-    ck_assert_double_eq(value_of(&P, "hearth_time_to_first_token_seconds_bucket", "le=0.5"), 4);
-    ck_assert_double_eq(value_of(&P, "hearth_inter_token_latency_seconds_count", ""), 2);
-    /* a: 100 ms / 4 = 25 ms; b: 6 ms / 6 = 1 ms */
-    ck_assert_double_eq_tol(value_of(&P, "hearth_inter_token_latency_seconds_sum", ""),
-                            0.025 + 0.001, 1e-9);
-    ck_assert_double_eq(value_of(&P, "hearth_inter_token_latency_seconds_bucket", "le=0.001"),
-                        1);
-    ck_assert_double_eq(value_of(&P, "hearth_inter_token_latency_seconds_bucket", "le=0.01"), 1);
-    ck_assert_double_eq(value_of(&P, "hearth_inter_token_latency_seconds_bucket", "le=0.025"),
-                        2);
+    const char *tb = "hearth_time_to_first_token_seconds_bucket";
+    const char *ib = "hearth_inter_token_latency_seconds_bucket";
+    EXPECT({"hearth_prompt_tokens_total", "", 40 + 10 + 20 + 12},
+           {"hearth_prompt_tokens_cached_total", "", 8},
+           {"hearth_completion_tokens_total", "", 5 + 10 + 3 + 1},
+           {"hearth_time_to_first_token_seconds_count", "", 4},
+           {"hearth_time_to_first_token_seconds_sum", "", 0.4 + 0.004 + 0.03 + 0.002},
+           /* 0.002, 0.004 <= 0.01; 0.03 <= 0.05; 0.4 <= 0.5 */
+           {tb, "le=0.01", 2}, {tb, "le=0.025", 2}, {tb, "le=0.05", 3}, {tb, "le=0.25", 3},
+           {tb, "le=0.5", 4},
+           /* a: 100 ms / 4 = 25 ms; b: 6 ms / 6 = 1 ms */
+           {"hearth_inter_token_latency_seconds_count", "", 2},
+           {"hearth_inter_token_latency_seconds_sum", "", 0.025 + 0.001},
+           {ib, "le=0.001", 1}, {ib, "le=0.01", 1}, {ib, "le=0.025", 2});
     free(text);
     sched_job *all[] = {a, b, c, d, e};
     for (int i = 0; i < 5; i++)
@@ -624,20 +626,14 @@ END_TEST
 START_TEST(registry_job_failed)
 {
     metrics *m = metrics_new();
-    sched_job *f = job(1, 16, 0);
-    f->t_submit_ns = 10 * MS;
-    f->t_first_ns = 20 * MS;
-    f->t_done_ns = 90 * MS;
-    f->done = true;
-    f->choices[0].n_gen = 4;
-    f->choices[0].finish = SCHED_FINISH_ERROR;
+    sched_job *f = ended(16, 0, 10, 20, 90, 4, SCHED_FINISH_ERROR);
     snprintf(f->error, sizeof f->error, "out of memory");
     metrics_job_end(m, f, 10 * MS);
     metrics_now now = {0};
     char *text = render(m, &now);
-    ck_assert_double_eq(value_of(&P, "hearth_completion_tokens_total", ""), 4);
-    ck_assert_double_eq(value_of(&P, "hearth_time_to_first_token_seconds_count", ""), 1);
-    ck_assert_double_eq(value_of(&P, "hearth_inter_token_latency_seconds_count", ""), 0);
+    EXPECT({"hearth_completion_tokens_total", "", 4},
+           {"hearth_time_to_first_token_seconds_count", "", 1},
+           {"hearth_inter_token_latency_seconds_count", "", 0});
     free(text);
     sched_job_unref(f);
     metrics_free(m);
@@ -681,39 +677,29 @@ START_TEST(registry_scrape_state)
                          .tokens = 300, .decode_ns = 1500 * MS};
     metrics_now now = {.sched = &sc, .n_slots = 4, .in_flight = 1, .rt = &rt};
     char *text = render(m, &now);
-    ck_assert_double_eq(value_of(&P, "hearth_queue_depth", ""), 5);
-    ck_assert_double_eq(value_of(&P, "hearth_requests_running", ""), 2);
-    ck_assert_double_eq(value_of(&P, "hearth_slots", ""), 4);
-    ck_assert_double_eq(value_of(&P, "hearth_slots_busy", ""), 3);
-    ck_assert_double_eq(value_of(&P, "hearth_forward_passes_total", ""), 11);
-    ck_assert_double_eq(value_of(&P, "hearth_forward_tokens_total", ""), 300);
-    ck_assert_double_eq(value_of(&P, "hearth_forward_seconds_total", ""), 1.5);
-    ck_assert_double_eq(value_of(&P, "hearth_models_loaded", ""), 2);
-    ck_assert_double_eq(value_of(&P, "hearth_model_load_seconds", "model=tiny"), 0.25);
-    ck_assert_double_eq(value_of(&P, "hearth_model_load_seconds", "model=we\"ird\\id"), 1.5);
+    EXPECT({"hearth_queue_depth", "", 5}, {"hearth_requests_running", "", 2},
+           {"hearth_slots", "", 4}, {"hearth_slots_busy", "", 3},
+           {"hearth_forward_passes_total", "", 11}, {"hearth_forward_tokens_total", "", 300},
+           {"hearth_forward_seconds_total", "", 1.5}, {"hearth_models_loaded", "", 2},
+           {"hearth_model_load_seconds", "model=tiny", 0.25},
+           {"hearth_model_load_seconds", "model=we\"ird\\id", 1.5});
     ck_assert(isnan(value_of(&P, "hearth_model_load_seconds", "model=gone")));
     ck_assert(strstr(text, "model=\"we\\\"ird\\\\id\"") != NULL);
     ck_assert_double_gt(value_of(&P, "hearth_resident_memory_bytes", ""), 1 << 20);
     const char *d = "hearth_route_decisions_total";
-    ck_assert_double_eq(value_of(&P, d, "route=local,reason=score"), 1);
-    ck_assert_double_eq(value_of(&P, d, "route=cloud,reason=score"), 2);
-    ck_assert_double_eq(value_of(&P, d, "route=refused,reason=privacy:email"), 1);
-    ck_assert_double_eq(value_of(&P, d, "route=local,reason=no-upstream"), 1);
-    /* 4 entries used above: ROUTING_MAX_REASONS - 4 of the r%d, the rest other */
-    ck_assert_double_eq(value_of(&P, d, "route=local,reason=r0"), 1);
-    ck_assert_double_eq(value_of(&P, d, "route=local,reason=r43"), 1);
+    /* 4 entries used first: ROUTING_MAX_REASONS - 4 of the r%d, the rest other */
+    EXPECT({d, "route=local,reason=score", 1}, {d, "route=cloud,reason=score", 2},
+           {d, "route=refused,reason=privacy:email", 1}, {d, "route=local,reason=no-upstream", 1},
+           {d, "route=local,reason=r0", 1}, {d, "route=local,reason=r43", 1},
+           {d, "route=local,reason=other", 14}, {"hearth_route_fallbacks_total", "", 3},
+           {"hearth_cloud_requests_total", "upstream=big,result=ok", 7},
+           {"hearth_cloud_requests_total", "upstream=big,result=error", 2});
     ck_assert(isnan(value_of(&P, d, "route=local,reason=r44")));
-    ck_assert_double_eq(value_of(&P, d, "route=local,reason=other"), 14);
-    ck_assert_double_eq(value_of(&P, "hearth_route_fallbacks_total", ""), 3);
-    ck_assert_double_eq(value_of(&P, "hearth_cloud_requests_total", "upstream=big,result=ok"), 7);
-    ck_assert_double_eq(value_of(&P, "hearth_cloud_requests_total", "upstream=big,result=error"),
-                        2);
     free(text);
     /* without a model, upstreams or router: zeros, and no cloud family */
     metrics_now bare = {0};
     text = render(m, &bare);
-    ck_assert_double_eq(value_of(&P, "hearth_slots", ""), 0);
-    ck_assert_double_eq(value_of(&P, "hearth_queue_depth", ""), 0);
+    EXPECT({"hearth_slots", "", 0}, {"hearth_queue_depth", "", 0});
     ck_assert_int_lt(find_family(&P, "hearth_cloud_requests_total"), 0);
     ck_assert_int_lt(find_family(&P, "hearth_route_decisions_total"), 0);
     free(text);
