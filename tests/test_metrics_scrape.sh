@@ -1,15 +1,16 @@
 #!/bin/sh
-# test_metrics.sh - GET /metrics through a real hearthd serving stories260K
+# test_metrics_scrape.sh - GET /metrics through a real hearthd serving stories260K
 # (docs/api/metrics.md). A few known requests (two chat completions, one
 # streamed, a 404 for an unknown model, a 400 for a broken body, an unknown
 # path), then a scrape: every count moved exactly as they say (requests by
 # endpoint and status, tokens as their usage said, one time-to-first-token
 # per generation, one inter-token figure per generation of two tokens or
 # more, route decisions), the gauges are at rest, and the whole text passes
-# a strict parser of the Prometheus text format 0.0.4. Then the API key
-# (needed here, unlike /health), [server] metrics = no (a 404 in the API's
-# error shape) and yes after SIGHUP. Exit 77 (skip) without the model or
-# python3.
+# a strict parser of the Prometheus text format 0.0.4. Then an upstream
+# that refuses connections (a cloud decision, its error, the fallback), the
+# API key (needed here, unlike /health), [server] metrics = no (a 404 in the
+# API's error shape) and yes after SIGHUP. Exit 77 (skip) without the model
+# or python3.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/hearthd.sh"
@@ -300,6 +301,26 @@ if mode == "counts":
     ok(status == 200 and body == b"" and h.get("Content-Type", "").startswith("text/plain"),
        "HEAD /metrics")
 
+elif mode == "cloud":  # an upstream that refuses connections, fallback on
+    status, _, _ = chat({"model": "dead"})
+    ok(status == 200, "a request for the dead upstream answered locally")
+    status, _, _ = request("POST", CHAT, json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).encode(),
+        {"Content-Type": "application/json", "X-Hearth-Route": "local"})
+    ok(status == 200, "X-Hearth-Route: local")
+    fams = wait_for(lambda f: get(f, "hearth_http_requests_total", method="POST",
+                                  endpoint=CHAT, status="200") == 2, "both counted")
+    D = "hearth_route_decisions_total"
+    ok(get(fams, D, route="cloud", reason="model") == 1, "decision: cloud, model")
+    ok(get(fams, D, route="local", reason="header") == 1, "decision: local, header")
+    ok(sum(len(f["samples"]) for n, f in fams.items() if n == D) == 2, "no other decision")
+    ok(get(fams, "hearth_route_fallbacks_total") == 1, "one fallback")
+    C = "hearth_cloud_requests_total"
+    ok(get(fams, C, upstream="dead", result="error") == 1 and
+       get(fams, C, upstream="dead", result="ok") == 0, "the upstream's error counted")
+    ok(get(fams, "hearth_time_to_first_token_seconds_count") == 2,
+       "both answered locally: two first tokens")
+
 elif mode == "key":
     status, h, body = request("GET", "/metrics")
     ok(status == 401 and json.loads(body)["error"]["code"] == "invalid_api_key",
@@ -337,11 +358,16 @@ check counts "http://127.0.0.1:$port" "$pid" || rc=1
 hearthd_stop
 [ "$hearthd_status" -eq 0 ] || { echo "hearthd exited with $hearthd_status"; cat "$log"; rc=1; }
 
+conf="$tmp/hearth.conf"
+printf '[upstream.dead]\nurl = http://127.0.0.1:1/v1\nmodel = gone\nconnect_timeout = 5\n' >"$conf"
+hearthd_start --model "$model" --config "$conf"
+check cloud "http://127.0.0.1:$port" || rc=1
+hearthd_stop
+
 hearthd_start --model "$model" --api-key sekrit
 check key "http://127.0.0.1:$port" || rc=1
 hearthd_stop
 
-conf="$tmp/hearth.conf"
 printf '[server]\nmetrics = no\n' >"$conf"
 hearthd_start --config "$conf"
 grep -q "metrics: off" "$log" || { echo "FAIL start-up line without 'metrics: off'"; rc=1; }
