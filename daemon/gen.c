@@ -648,9 +648,8 @@ static int handle(gen_service *g, http_req *r, api_kind kind, bool count_only)
      * pool; the connection waits suspended. */
     gr->prep = (gen_prep){.g = g, .kind = kind, .body = r->body, .body_len = r->body_len,
                           .count_only = count_only,
-                          /* only the OpenAI chat format goes upstream */
-                          .keep_body = g->rt->n_ups > 0 &&
-                                       (kind == API_CHAT || kind == API_COMPLETION)};
+                          /* with upstreams, the privacy guard reads it */
+                          .keep_body = g->rt->n_ups > 0};
     r->body = NULL;
     r->body_len = r->body_cap = 0;
     gr->work.data = gr;

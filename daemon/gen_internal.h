@@ -12,7 +12,9 @@
 #include "dialect.h"
 #include "gen.h"
 #include "gen_prep.h"
+#include "from_chat.h"
 #include "gen_tools.h"
+#include "gen_translate.h"
 #include "policy.h"
 #include "privacy.h"
 #include "relay.h"
@@ -49,6 +51,7 @@ typedef struct gen_req {
     /* cloud (gen_cloud.c) */
     cloud_req *creq;     /* NULL when not running */
     relay *rl;
+    api_from_chat *fc;   /* Messages/Responses: the chat answer translated */
     privacy_map *map;    /* redaction: placeholders and originals */
     long c_status;       /* the upstream's HTTP status, 0 until known */
     char *cbuf;          /* non-streamed or error body */

@@ -175,7 +175,7 @@ static int on_completion(http_req *r, void *user)
 static int on_messages(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    return hs->sched ? gen_messages(&hs->gen, r) : no_model(r);
+    return hs->sched || hs->rt.n_ups ? gen_messages(&hs->gen, r) : no_model(r);
 }
 
 static int on_count_tokens(http_req *r, void *user)
@@ -187,7 +187,7 @@ static int on_count_tokens(http_req *r, void *user)
 static int on_responses(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    return hs->sched ? gen_responses(&hs->gen, r) : no_model(r);
+    return hs->sched || hs->rt.n_ups ? gen_responses(&hs->gen, r) : no_model(r);
 }
 
 /* The chat page and its files (daemon/webui.h); a 404 when [server] webui
