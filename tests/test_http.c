@@ -137,7 +137,7 @@ START_TEST(http_body_too_large)
     /* chunked: no length up front, the limit applies as the body arrives */
     int fd = tu_connect(d.port);
     ck_assert_int_ge(fd, 0);
-    const char *head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+    const char *head = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
                        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
     ck_assert_int_eq(tu_send(fd, head, strlen(head)), 0);
     char chunk[700];
@@ -192,7 +192,7 @@ START_TEST(http_keep_alive)
     const int want[] = {200, 404, 200};
     for (int i = 0; i < 3; i++) {
         char req[256];
-        int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
+        int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", paths[i]);
         ck_assert_int_eq(tu_send(fd, req, (size_t)n), 0);
         http_resp r;
         ck_assert_int_eq(tu_read_response(fd, &r, 10000), 0);
@@ -229,7 +229,7 @@ START_TEST(http_sigterm_finishes_inflight)
     start(NULL);
     int fd = tu_connect(d.port);
     ck_assert_int_ge(fd, 0);
-    const char *head = "POST /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234";
+    const char *head = "POST /v1/models HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n01234";
     ck_assert_int_eq(tu_send(fd, head, strlen(head)), 0);
     ck_assert_msg(wait_in_flight(2, 5000), "the partial request never arrived");
     kill(d.pid, SIGTERM);
@@ -257,7 +257,7 @@ START_TEST(http_sigterm_deadline)
     const char *args[] = {"--shutdown-timeout", "1", NULL};
     start(args);
     int fd = tu_connect(d.port);
-    const char *head = "POST /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01";
+    const char *head = "POST /v1/models HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n01";
     ck_assert_int_eq(tu_send(fd, head, strlen(head)), 0);
     ck_assert_msg(wait_in_flight(2, 5000), "the partial request never arrived");
     kill(d.pid, SIGTERM);
@@ -317,7 +317,7 @@ static int get_with_auth(const char *path, const char *auth)
     int fd = tu_connect(d.port);
     ck_assert_int_ge(fd, 0);
     char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n%s%s%sConnection: close\r\n\r\n",
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\n%s%s%sConnection: close\r\n\r\n",
                      path, auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "");
     ck_assert_int_eq(tu_send(fd, req, (size_t)n), 0);
     http_resp r;
