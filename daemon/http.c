@@ -662,6 +662,8 @@ static int start_listener(http_server *s, http_listener *l, int unix_fd, char *e
  * to what the limit allows. */
 static void fit_file_limit(http_server *s, int n_listeners)
 {
+    if (n_listeners < 1)
+        n_listeners = 1;
     unsigned long per = (unsigned long)s->cfg.max_connections + HTTP_CONN_RESERVE;
     unsigned long need = per * (unsigned long)n_listeners + 256;
     unsigned long have = listen_raise_nofile(need);

@@ -365,6 +365,15 @@ static void raw(const char *req, http_resp *r)
     close(fd);
 }
 
+/* A connection that sent `text` (part of a request, say) and waits. */
+static int send_partial(const char *text)
+{
+    int fd = tu_connect(d.port);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_send(fd, text, strlen(text)), 0);
+    return fd;
+}
+
 static int get_host(const char *host)
 {
     char req[512];
@@ -719,9 +728,8 @@ START_TEST(door_header_timeout)
 {
     const char *args[] = {"--header-timeout", "1", NULL};
     start(args);
-    int idle = tu_connect(d.port);
     const char *part = "GET /health HTTP/1.1\r\nHost: local";
-    ck_assert_int_eq(tu_send(idle, part, strlen(part)), 0);
+    int idle = send_partial(part);
     long long t = wait_closed(idle, 10000);
     ck_assert_msg(t >= 900, "closed after %lld ms (-1: not within 10 s), deadline 1 s", t);
     close(idle);
@@ -740,9 +748,7 @@ START_TEST(door_header_timeout)
     ck_assert_msg(closed >= 900 && closed < 5000, "drip closed after %lld ms", closed);
 
     /* kept alive after an answer: the next request's headers within 1 s */
-    int ka = tu_connect(d.port);
-    const char *req = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    ck_assert_int_eq(tu_send(ka, req, strlen(req)), 0);
+    int ka = send_partial("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     http_resp r;
     ck_assert_int_eq(tu_read_response(ka, &r, 10000), 0);
     ck_assert_int_eq(r.status, 200);
@@ -759,9 +765,8 @@ START_TEST(door_idle_timeout)
 {
     const char *args[] = {"--idle-timeout", "1", "--header-timeout", "0", NULL};
     start(args);
-    int fd = tu_connect(d.port);
-    const char *head = "POST /v1/models HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n01";
-    ck_assert_int_eq(tu_send(fd, head, strlen(head)), 0);
+    int fd = send_partial("POST /v1/models HTTP/1.1\r\nHost: localhost\r\n"
+                          "Content-Length: 10\r\n\r\n01");
     long long t = wait_closed(fd, 10000);
     ck_assert_msg(t >= 900, "closed after %lld ms (-1: not within 10 s), timeout 1 s", t);
     close(fd);
@@ -790,17 +795,13 @@ START_TEST(door_connection_limit)
     start(args);
     int fds[3];
     const char *part = "GET /health HTTP/1.1\r\nHost: local";
-    for (int i = 0; i < 3; i++) {
-        fds[i] = tu_connect(d.port);
-        ck_assert_int_ge(fds[i], 0);
-        ck_assert_int_eq(tu_send(fds[i], part, strlen(part)), 0);
-    }
+    for (int i = 0; i < 3; i++)
+        fds[i] = send_partial(part);
     /* the three idle ones and this request make four: still answered */
     long long t0 = ms_now();
     while (health_connections() != 4)
         ck_assert_msg(ms_now() - t0 < 5000, "the idle connections were not accepted");
-    int fourth = tu_connect(d.port);
-    ck_assert_int_eq(tu_send(fourth, part, strlen(part)), 0);
+    int fourth = send_partial(part);
     /* the fifth: a clear refusal, and the connection closed */
     http_resp r;
     ck_assert_int_eq(tu_request(d.port, "GET", "/health", NULL, &r), 0);
@@ -955,6 +956,49 @@ START_TEST(startup_help)
 }
 END_TEST
 
+/* conf/hearth.conf lists every key --help names, in its section, and
+ * hearthd starts with it as it is. */
+START_TEST(startup_shipped_config)
+{
+    const char *srcdir = getenv("srcdir");
+    char conf_path[1024];
+    snprintf(conf_path, sizeof conf_path, "%s/conf/hearth.conf", srcdir ? srcdir : "..");
+    FILE *f = fopen(conf_path, "r");
+    ck_assert_msg(f != NULL, "cannot read %s", conf_path);
+    static char conf[65536];
+    size_t n = fread(conf, 1, sizeof conf - 1, f);
+    conf[n] = '\0';
+    fclose(f);
+    const char *help[] = {"--help", NULL};
+    static char out[16384];
+    ck_assert_int_eq(tu_run_hearthd(help, out, sizeof out), 0);
+    int keys = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        char *open = strrchr(line, '[');
+        char section[64], name[64];
+        if (!open || sscanf(open, "[%63[a-z_.]] %63[a-z_]", section, name) != 2)
+            continue;
+        /* the key, set or commented out, after its [section] header */
+        char head[80], set[80], off[80];
+        snprintf(head, sizeof head, "\n[%s]\n", section);
+        snprintf(set, sizeof set, "\n%s =", name);
+        snprintf(off, sizeof off, "\n# %s =", name);
+        const char *sec = strstr(conf, head);
+        ck_assert_msg(sec != NULL, "%s has no [%s]", conf_path, section);
+        const char *next = strstr(sec + 1, "\n[");
+        const char *at = strstr(sec, set);
+        if (!at || (next && at > next))
+            at = strstr(sec, off);
+        ck_assert_msg(at && (!next || at < next), "%s lacks [%s] %s", conf_path, section, name);
+        keys++;
+    }
+    ck_assert_int_gt(keys, 30);
+    const char *args[] = {"--config", conf_path, NULL};
+    start(args);
+    stop_ok();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("http");
@@ -992,6 +1036,7 @@ static Suite *suite(void)
     tcase_add_test(t, startup_port_in_use);
     tcase_add_test(t, startup_missing_model);
     tcase_add_test(t, startup_help);
+    tcase_add_test(t, startup_shipped_config);
     suite_add_tcase(s, t);
     return s;
 }

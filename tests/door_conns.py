@@ -1,12 +1,20 @@
 #!/usr/bin/env python3
-"""door_idle.py PORT N HEADER_TIMEOUT - for tests/test_door.sh.
+"""door_conns.py - connections against hearthd on 127.0.0.1, for tests/test_door.sh.
 
-Opens N connections to hearthd on 127.0.0.1:PORT that each send part of a
-request's headers and then nothing. Checks that /health still answers at
-once (and counts them all open), that the server closes every one of them
-once HEADER_TIMEOUT seconds have passed since it was opened (and none much
-before), and that /health then counts only itself. Exit 0 when all holds,
-1 otherwise, 77 when this process may not open N sockets.
+door_conns.py idle PORT N HEADER_TIMEOUT
+    Opens N connections that each send part of a request's headers and then
+    nothing. Checks that /health still answers at once (and counts them all
+    open), that the server closes every one of them once HEADER_TIMEOUT
+    seconds have passed since it was opened (and none much before), and
+    that /health then counts only itself.
+
+door_conns.py limit PORT MAX
+    Holds MAX - 1 idle connections (waiting until /health counts them and
+    itself: MAX), opens one more, and checks that a request beyond MAX gets
+    503 too_many_connections and is closed.
+
+Exit 0 when all holds, 1 otherwise, 77 when this process or hearthd may not
+open enough sockets.
 """
 import json
 import resource
@@ -18,10 +26,12 @@ import time
 PARTIAL = b"GET /health HTTP/1.1\r\nHost: local"
 
 
-def health(port, timeout):
+def get(port, path, timeout):
+    """One request; (status, head, body, seconds). The server closes."""
     t0 = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n"
+                  b"Connection: close\r\n\r\n")
         data = b""
         while True:
             chunk = s.recv(65536)
@@ -29,12 +39,34 @@ def health(port, timeout):
                 break
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split()[1])
-    return status, json.loads(body), time.monotonic() - t0
+    return int(head.split()[1]), head, body, time.monotonic() - t0
 
 
-def main():
-    port, n, timeout = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+def health(port, timeout):
+    status, _, body, took = get(port, b"/health", timeout)
+    return status, json.loads(body), took
+
+
+def partial(port):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(PARTIAL)
+    return s
+
+
+def limit(port, most):
+    held = [partial(port) for _ in range(most - 1)]
+    deadline = time.monotonic() + 5
+    while health(port, 5)[1]["connections"]["open"] != most:  # and itself
+        if time.monotonic() > deadline:
+            print("FAIL: the idle connections were not accepted")
+            return 1
+    held.append(partial(port))
+    status, head, body, _ = get(port, b"/health", 5)
+    print(head.decode().splitlines()[0], "(then closed)")
+    return 0 if status == 503 and b"too_many_connections" in body else 1
+
+
+def idle(port, n, timeout):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = n + 64
     if soft < need:
@@ -43,12 +75,17 @@ def main():
             return 77
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
+    _, h, _ = health(port, 5)
+    if h["connections"]["max"] < n + 1:
+        print(f"SKIP: hearthd may keep {h['connections']['max']} connections (its open-file "
+              f"limit), {n + 1} needed")
+        return 77
+
     opened = {}
     sel = selectors.DefaultSelector()
     t_first = time.monotonic()
     for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(PARTIAL)
+        s = partial(port)
         s.setblocking(False)
         opened[s] = time.monotonic()
         sel.register(s, selectors.EVENT_READ)
@@ -102,6 +139,13 @@ def main():
         print("FAIL: connections left open")
         ok = False
     return 0 if ok else 1
+
+
+def main():
+    port = int(sys.argv[2])
+    if sys.argv[1] == "limit":
+        return limit(port, int(sys.argv[3]))
+    return idle(port, int(sys.argv[3]), float(sys.argv[4]))
 
 
 if __name__ == "__main__":
