@@ -95,12 +95,15 @@ def idle(port, n, timeout):
     ok = True
     status, h, took = health(port, 5)
     print(f"/health: {status} in {took * 1000:.0f} ms, {h['connections']['open']} open")
-    if status != 200 or took > 2:
-        print("FAIL: /health was not answered at once")
+    # answered within a deadline (the first accepts all the connections
+    # queued before it: seconds under ThreadSanitizer), and while every
+    # idle one is still open: it counts them all
+    if status != 200 or took > 5:
+        print("FAIL: /health was not answered within 5 s")
         ok = False
-    # all accepted (only while none can have reached its deadline yet)
-    if time.monotonic() - t_first < timeout - 0.5 and h["connections"]["open"] != n + 1:
-        print(f"FAIL: {n + 1} connections expected open")
+    if h["connections"]["open"] != n + 1:
+        print(f"FAIL: {n + 1} connections expected open (header_timeout too short "
+              "for this machine?)")
         ok = False
 
     closed_after = []

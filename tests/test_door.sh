@@ -42,7 +42,7 @@ esac
 # ---- one hearthd: model, CORS, a Unix socket, small limits
 sock="$tmp/hearth.sock"
 hearthd_start --model "$model" --cors-origins "http://app.example" --socket "$sock" \
-    --socket-mode 0660 --max-messages 4 --header-timeout 3
+    --socket-mode 0660 --max-messages 4 --header-timeout 10
 base="http://127.0.0.1:$port"
 
 check "Host evil.example.com" 403 "$(status -H 'Host: evil.example.com' "$base/v1/models")"
@@ -91,7 +91,7 @@ grep -q '"param":"messages"' "$tmp/body" && grep -q '"code":"too_many_messages"'
     fail "5 messages: $(cat "$tmp/body")"
 
 # 1,100 connections that never finish their headers
-python3 "$here/door_conns.py" idle "$port" 1100 3; rc=$?
+python3 "$here/door_conns.py" idle "$port" 1100 10; rc=$?
 [ $rc -eq 77 ] && echo "SKIP: the idle connections (not enough open files allowed)"
 [ $rc -eq 0 ] || [ $rc -eq 77 ] || fail "door_conns.py idle"
 finish
