@@ -22,9 +22,20 @@ typedef struct hearth_config {
     int max_queue;          /* generation requests waiting for a slot */
     int ping_interval;      /* seconds between SSE ": ping" lines while waiting */
     int request_timeout;    /* seconds a generation may take; 0: no limit */
-    char *api_key;          /* required as "Authorization: Bearer KEY"; NULL: open */
+    char *api_key;          /* keys, comma or space separated; NULL: open */
     int webui;              /* the chat page at /: 1 on, 0 off, -1 (auto) on when
                                host is a loopback address (daemon/webui.h) */
+    char *api_key_file;     /* more keys, one a line (daemon/door.h) */
+    char *allowed_hosts;    /* host names besides loopback ones, as a list */
+    char *cors_origins;     /* origins that may read responses, as a list */
+    char *socket_path;      /* Unix domain socket to listen on too; NULL: none */
+    int socket_mode;        /* its permission bits */
+    int tcp;                /* bool: listen on host:port */
+    int max_connections;    /* open at once; more are answered 503 */
+    int header_timeout;     /* seconds to receive a request's headers; 0: none */
+    int idle_timeout;       /* seconds without a byte either way; 0: none */
+    long long max_header;   /* bytes of request line and headers */
+    int max_messages;       /* messages in one generation request; 0: no limit */
     /* [model] */
     char *model_path;       /* NULL: start without a model */
     int threads;            /* 0: one per core */
