@@ -39,13 +39,13 @@ void api_from_chat_free(api_from_chat *t);
 /* One chunk (JSON text): the bytes to send are appended to *out (a
  * growable buffer, see engine/buf.h). 0, or -1 when the chunk is not a
  * chat chunk object or memory ran out. */
-int api_from_chat_chunk(api_from_chat *t, const char *json, size_t len, char **out,
-                        size_t *out_len, size_t *out_cap);
+int api_from_chat_chunk(api_from_chat *t, const char *json, size_t n, char **out, size_t *len,
+                        size_t *cap);
 /* The stream ended ([DONE]): whatever is still due (finish, end). */
-int api_from_chat_done(api_from_chat *t, char **out, size_t *out_len, size_t *out_cap);
+int api_from_chat_done(api_from_chat *t, char **out, size_t *len, size_t *cap);
 
 /* A whole chat.completion as the dialect's whole answer, malloc'd; NULL
  * when it is not one (or out of memory). */
-char *api_from_chat_full(const api_dialect *d, api_stream *st, const char *json, size_t len);
+char *api_from_chat_full(const api_dialect *d, api_stream *st, const char *json, size_t n);
 
 #endif
