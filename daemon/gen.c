@@ -273,6 +273,17 @@ int gen_pend_add(gen_req *gr, const char *s, size_t n)
     return buf_append(&gr->pend, &gr->pend_len, &gr->pend_cap, s, n, 4096);
 }
 
+size_t gen_pend_out(gen_req *gr, char *buf, size_t max)
+{
+    size_t n = gr->pend_len - gr->pend_off;
+    if (n > max)
+        n = max;
+    memcpy(buf, gr->pend + gr->pend_off, n);
+    gr->pend_off += n;
+    gr->r->bytes += n;
+    return n;
+}
+
 /* Queue rendered bytes (takes ownership; NULL: out of memory). */
 static int pend_take(gen_req *gr, char *bytes)
 {
@@ -398,12 +409,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
             }
         }
     }
-    size_t n = gr->pend_len - gr->pend_off;
-    if (n > max)
-        n = max;
-    memcpy(buf, gr->pend + gr->pend_off, n);
-    gr->pend_off += n;
-    gr->r->bytes += n;
+    size_t n = gen_pend_out(gr, buf, max);
     gr->ping_due = false;
     if (gr->ping)
         uv_timer_again(gr->ping);

@@ -152,13 +152,7 @@ static ssize_t translated_reader(gen_req *gr, char *buf, size_t max)
             return 0;
         }
     }
-    size_t n = gr->pend_len - gr->pend_off;
-    if (n > max)
-        n = max;
-    memcpy(buf, gr->pend + gr->pend_off, n);
-    gr->pend_off += n;
-    gr->r->bytes += n;
-    return (ssize_t)n;
+    return (ssize_t)gen_pend_out(gr, buf, max);
 }
 
 static ssize_t cloud_reader(void *cls, uint64_t pos, char *buf, size_t max)
