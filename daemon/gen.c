@@ -275,6 +275,17 @@ int gen_pend_add(gen_req *gr, const char *s, size_t n)
     return buf_append(&gr->pend, &gr->pend_len, &gr->pend_cap, s, n, 4096);
 }
 
+size_t gen_pend_out(gen_req *gr, char *buf, size_t max)
+{
+    size_t n = gr->pend_len - gr->pend_off;
+    if (n > max)
+        n = max;
+    memcpy(buf, gr->pend + gr->pend_off, n);
+    gr->pend_off += n;
+    gr->r->bytes += n;
+    return n;
+}
+
 /* Queue rendered bytes (takes ownership; NULL: out of memory). */
 static int pend_take(gen_req *gr, char *bytes)
 {
@@ -400,12 +411,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
             }
         }
     }
-    size_t n = gr->pend_len - gr->pend_off;
-    if (n > max)
-        n = max;
-    memcpy(buf, gr->pend + gr->pend_off, n);
-    gr->pend_off += n;
-    gr->r->bytes += n;
+    size_t n = gen_pend_out(gr, buf, max);
     gr->ping_due = false;
     if (gr->ping)
         uv_timer_again(gr->ping);
@@ -650,9 +656,8 @@ static int handle(gen_service *g, http_req *r, api_kind kind, bool count_only)
      * pool; the connection waits suspended. */
     gr->prep = (gen_prep){.g = g, .kind = kind, .body = r->body, .body_len = r->body_len,
                           .count_only = count_only,
-                          /* only the OpenAI chat format goes upstream */
-                          .keep_body = g->rt->n_ups > 0 &&
-                                       (kind == API_CHAT || kind == API_COMPLETION)};
+                          /* with upstreams, the privacy guard reads it */
+                          .keep_body = g->rt->n_ups > 0};
     r->body = NULL;
     r->body_len = r->body_cap = 0;
     gr->work.data = gr;

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "chat_body.h"
 #include "forward.h"
 #include "gen_internal.h"
 #include "log.h"
@@ -132,12 +133,36 @@ static int fall_back(gen_req *gr)
     return gen_local_start(gr);
 }
 
+/* A stream translated into the client's dialect: served from gr->pend. */
+static ssize_t translated_reader(gen_req *gr, char *buf, size_t max)
+{
+    if (gr->pend_off == gr->pend_len) {
+        gr->pend_off = gr->pend_len = 0;
+        if (gen_translate_pull(gr) < 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (gr->pend_len == 0 && gr->c_done && !gr->fc->ended &&
+            api_from_chat_done(gr->fc, &gr->pend, &gr->pend_len, &gr->pend_cap) < 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (gr->pend_len == 0) {
+            if (gr->c_done || gr->fc->ended) {
+                account(gr, NULL);
+                return MHD_CONTENT_READER_END_OF_STREAM;
+            }
+            http_suspend(gr->r); /* on_data resumes it */
+            return 0;
+        }
+    }
+    return (ssize_t)gen_pend_out(gr, buf, max);
+}
+
 static ssize_t cloud_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
     gen_req *gr = cls;
     if (gr->r->client_gone)
         return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (gen_translating(gr))
+        return translated_reader(gr, buf, max);
     size_t n = 0;
     const char *p = relay_pending(gr->rl, &n);
     if (n == 0) {
@@ -197,7 +222,7 @@ static int on_cloud(http_req *r, void *user)
         char msg[240];
         snprintf(msg, sizeof msg, "The upstream '%s' failed: %s", gr->up->conf->name,
                  gr->c_err[0] ? gr->c_err : "no answer");
-        return http_respond_error(r, 502, "server_error", msg, NULL, "upstream_error");
+        return gen_error(gr, 502, "server_error", msg, NULL, "upstream_error");
     }
     /* a whole body: restored when redacted, with the upstream's status */
     char *out = NULL;
@@ -207,7 +232,9 @@ static int on_cloud(http_req *r, void *user)
         RELAY_OK)
         return http_respond_error(r, 500, "server_error", "out of memory", NULL, NULL);
     account(gr, &u);
-    int rc = http_respond(r, (unsigned)gr->c_status, "application/json", out, out_len);
+    int rc = gen_translating(gr)
+                 ? gen_translate_full(gr, out, out_len, (unsigned)gr->c_status)
+                 : http_respond(r, (unsigned)gr->c_status, "application/json", out, out_len);
     free(out);
     return rc;
 }
@@ -224,10 +251,15 @@ int gen_cloud_start(gen_req *gr)
         if (!gr->map)
             return -1;
     }
+    /* Messages and Responses go out in the upstream's format */
+    char *chat = gen_translating(gr) ? api_chat_body(&p->req) : NULL;
+    if (gen_translating(gr) && !chat)
+        return -1;
     forward_result fr;
-    forward_status fs = forward_body(p->body, p->body_len, u->conf->model,
-                                     gr->pol.redact ? rt->privacy : NULL, gr->map, &fr, err,
-                                     sizeof err);
+    forward_status fs = forward_body(chat ? chat : p->body, chat ? strlen(chat) : p->body_len,
+                                     u->conf->model, gr->pol.redact ? rt->privacy : NULL,
+                                     gr->map, &fr, err, sizeof err);
+    free(chat);
     if (fs == FORWARD_EBODY)
         return http_respond_error(gr->r, 400, "invalid_request_error", err, NULL,
                                   "invalid_json");
@@ -251,7 +283,9 @@ int gen_cloud_start(gen_req *gr)
     }
     gr->client_usage = fr.client_wants_usage;
     if (p->req.stream || fr.stream) {
-        relay_opts ro = {.map = gr->map, .drop_usage = !fr.client_wants_usage};
+        /* a translated stream reads the usage itself (api/from_chat.h) */
+        relay_opts ro = {.map = gr->map,
+                         .drop_usage = !fr.client_wants_usage && !gen_translating(gr)};
         gr->rl = relay_new(&ro);
         if (!gr->rl) {
             free(fr.body);
@@ -259,7 +293,7 @@ int gen_cloud_start(gen_req *gr)
         }
         p->req.stream = true;
     }
-    char *url = upstream_url(u, p->kind == API_CHAT ? "chat/completions" : "completions");
+    char *url = upstream_url(u, p->kind == API_COMPLETION ? "completions" : "chat/completions");
     cloud_opts co = {.url = url, .headers = (const char *const *)u->headers,
                      .n_headers = u->n_headers, .body = fr.body, .body_len = fr.len,
                      .connect_timeout_ms = (long)u->conf->connect_timeout * 1000,
@@ -294,6 +328,7 @@ void gen_cloud_disconnect(gen_req *gr)
 void gen_cloud_free(gen_req *gr)
 {
     gen_cloud_disconnect(gr);
+    gen_translate_free(gr);
     relay_free(gr->rl);
     privacy_map_free(gr->map);
     free(gr->cbuf);

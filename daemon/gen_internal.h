@@ -12,7 +12,9 @@
 #include "dialect.h"
 #include "gen.h"
 #include "gen_prep.h"
+#include "from_chat.h"
 #include "gen_tools.h"
+#include "gen_translate.h"
 #include "policy.h"
 #include "privacy.h"
 #include "relay.h"
@@ -49,6 +51,7 @@ typedef struct gen_req {
     /* cloud (gen_cloud.c) */
     cloud_req *creq;     /* NULL when not running */
     relay *rl;
+    api_from_chat *fc;   /* Messages/Responses: the chat answer translated */
     privacy_map *map;    /* redaction: placeholders and originals */
     long c_status;       /* the upstream's HTTP status, 0 until known */
     char *cbuf;          /* non-streamed or error body */
@@ -63,6 +66,8 @@ typedef struct gen_req {
 
 /* gen.c */
 int gen_pend_add(gen_req *gr, const char *s, size_t n);
+/* Hand up to max queued bytes to MHD's buffer; the count. */
+size_t gen_pend_out(gen_req *gr, char *buf, size_t max);
 /* An error response in the request's dialect (api/dialect.h). */
 int gen_error(gen_req *gr, unsigned status, const char *type, const char *message,
               const char *param, const char *code);

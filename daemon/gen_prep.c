@@ -343,6 +343,7 @@ void gen_prep_run(gen_prep *p)
             features(p);
         return;
     }
+    p->parsed = true;
     if (q->model && !p->model_name)
         p->model_name = strdup(q->model);
     if (!g->v) { /* no local model: the router forwards or refuses */

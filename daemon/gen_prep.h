@@ -51,6 +51,7 @@ typedef struct gen_prep {
     bool tools;          /* tools or a structured response format asked */
     int privacy_kind;    /* keep_body: the first detector that fired, -1 none */
     double x[SF_COUNT];  /* the score's features (without device state) */
+    bool parsed;         /* req holds the whole request (the body parsed) */
     /* out: on failure */
     bool failed;
     const char *type;    /* error type, NULL: derived from err.status */

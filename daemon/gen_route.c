@@ -51,7 +51,10 @@ static int mode_of(gen_req *gr, route_mode *mode, const char **source, upstream 
         *mode = ROUTE_CLOUD;
         return 0;
     }
-    if (name) {
+    /* Anthropic's and the Responses API's clients name their own models
+     * ("claude-..."): an unknown name there takes the default route */
+    bool lenient = gr->prep.kind == API_MESSAGES || gr->prep.kind == API_RESPONSES;
+    if (name && !lenient) {
         char msg[400];
         snprintf(msg, sizeof msg, "The model '%.200s' does not exist; this server has %s%s%s%s",
                  name, g->model_id ? "'" : "", g->model_id ? g->model_id : "",
@@ -226,14 +229,8 @@ int gen_route(gen_req *gr)
     gen_prep *p = &gr->prep;
     if (p->failed && !p->unsupported && !p->context)
         return gen_prep_error(gr);
-    if (p->kind == API_MESSAGES || p->kind == API_RESPONSES) {
-        /* upstreams speak the OpenAI chat format: these stay here */
-        if (p->failed)
-            return gen_prep_error(gr);
-        gr->pol = (policy_out){.to = ROUTE_TO_LOCAL};
-        snprintf(gr->pol.reason, sizeof gr->pol.reason, "dialect");
-        return act(gr, 0, false);
-    }
+    if ((p->kind == API_MESSAGES || p->kind == API_RESPONSES) && p->failed && !p->parsed)
+        return gen_prep_error(gr); /* forwarded from the parsed request only */
     policy_in in;
     int rc = 0;
     if (policy_of(gr, &in, &rc) < 0)

@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <getopt.h>
 #include <ini.h>
 #include <limits.h>
@@ -19,7 +18,7 @@
 
 /* K_AUTO_BOOL: a K_BOOL that may also be "auto", stored as -1. */
 enum key_type { K_STR, K_INT, K_SIZE, K_LEVEL, K_HOST, K_REAL, K_BOOL, K_AUTO_BOOL, K_CHOICE,
-                K_LONG };
+                K_LONG, K_MODE };
 
 typedef struct config_key {
     const char *section;
@@ -57,10 +56,38 @@ static const config_key keys[] = {
      "0 = no limit (default 600)", NULL},
     {"server", "api_key", "api-key", 0, K_STR, OFF(api_key), 0, 0, true,
      "require 'Authorization: Bearer KEY' on every endpoint but /health and "
-     "the chat page's files (default: none)", NULL},
+     "the chat page's files; several keys separated by commas or spaces "
+     "(default: none)", NULL},
     {"server", "webui", "webui", 0, K_AUTO_BOOL, OFF(webui), 0, 0, true,
      "serve the chat page at /: auto (on when host is a loopback address), "
      "yes or no (default auto)", NULL},
+    {"server", "api_key_file", "api-key-file", 0, K_STR, OFF(api_key_file), 0, 0, true,
+     "file with more API keys, one a line, re-read on SIGHUP (default: none)", NULL},
+    {"server", "allowed_hosts", "allowed-hosts", 0, K_STR, OFF(allowed_hosts), 0, 0, true,
+     "host names a loopback listener answers besides localhost and loopback "
+     "addresses, comma or space separated (default: none)", NULL},
+    {"server", "cors_origins", "cors-origins", 0, K_STR, OFF(cors_origins), 0, 0, true,
+     "origins whose browser pages may call the API, comma or space separated; "
+     "* for any (default: none)", NULL},
+    {"server", "socket", "socket", 0, K_STR, OFF(socket_path), 0, 0, false,
+     "also listen on this Unix domain socket (default: none)", NULL},
+    {"server", "socket_mode", "socket-mode", 0, K_MODE, OFF(socket_mode), 0, 0777, false,
+     "permissions of the Unix socket, octal (default 0600)", NULL},
+    {"server", "tcp", "tcp", 0, K_BOOL, OFF(tcp), 0, 1, false,
+     "listen on host:port; no serves the Unix socket only (default yes)", NULL},
+    {"server", "max_connections", "max-connections", 0, K_INT, OFF(max_connections), 1,
+     1000000, false, "connections open at once; more are answered 503 (default 4096)", NULL},
+    {"server", "header_timeout", "header-timeout", 0, K_INT, OFF(header_timeout), 0, 3600,
+     true, "seconds a connection has to send a request's headers; 0 = no limit "
+     "(default 30)", NULL},
+    {"server", "idle_timeout", "idle-timeout", 0, K_INT, OFF(idle_timeout), 0, 86400, false,
+     "seconds a connection may send and receive nothing while not waiting for a "
+     "generation; 0 = no limit (default 60)", NULL},
+    {"server", "max_header_size", "max-header-size", 0, K_SIZE, OFF(max_header), 1024,
+     1 << 20, false, "largest request line and headers; larger get 431 (default 16k)", NULL},
+    {"server", "max_messages", "max-messages", 0, K_INT, OFF(max_messages), 0, 1 << 24, true,
+     "messages in one generation request; more get 400; 0 = no limit (default 4096)",
+     NULL},
     {"server", "metrics", "metrics", 0, K_AUTO_BOOL, OFF(metrics), 0, 0, true,
      "serve Prometheus metrics at /metrics: auto (on when host is a loopback "
      "address), yes or no (default auto)", NULL},
@@ -132,6 +159,13 @@ void config_init(hearth_config *c)
     c->ping_interval = 5;
     c->request_timeout = 600;
     c->webui = -1;
+    c->socket_mode = 0600;
+    c->tcp = 1;
+    c->max_connections = 4096;
+    c->header_timeout = 30;
+    c->idle_timeout = 60;
+    c->max_header = 16 << 10;
+    c->max_messages = 4096;
     c->metrics = -1;
     c->context = 4096;
     c->parallel = 4;
@@ -155,6 +189,10 @@ void config_free(hearth_config *c)
     free(c->model_path);
     free(c->chat_template);
     free(c->api_key);
+    free(c->api_key_file);
+    free(c->allowed_hosts);
+    free(c->cors_origins);
+    free(c->socket_path);
     free(c->route_default);
     free(c->router_weights);
     free(c->sysfs_root);
@@ -185,25 +223,6 @@ static int parse_size(const char *s, long long *out)
         return -1;
     *out = v * mul;
     return 0;
-}
-
-bool config_host_is_loopback(const char *host)
-{
-    if (strcmp(host, "localhost") == 0)
-        return true;
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (inet_pton(AF_INET, host, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, host, &a6) == 1)
-        return IN6_IS_ADDR_LOOPBACK(&a6) ||
-               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-    return false;
-}
-
-bool config_auto_on(int setting, const char *host)
-{
-    return setting >= 0 ? setting != 0 : config_host_is_loopback(host);
 }
 
 static bool host_valid(const char *s)
@@ -320,6 +339,18 @@ static int key_set(hearth_config *c, const config_key *k, const char *val,
         char **pp = (char **)(void *)field;
         free(*pp);
         *pp = dup;
+        return 0;
+    }
+    case K_MODE: {
+        char *end;
+        errno = 0;
+        long v = strtol(val, &end, 8);
+        if (end == val || *end != '\0' || errno || v < k->min || v > k->max) {
+            snprintf(err, errlen, "%s: '%s' is not octal permission bits (0 to 0777)",
+                     k->name, val);
+            return -1;
+        }
+        *(int *)(void *)field = (int)v;
         return 0;
     }
     case K_LEVEL: {

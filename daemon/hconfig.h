@@ -22,10 +22,21 @@ typedef struct hearth_config {
     int max_queue;          /* generation requests waiting for a slot */
     int ping_interval;      /* seconds between SSE ": ping" lines while waiting */
     int request_timeout;    /* seconds a generation may take; 0: no limit */
-    char *api_key;          /* required as "Authorization: Bearer KEY"; NULL: open */
+    char *api_key;          /* keys, comma or space separated; NULL: open */
     int webui;              /* the chat page at /: 1 on, 0 off, -1 (auto) on when
                                host is a loopback address (daemon/webui.h) */
-    int metrics;            /* GET /metrics: the same (daemon/metrics.h) */
+    char *api_key_file;     /* more keys, one a line (daemon/door.h) */
+    char *allowed_hosts;    /* host names besides loopback ones, as a list */
+    char *cors_origins;     /* origins that may read responses, as a list */
+    char *socket_path;      /* Unix domain socket to listen on too; NULL: none */
+    int socket_mode;        /* its permission bits */
+    int tcp;                /* bool: listen on host:port */
+    int max_connections;    /* open at once; more are answered 503 */
+    int header_timeout;     /* seconds to receive a request's headers; 0: none */
+    int idle_timeout;       /* seconds without a byte either way; 0: none */
+    long long max_header;   /* bytes of request line and headers */
+    int max_messages;       /* messages in one generation request; 0: no limit */
+    int metrics;            /* GET /metrics: as webui (daemon/metrics.h) */
     /* [model] */
     char *model_path;       /* NULL: start without a model */
     int threads;            /* 0: one per core */
@@ -83,14 +94,5 @@ int config_reload(hearth_config *c, int argc, char **argv, char *restart_keys,
                   size_t rk_len, char *err, size_t errlen);
 
 void config_print_help(const char *prog, void *stream /* FILE* */);
-
-/* Whether host, a [server] host value (an IPv4 or IPv6 literal or
- * "localhost"), is on loopback: 127.0.0.0/8, ::1, ::ffff:127.x.x.x. */
-bool config_host_is_loopback(const char *host);
-
-/* Whether a feature with an auto/yes/no key ([server] webui, metrics:
- * 1 yes, 0 no, -1 auto) is on for the listen address host: auto is on
- * when host is on loopback, where only this machine can reach it. */
-bool config_auto_on(int setting, const char *host);
 
 #endif

@@ -12,24 +12,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "door.h"
 #include "error.h"
+#include "http_internal.h"
 #include "log.h"
 
-struct http_server {
-    struct MHD_Daemon *mhd;
-    uv_loop_t *loop;
-    uv_poll_t poll;
-    uv_timer_t timer;
-    int handles_open; /* uv handles not yet closed */
-    http_config cfg;
-    unsigned inflight;
-    int port;
-    bool stopping;
-    bool drained; /* set inside MHD_run, acted on after it returns */
-    void (*on_drained)(void *);
-    void *drained_arg;
-    http_req *suspended; /* list of suspended requests */
-};
+/* CORS: what a preflight allows. Authorization cannot be covered by the
+ * wildcard and is named; "*" covers the SDKs' own headers (x-stainless-*,
+ * anthropic-dangerous-direct-browser-access, ...). */
+#define CORS_METHODS "GET, POST, OPTIONS"
+#define CORS_HEADERS "Authorization, Content-Type, x-api-key, anthropic-version, " \
+                     "anthropic-beta, X-Hearth-Route, *"
+#define CORS_EXPOSE "X-Hearth-Route, X-Hearth-Route-Reason"
+#define CORS_MAX_AGE "600"
+
+/* Per-connection memory beyond max_header_size (see http.h). */
+#define HTTP_POOL_SLACK 4096
 
 uint64_t http_now_ns(void)
 {
@@ -40,12 +38,32 @@ uint64_t http_now_ns(void)
 
 /* ---------------------------------------------------------- responses */
 
+static const char *header(const http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+/* An allowed Origin may read the response, streams and errors included. */
+static void add_cors(const http_req *r, struct MHD_Response *resp)
+{
+    const door *d = r->srv->cfg.door;
+    if (!door_cors_on(d))
+        return;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+    const char *origin = header(r, MHD_HTTP_HEADER_ORIGIN);
+    if (!door_origin_allowed(d, origin))
+        return;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_EXPOSE_HEADERS, CORS_EXPOSE);
+}
+
 int http_respond_custom(http_req *r, unsigned status, struct MHD_Response *resp)
 {
     if (!resp)
         return -1;
-    if (r->srv->stopping)
+    if (r->srv->stopping || r->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    add_cors(r, resp);
     for (int i = 0; i < r->n_extra; i++)
         MHD_add_response_header(resp, r->extra_name[i], r->extra_value[i]);
     enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
@@ -126,39 +144,16 @@ int http_respond_not_found(http_req *r)
 
 /* ---------------------------------------------------------- routing */
 
-/* Compare without an early exit, so the time taken does not tell how much
- * of a guessed key was right. */
-static bool key_equal(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned char diff = (unsigned char)(la != lb);
-    for (size_t i = 0; i < lb; i++)
-        diff |= (unsigned char)(a[i < la ? i : 0] ^ b[i]);
-    return diff == 0;
-}
-
-static bool authorized(http_server *s, http_req *r)
-{
-    const char *key = s->cfg.api_key ? *s->cfg.api_key : NULL;
-    if (!key || !*key)
-        return true;
-    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                MHD_HTTP_HEADER_AUTHORIZATION);
-    if (h && strncasecmp(h, "Bearer ", 7) == 0 && key_equal(h + 7, key))
-        return true;
-    /* Anthropic's clients send the key as x-api-key */
-    const char *x = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-api-key");
-    return x && key_equal(x, key);
-}
-
-static int route(http_server *s, http_req *r)
+/* The route serving r's method and path, or NULL; *path_known tells a
+ * wrong method from an unknown path, and allow lists the path's methods. */
+static const http_route *match_route(const http_server *s, http_req *r,
+                                     bool *path_known, char *allow, size_t allow_len)
 {
     const char *method = strcmp(r->method, "HEAD") == 0 ? "GET" : r->method;
     /* Ignore a query string when matching. */
     size_t plen = strcspn(r->url, "?");
-    bool path_known = false;
-    const http_route *hit = NULL;
-    char allow[64] = "";
+    *path_known = false;
+    allow[0] = '\0';
     for (size_t i = 0; i < s->cfg.n_routes; i++) {
         const http_route *rt = &s->cfg.routes[i];
         size_t rl = strlen(rt->path);
@@ -166,23 +161,99 @@ static int route(http_server *s, http_req *r)
         if (prefix ? plen <= rl - 1 || strncmp(rt->path, r->url, rl - 1) != 0
                    : rl != plen || strncmp(rt->path, r->url, plen) != 0)
             continue;
-        path_known = true;
+        *path_known = true;
         r->endpoint = rt->path;
-        if (strcmp(rt->method, method) == 0) {
-            hit = rt;
-            break;
-        }
+        if (strcmp(rt->method, method) == 0)
+            return rt;
         size_t used = strlen(allow);
-        snprintf(allow + used, sizeof allow - used, "%s%s", used ? ", " : "",
-                 rt->method);
+        snprintf(allow + used, allow_len - used, "%s%s", used ? ", " : "", rt->method);
+    }
+    return NULL;
+}
+
+static bool authorized(const http_server *s, const http_req *r)
+{
+    const door *d = s->cfg.door;
+    if (!door_needs_key(d))
+        return true;
+    const char *h = header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (h && strncasecmp(h, "Bearer ", 7) == 0 && door_key_ok(d, h + 7))
+        return true;
+    /* Anthropic's clients send the key as x-api-key */
+    const char *x = header(r, "x-api-key");
+    return x && door_key_ok(d, x);
+}
+
+/* A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method.
+ * No key is asked of it (browsers send none); the request that follows
+ * is checked as any other. */
+static int preflight(http_req *r, const char *origin)
+{
+    if (!door_origin_allowed(r->srv->cfg.door, origin)) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "Origin '%.200s' is not allowed (cors_origins)", origin);
+        return http_respond_error(r, 403, NULL, msg, NULL, "cors_origin_not_allowed");
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return -1;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_METHODS, CORS_METHODS);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_HEADERS, CORS_HEADERS);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_MAX_AGE, CORS_MAX_AGE);
+    return http_respond_custom(r, MHD_HTTP_NO_CONTENT, resp);
+}
+
+/* The door's rules, applied as soon as a request's headers are in. True
+ * when the request was answered (*rc: the helper's result). */
+static bool turned_away(http_server *s, const http_listener *l, http_req *r, int *rc)
+{
+    if (r->hc && r->hc->over_limit) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "Too many connections: hearthd keeps at most %u open "
+                 "(max_connections); try again shortly", s->max_conns);
+        r->close = true;
+        http_add_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+        *rc = http_respond_error(r, 503, NULL, msg, NULL, "too_many_connections");
+        return true;
+    }
+    const char *host = header(r, MHD_HTTP_HEADER_HOST);
+    if (l->check_host && !door_host_allowed(s->cfg.door, host)) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "Host '%.200s' is not allowed: this server listens on "
+                 "loopback and answers only localhost and loopback addresses "
+                 "(add names to allowed_hosts)", host);
+        *rc = http_respond_error(r, 403, NULL, msg, NULL, "host_not_allowed");
+        return true;
+    }
+    const char *origin = header(r, MHD_HTTP_HEADER_ORIGIN);
+    if (origin && strcmp(r->method, MHD_HTTP_METHOD_OPTIONS) == 0 &&
+        header(r, MHD_HTTP_HEADER_ACCESS_CONTROL_REQUEST_METHOD)) {
+        *rc = preflight(r, origin);
+        return true;
     }
     /* The key is asked for before anything else is told, even whether the
      * path exists; open routes only are answered without it. */
-    if (!(hit && hit->open) && !authorized(s, r))
-        return http_respond_error(r, 401, "invalid_request_error",
-                                  "Missing or incorrect API key: send it as "
-                                  "'Authorization: Bearer KEY'",
-                                  NULL, "invalid_api_key");
+    bool path_known;
+    char allow[64];
+    const http_route *hit = match_route(s, r, &path_known, allow, sizeof allow);
+    if (!(hit && hit->open) && !authorized(s, r)) {
+        *rc = http_respond_error(r, 401, "invalid_request_error",
+                                 "Missing or incorrect API key: send it as "
+                                 "'Authorization: Bearer KEY'",
+                                 NULL, "invalid_api_key");
+        return true;
+    }
+    return false;
+}
+
+/* After the door let r in (turned_away). */
+static int route(http_server *s, http_req *r)
+{
+    size_t plen = strcspn(r->url, "?");
+    bool path_known;
+    char allow[64];
+    const http_route *hit = match_route(s, r, &path_known, allow, sizeof allow);
     if (hit)
         return hit->fn(r, s->cfg.user);
     if (!path_known)
@@ -301,7 +372,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
                                  const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
 {
-    http_server *s = cls;
+    http_listener *l = cls;
+    http_server *s = l->srv;
     http_req *r = *con_cls;
     if (!r) {
         r = calloc(1, sizeof *r);
@@ -309,6 +381,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
             return MHD_NO;
         r->srv = s;
         r->conn = conn;
+        r->hc = http_conn_of(conn);
+        http_conn_headers_in(r->hc);
         r->method = method;
         r->url = url;
         r->t_start_ns = http_now_ns();
@@ -319,9 +393,19 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
             r->fd = ci->connect_fd;
         *con_cls = r;
         s->inflight++;
-        /* Refuse an announced oversized body before reading it. */
+        /* A request with a body meets the door now, so that a refused
+         * body is never read (MHD then closes the connection); one without
+         * a body once it is complete, which keeps the connection alive
+         * (a preflight, a request without its key). */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
+        int rc;
+        if ((cl && strcmp(cl, "0") != 0) || header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+            r->admitted = true;
+            if (turned_away(s, l, r, &rc))
+                return rc == 0 ? MHD_YES : MHD_NO;
+        }
+        /* Refuse an announced oversized body before reading it. */
         if (cl) {
             char *end;
             errno = 0;
@@ -367,6 +451,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
     /* The whole request is in. */
     if (r->on_resume)
         return r->on_resume(r, s->cfg.user) == 0 ? MHD_YES : MHD_NO;
+    int rc;
+    if (!r->admitted && (r->admitted = true, turned_away(s, l, r, &rc)))
+        return rc == 0 ? MHD_YES : MHD_NO;
     if (r->body_too_large)
         return respond_too_large(s, r) == 0 ? MHD_YES : MHD_NO;
     if (!r->body) {
@@ -380,11 +467,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    http_server *s = cls;
+    http_listener *l = cls;
+    http_server *s = l->srv;
     http_req *r = *con_cls;
     if (!r)
         return;
     *con_cls = NULL;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->close && !s->stopping)
+        http_conn_wait_again(r->hc); /* kept alive: the next request's headers */
     double ms = (double)(http_now_ns() - r->t_start_ns) / 1e6;
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
         log_info("http", "%s %s %u %lluB %.1fms", r->method, r->url, r->status,
@@ -396,8 +486,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                  : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "timeout"
                  : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
                                                                   : "error");
-    if (s->cfg.on_done)
+    if (s->cfg.on_done) {
+        bool known;
+        char allow[64];
+        if (!r->endpoint) /* answered before routing (the door, 413) */
+            match_route(s, r, &known, allow, sizeof allow);
         s->cfg.on_done(r, s->cfg.user);
+    }
     unwatch(r);
     if (r->app_free)
         r->app_free(r->app);
@@ -427,13 +522,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 static void schedule(http_server *s);
 
-static void run_mhd(http_server *s)
+/* After MHD ran: the drain callback may stop the server, which must not
+ * happen from inside MHD_run, so it runs here, after MHD is done. */
+static void after_run(http_server *s)
 {
-    if (!s->mhd)
-        return;
-    MHD_run(s->mhd);
-    /* The drain callback may stop the server, which must not happen from
-     * inside MHD_run: it runs here, after MHD is done. */
     if (s->drained && s->on_drained) {
         void (*cb)(void *) = s->on_drained;
         s->on_drained = NULL;
@@ -443,22 +535,165 @@ static void run_mhd(http_server *s)
     schedule(s);
 }
 
-static void on_timer(uv_timer_t *t) { run_mhd(t->data); }
+void http_run(http_server *s)
+{
+    for (int i = 0; i < s->n_lis; i++)
+        if (s->lis[i].mhd)
+            MHD_run(s->lis[i].mhd);
+    after_run(s);
+}
 
-static void on_poll(uv_poll_t *p, int status, int events) { run_mhd(p->data); }
+static void on_timer(uv_timer_t *t) { http_run(t->data); }
 
-/* Arm the timer with MHD's next deadline (idle timeouts, resumed
- * connections that need a pass). */
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    http_listener *l = p->data;
+    if (l->mhd)
+        MHD_run(l->mhd);
+    after_run(l->srv);
+}
+
+/* Arm the timer with MHD's next deadline over every listener (idle
+ * timeouts, resumed connections that need a pass). */
 static void schedule(http_server *s)
 {
-    MHD_UNSIGNED_LONG_LONG ms;
-    if (s->mhd && MHD_get_timeout(s->mhd, &ms) == MHD_YES)
-        uv_timer_start(&s->timer, on_timer, ms, 0);
+    bool any = false;
+    MHD_UNSIGNED_LONG_LONG best = 0;
+    for (int i = 0; i < s->n_lis; i++) {
+        MHD_UNSIGNED_LONG_LONG ms;
+        if (s->lis[i].mhd && MHD_get_timeout(s->lis[i].mhd, &ms) == MHD_YES &&
+            (!any || ms < best)) {
+            best = ms;
+            any = true;
+        }
+    }
+    if (any)
+        uv_timer_start(&s->timer, on_timer, best, 0);
     else
         uv_timer_stop(&s->timer);
 }
 
-void http_kick(http_server *s) { run_mhd(s); }
+void http_kick(http_server *s) { http_run(s); }
+
+/* The TCP listener's address (MHD opens and binds that socket itself). */
+typedef union tcp_addr {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+} tcp_addr;
+
+static int tcp_addr_of(const http_config *cfg, tcp_addr *a, bool *v6, char *err, size_t errlen)
+{
+    const char *host = strcmp(cfg->host, "localhost") == 0 ? "127.0.0.1" : cfg->host;
+    memset(a, 0, sizeof *a);
+    *v6 = false;
+    if (inet_pton(AF_INET, host, &a->v4.sin_addr) == 1) {
+        a->v4.sin_family = AF_INET;
+        a->v4.sin_port = htons((uint16_t)cfg->port);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a->v6.sin6_addr) == 1) {
+        a->v6.sin6_family = AF_INET6;
+        a->v6.sin6_port = htons((uint16_t)cfg->port);
+        *v6 = true;
+        return 0;
+    }
+    snprintf(err, errlen, "listen address '%s' is not an IP address", cfg->host);
+    return -1;
+}
+
+/* One MHD daemon: on the TCP address, or on the Unix socket's descriptor
+ * (unix_fd >= 0). */
+static int start_listener(http_server *s, http_listener *l, int unix_fd, char *err,
+                          size_t errlen)
+{
+    const http_config *cfg = &s->cfg;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    tcp_addr addr;
+    bool v6 = false;
+    if (unix_fd < 0 && tcp_addr_of(cfg, &addr, &v6, err, errlen) < 0)
+        return -1;
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    /* The pool holds the request line and headers, plus the response's
+     * headers and MHD's buffers beside them. */
+    size_t pool = (size_t)cfg->max_header + HTTP_POOL_SLACK;
+    l->srv = s;
+    l->check_host = unix_fd < 0 && door_addr_is_loopback(cfg->host);
+    struct MHD_OptionItem where[] = {
+        {MHD_OPTION_SOCK_ADDR, 0, &addr.sa},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (unix_fd >= 0)
+        where[0] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, unix_fd, NULL};
+    l->mhd = MHD_start_daemon(
+        flags, unix_fd < 0 ? (uint16_t)cfg->port : 0, NULL, NULL, on_access, l,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, to catch all */
+        MHD_OPTION_ARRAY, where,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+        MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, l,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
+        MHD_OPTION_CONNECTION_LIMIT, s->max_conns + HTTP_CONN_RESERVE,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+        MHD_OPTION_END);
+    if (!l->mhd) {
+        int e = errno;
+        if (unix_fd >= 0)
+            snprintf(err, errlen, "cannot serve on %s: libmicrohttpd refused the socket",
+                     s->unix_path);
+        else
+            snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
+                     e == EADDRINUSE ? "address already in use"
+                     : e ? strerror(e) : "libmicrohttpd refused to start");
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info) {
+        snprintf(err, errlen, "libmicrohttpd built without epoll support");
+        MHD_stop_daemon(l->mhd);
+        l->mhd = NULL;
+        return -1;
+    }
+    if (unix_fd < 0) {
+        const union MHD_DaemonInfo *pi = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_BIND_PORT);
+        s->port = pi ? pi->port : cfg->port;
+    }
+    uv_poll_init(s->loop, &l->poll, info->epoll_fd);
+    l->poll.data = l;
+    s->handles_open++;
+    uv_poll_start(&l->poll, UV_READABLE, on_poll);
+    return 0;
+}
+
+/* Enough file descriptors for every connection MHD may accept, plus the
+ * model, the cloud client and the loop's own; max_connections is lowered
+ * to what the limit allows. */
+static void fit_file_limit(http_server *s, int n_listeners)
+{
+    if (n_listeners < 1)
+        n_listeners = 1;
+    unsigned long per = (unsigned long)s->cfg.max_connections + HTTP_CONN_RESERVE;
+    unsigned long need = per * (unsigned long)n_listeners + 256;
+    unsigned long have = listen_raise_nofile(need);
+    s->max_conns = (unsigned)s->cfg.max_connections;
+    if (have < need) {
+        unsigned long fit = have > 256 ? (have - 256) / (unsigned long)n_listeners : 0;
+        fit = fit > HTTP_CONN_RESERVE + 1 ? fit - HTTP_CONN_RESERVE : 1;
+        if (fit < s->max_conns)
+            s->max_conns = (unsigned)fit;
+        log_warn("http", "the open-file limit is %lu (ulimit -n): max_connections lowered "
+                 "from %d to %u", have, s->cfg.max_connections, s->max_conns);
+    }
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    http_server *s = h->data;
+    if (--s->handles_open == 0) {
+        free(s->unix_path);
+        free(s);
+    }
+}
 
 int http_start(http_server **out, uv_loop_t *loop, const http_config *cfg,
                char *err, size_t errlen)
@@ -471,71 +706,61 @@ int http_start(http_server **out, uv_loop_t *loop, const http_config *cfg,
     }
     s->loop = loop;
     s->cfg = *cfg;
-
-    struct sockaddr_in sin;
-    struct sockaddr_in6 sin6;
-    struct sockaddr *addr;
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    const char *host = strcmp(cfg->host, "localhost") == 0 ? "127.0.0.1" : cfg->host;
-    memset(&sin, 0, sizeof sin);
-    memset(&sin6, 0, sizeof sin6);
-    if (inet_pton(AF_INET, host, &sin.sin_addr) == 1) {
-        sin.sin_family = AF_INET;
-        sin.sin_port = htons((uint16_t)cfg->port);
-        addr = (struct sockaddr *)&sin;
-    } else if (inet_pton(AF_INET6, host, &sin6.sin6_addr) == 1) {
-        sin6.sin6_family = AF_INET6;
-        sin6.sin6_port = htons((uint16_t)cfg->port);
-        addr = (struct sockaddr *)&sin6;
-        flags |= MHD_USE_IPv6;
-    } else {
-        snprintf(err, errlen, "listen address '%s' is not an IP address", cfg->host);
-        free(s);
-        return -1;
-    }
-
-    s->mhd = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_access, s,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, to catch all */
-        MHD_OPTION_SOCK_ADDR, addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_END);
-    if (!s->mhd) {
-        int e = errno;
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
-                 e == EADDRINUSE ? "address already in use"
-                 : e ? strerror(e) : "libmicrohttpd refused to start");
-        free(s);
-        return -1;
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = info ? info->port : cfg->port;
-    info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    if (!info) {
-        snprintf(err, errlen, "libmicrohttpd built without epoll support");
-        MHD_stop_daemon(s->mhd);
-        free(s);
-        return -1;
-    }
-    uv_poll_init(loop, &s->poll, info->epoll_fd);
     uv_timer_init(loop, &s->timer);
-    s->poll.data = s;
-    s->timer.data = s;
+    uv_timer_init(loop, &s->hdr_timer);
+    s->timer.data = s->hdr_timer.data = s;
     s->handles_open = 2;
-    uv_poll_start(&s->poll, UV_READABLE, on_poll);
+    fit_file_limit(s, (cfg->host ? 1 : 0) + (cfg->unix_path ? 1 : 0));
+    int rc = 0;
+    if (cfg->unix_path) {
+        s->unix_path = strdup(cfg->unix_path);
+        rc = !s->unix_path ? (snprintf(err, errlen, "out of memory"), -1)
+             : listen_unix_open(&s->unix_sock, s->unix_path, cfg->unix_mode, err, errlen);
+        s->unix_file = rc == 0;
+        if (rc == 0) {
+            rc = start_listener(s, &s->lis[s->n_lis], s->unix_sock.fd, err, errlen);
+            if (rc == 0)
+                s->n_lis++;
+            /* else the descriptor is left alone: whether a failed
+             * MHD_start_daemon closed it is not documented, and start-up
+             * ends here */
+        }
+    }
+    if (rc == 0 && cfg->host) {
+        rc = start_listener(s, &s->lis[s->n_lis], -1, err, errlen);
+        if (rc == 0)
+            s->n_lis++;
+    }
+    if (rc < 0) {
+        http_stop(s);
+        return -1;
+    }
+    s->cfg.unix_path = s->unix_path; /* the caller's string may go */
     schedule(s);
     *out = s;
     return 0;
+}
+
+/* The Unix socket's file goes when nothing listens on it any more (the
+ * descriptor is MHD's: it closes it, or hands it back from quiesce). */
+static void unix_remove(http_server *s)
+{
+    if (s->unix_file)
+        listen_unix_remove(&s->unix_sock, s->unix_path);
+    s->unix_file = false;
 }
 
 void http_quiesce(http_server *s, void (*on_drained)(void *), void *arg)
 {
     if (!s->stopping) {
         s->stopping = true;
-        MHD_socket fd = MHD_quiesce_daemon(s->mhd);
-        if (fd != MHD_INVALID_SOCKET)
-            close(fd);
+        http_conn_rearm(s); /* header deadlines stop with the server */
+        for (int i = 0; i < s->n_lis; i++) {
+            MHD_socket fd = MHD_quiesce_daemon(s->lis[i].mhd);
+            if (fd != MHD_INVALID_SOCKET)
+                close(fd);
+        }
+        unix_remove(s);
     }
     s->on_drained = on_drained;
     s->drained_arg = arg;
@@ -545,32 +770,41 @@ void http_quiesce(http_server *s, void (*on_drained)(void *), void *arg)
     }
 }
 
-static void on_handle_closed(uv_handle_t *h)
-{
-    http_server *s = h->data;
-    if (--s->handles_open == 0)
-        free(s);
-}
-
 void http_stop(http_server *s)
 {
     if (!s)
         return;
     s->on_drained = NULL;
+    s->stopping = true;
     /* MHD must not be stopped with suspended connections. */
     while (s->suspended) {
         http_req *r = s->suspended;
         unwatch(r);
         MHD_resume_connection(r->conn);
     }
-    uv_poll_stop(&s->poll);
     uv_timer_stop(&s->timer);
-    MHD_stop_daemon(s->mhd); /* completes (and logs) what is left */
-    s->mhd = NULL;
-    uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+    uv_timer_stop(&s->hdr_timer);
+    for (int i = 0; i < s->n_lis; i++) {
+        http_listener *l = &s->lis[i];
+        uv_poll_stop(&l->poll);
+        MHD_stop_daemon(l->mhd); /* completes (and logs) what is left */
+        l->mhd = NULL;
+        l->poll.data = s;
+        uv_close((uv_handle_t *)&l->poll, on_handle_closed);
+    }
+    unix_remove(s);
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&s->hdr_timer, on_handle_closed);
 }
 
 int http_bound_port(const http_server *s) { return s->port; }
 unsigned http_inflight(const http_server *s) { return s->inflight; }
+unsigned http_connections(const http_server *s) { return s->n_conns; }
+unsigned http_max_connections(const http_server *s) { return s->max_conns; }
 void http_set_max_body(http_server *s, long long max_body) { s->cfg.max_body = max_body; }
+
+void http_reconfigure(http_server *s, const struct door *d)
+{
+    s->cfg.door = d;
+    http_conn_rearm(s);
+}

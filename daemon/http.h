@@ -5,9 +5,33 @@
  * server, the scheduler's wake-ups (uv_async) and the cloud client all run
  * on the one loop of the main thread.
  *
- * This module owns the connection plumbing: request bodies (with the size
- * limit), routing by method and path (404/405), response helpers, the
- * per-request log line, in-flight accounting and the graceful stop. */
+ * This module owns the connection plumbing: the listeners (TCP and an
+ * optional Unix socket, one MHD daemon each), request bodies (with the
+ * size limit), routing by method and path (404/405), response helpers,
+ * the per-request log line, in-flight accounting and the graceful stop.
+ * Before a request reaches a route, the door's rules apply (daemon/door.h:
+ * Host check on a loopback TCP listener, API key, CORS preflight), as soon
+ * as its headers are in, so that a refused request's body is never kept.
+ *
+ * Connection deadlines and limits (every one a clear answer or a close,
+ * never a hang):
+ * - header_timeout: from accept (or the end of the previous response on a
+ *   kept-alive connection) to the end of the request's headers, however
+ *   slowly the bytes trickle in; past it the connection is shut down.
+ * - idle_timeout: MHD's own connection timeout, seconds without a byte
+ *   received or sent. MHD does not count time while a connection is
+ *   suspended (a request waiting for its generation, a stream with
+ *   nothing to send) and restarts the count on resume: those have
+ *   request_timeout, kept by daemon/gen.c.
+ * - max_connections: MHD stops accepting at its own limit, and then new
+ *   connections wait unanswered in the kernel's queue. So MHD's limit is
+ *   set HTTP_CONN_RESERVE above ours, and a connection beyond ours gets a
+ *   503 to its first request and is closed.
+ * - max_header_size: MHD's per-connection memory pool holds the request
+ *   line and headers, and the response's headers and MHD's buffers; it is
+ *   max_header_size plus 4 KiB. Headers that do not fit get MHD's own 431
+ *   (an HTML body, not JSON); within about 128 bytes of the pool's size
+ *   MHD has no room left for that answer and closes the connection. */
 #ifndef HEARTH_HTTP_H
 #define HEARTH_HTTP_H
 
@@ -22,13 +46,17 @@ typedef struct http_server http_server;
 
 #define HTTP_MAX_EXTRA 4
 
+typedef struct http_conn http_conn;
+
 typedef struct http_req {
     http_server *srv;
+    http_conn *hc;      /* the connection's record (NULL if it has none) */
     struct MHD_Connection *conn;
     const char *method; /* owned by MHD, valid for the request */
     const char *url;
-    const char *endpoint; /* the path pattern of the routes the URL matched
-                             (http_route.path), NULL when none did */
+    const char *endpoint; /* the path pattern of the routes the URL matches
+                             (http_route.path), NULL when none does; set
+                             when the request is routed, or as it ends */
     char *body;         /* NUL-terminated; body_len bytes */
     size_t body_len;
     size_t body_cap;
@@ -47,6 +75,8 @@ typedef struct http_req {
     void (*on_disconnect)(struct http_req *r);
     bool suspended;
     bool client_gone;
+    bool close;         /* answer with "Connection: close" */
+    bool admitted;      /* the door's rules were applied */
     int fd;             /* the connection's socket */
     uv_poll_t *watch;   /* disconnect watch while suspended */
     struct http_req *next_susp, *prev_susp;
@@ -75,12 +105,22 @@ typedef struct http_route {
                            page's files: they hold no secret) */
 } http_route;
 
+/* Connections MHD accepts beyond max_connections, to answer them 503. */
+#define HTTP_CONN_RESERVE 64
+
+struct door;
+
 typedef struct http_config {
-    const char *host;
+    const char *host;      /* NULL: no TCP listener */
     int port;
+    const char *unix_path; /* NULL: no Unix socket */
+    unsigned unix_mode;
     long long max_body;
-    char *const *api_key; /* *api_key: required bearer token, or NULL
-                             (a pointer so a config reload applies) */
+    int max_connections;
+    const int *header_timeout; /* seconds, 0: none; points into the live config */
+    int idle_timeout;      /* seconds, 0: none */
+    long long max_header;  /* bytes */
+    const struct door *door; /* replaced with http_reconfigure */
     const http_route *routes;
     size_t n_routes;
     void *user;
@@ -98,9 +138,17 @@ void http_quiesce(http_server *s, void (*on_drained)(void *), void *arg);
  * are closed, the loop may be closed). */
 void http_stop(http_server *s);
 
+/* The TCP port (0 without a TCP listener). */
 int http_bound_port(const http_server *s);
 unsigned http_inflight(const http_server *s);
+/* Open connections, all listeners, and the limit in force (max_connections,
+ * lowered when the process may not open that many files). */
+unsigned http_connections(const http_server *s);
+unsigned http_max_connections(const http_server *s);
 void http_set_max_body(http_server *s, long long max_body);
+/* Apply the live configuration after SIGHUP: new rules (the caller owns
+ * both doors) and header_timeout re-read. */
+void http_reconfigure(http_server *s, const struct door *d);
 /* Run MHD now (after resuming a connection from loop code). */
 void http_kick(http_server *s);
 

@@ -13,6 +13,7 @@
 #endif
 
 #include "chat.h"
+#include "door.h"
 #include "gen.h"
 #include "hconfig.h"
 #include "kernels.h"
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "daemon/metrics.h"
 #include "model.h"
+#include "msglimit.h"
 #include "routing.h"
 #include "scheduler.h"
 #include "tok.h"
@@ -33,6 +35,7 @@ typedef struct hearth_server {
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t deadline;
     http_server *http;
+    door *door;         /* host check, API keys, CORS (daemon/door.h) */
     metrics *metrics;   /* GET /metrics (daemon/metrics.h) */
     uint64_t t_start_ns;
     bool stopping;
@@ -84,12 +87,13 @@ static int on_health(http_req *r, void *user)
     json_object_set_new(router, "nll_rows", json_integer((json_int_t)n.nll_rows));
     json_object_set_new(router, "nll_seconds", json_real((double)n.nll_ns / 1e9));
     return reply_json(r, 200,
-                      json_pack("{s:s, s:f, s:o, s:{s:i, s:i, s:i}, s:o}", "status",
-                                hs->stopping ? "stopping" : "ok",
+                      json_pack("{s:s, s:f, s:o, s:{s:i, s:i, s:i}, s:{s:i, s:i}, s:o}",
+                                "status", hs->stopping ? "stopping" : "ok",
                                 "uptime_seconds", up, "model", mj,
                                 "requests", "running", n.running, "queued", n.queued,
-                                "in_flight", (int)http_inflight(hs->http), "router",
-                                router));
+                                "in_flight", (int)http_inflight(hs->http), "connections",
+                                "open", (int)http_connections(hs->http), "max",
+                                (int)http_max_connections(hs->http), "router", router));
 }
 
 /* The models this daemon serves: the local one, then auto and the
@@ -162,9 +166,18 @@ static int no_model(http_req *r)
                               NULL, "model_not_loaded");
 }
 
+/* [server] max_messages, before the body is parsed: 0 to go on. */
+#define MESSAGE_LIMIT(hs, r, kind)                                          \
+    do {                                                                    \
+        int lim_ = msglimit_check((r), (kind), (hs)->cfg.max_messages);     \
+        if (lim_)                                                           \
+            return lim_ > 0 ? 0 : -1;                                       \
+    } while (0)
+
 static int on_chat(http_req *r, void *user)
 {
     hearth_server *hs = user;
+    MESSAGE_LIMIT(hs, r, API_CHAT);
     return hs->sched || hs->rt.n_ups ? gen_chat(&hs->gen, r) : no_model(r);
 }
 
@@ -177,19 +190,22 @@ static int on_completion(http_req *r, void *user)
 static int on_messages(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    return hs->sched ? gen_messages(&hs->gen, r) : no_model(r);
+    MESSAGE_LIMIT(hs, r, API_MESSAGES);
+    return hs->sched || hs->rt.n_ups ? gen_messages(&hs->gen, r) : no_model(r);
 }
 
 static int on_count_tokens(http_req *r, void *user)
 {
     hearth_server *hs = user;
+    MESSAGE_LIMIT(hs, r, API_MESSAGES);
     return hs->sched ? gen_count_tokens(&hs->gen, r) : no_model(r);
 }
 
 static int on_responses(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    return hs->sched ? gen_responses(&hs->gen, r) : no_model(r);
+    MESSAGE_LIMIT(hs, r, API_RESPONSES);
+    return hs->sched || hs->rt.n_ups ? gen_responses(&hs->gen, r) : no_model(r);
 }
 
 /* The chat page and its files (daemon/webui.h); a 404 when [server] webui
@@ -198,7 +214,7 @@ static int on_responses(http_req *r, void *user)
 static int on_webui(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    return webui_serve(r, config_auto_on(hs->cfg.webui, hs->cfg.host));
+    return webui_serve(r, door_auto_on(hs->cfg.webui, hs->cfg.host));
 }
 
 /* Prometheus metrics (docs/api/metrics.md); a 404 when [server] metrics
@@ -208,7 +224,7 @@ static int on_webui(http_req *r, void *user)
 static int on_metrics(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    if (!config_auto_on(hs->cfg.metrics, hs->cfg.host))
+    if (!door_auto_on(hs->cfg.metrics, hs->cfg.host))
         return http_respond_not_found(r);
     sched_counters n;
     if (hs->sched)
@@ -466,6 +482,16 @@ static void reload(hearth_server *hs)
     } else {
         log_set_level((enum log_level)hs->cfg.log_level);
         http_set_max_body(hs->http, hs->cfg.max_body);
+        door *d = NULL;
+        if (door_new(&d, &hs->cfg, err, sizeof err) < 0 ||
+            door_check_listen(d, &hs->cfg, err, sizeof err) < 0) {
+            log_error("config", "keeping the running keys, hosts and origins: %s", err);
+            door_free(d);
+        } else {
+            http_reconfigure(hs->http, d);
+            door_free(hs->door);
+            hs->door = d;
+        }
         if (restart[0])
             log_warn("config", "changed keys that need a restart to apply: %s", restart);
         log_info("config", "reloaded %s", hs->cfg.config_path);
@@ -514,6 +540,13 @@ int server_main(int argc, char **argv)
         uv_loop_close(&hs.loop);
         goto out;
     }
+    if (door_new(&hs.door, &hs.cfg, err, sizeof err) < 0 ||
+        door_check_listen(hs.door, &hs.cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "hearthd: %s\n", err);
+        uv_loop_close(&hs.loop);
+        status = 2;
+        goto out;
+    }
     if (routing_init(&hs.rt, &hs.cfg, &hs.loop, err, sizeof err) < 0 ||
         model_open(&hs, err, sizeof err) < 0) {
         fprintf(stderr, "hearthd: %s\n", err);
@@ -524,8 +557,12 @@ int server_main(int argc, char **argv)
         goto out;
     }
     http_config hc = {
-        .host = hs.cfg.host, .port = hs.cfg.port, .max_body = hs.cfg.max_body,
-        .api_key = &hs.cfg.api_key, .routes = routes, .n_routes = sizeof routes / sizeof routes[0], .user = &hs,
+        .host = hs.cfg.tcp ? hs.cfg.host : NULL, .port = hs.cfg.port,
+        .unix_path = hs.cfg.socket_path, .unix_mode = (unsigned)hs.cfg.socket_mode,
+        .max_body = hs.cfg.max_body, .max_connections = hs.cfg.max_connections,
+        .header_timeout = &hs.cfg.header_timeout, .idle_timeout = hs.cfg.idle_timeout,
+        .max_header = hs.cfg.max_header, .door = hs.door,
+        .routes = routes, .n_routes = sizeof routes / sizeof routes[0], .user = &hs,
         .on_done = on_request_done,
     };
     if (http_start(&hs.http, &hs.loop, &hc, err, sizeof err) < 0) {
@@ -546,12 +583,17 @@ int server_main(int argc, char **argv)
     uv_signal_start(&hs.sig_term, on_signal, SIGTERM);
     uv_signal_start(&hs.sig_hup, on_signal, SIGHUP);
 
-    log_info("server", "hearthd %s listening on %s:%d (model: %s, chat page: %s, "
-             "metrics: %s)",
-             PACKAGE_VERSION, hs.cfg.host, http_bound_port(hs.http),
-             hs.model_id ? hs.model_id : "none",
-             config_auto_on(hs.cfg.webui, hs.cfg.host) ? "on" : "off",
-             config_auto_on(hs.cfg.metrics, hs.cfg.host) ? "on" : "off");
+    char where[600];
+    int wn = hs.cfg.tcp ? snprintf(where, sizeof where, "%s:%d", hs.cfg.host,
+                                   http_bound_port(hs.http))
+                        : 0;
+    if (hs.cfg.socket_path)
+        snprintf(where + wn, sizeof where - (size_t)wn, "%sunix:%s", wn ? " and " : "",
+                 hs.cfg.socket_path);
+    log_info("server", "hearthd %s listening on %s (model: %s, chat page: %s, metrics: %s)",
+             PACKAGE_VERSION, where, hs.model_id ? hs.model_id : "none",
+             door_auto_on(hs.cfg.webui, hs.cfg.host) ? "on" : "off",
+             door_auto_on(hs.cfg.metrics, hs.cfg.host) ? "on" : "off");
     notify("READY=1");
 
     uv_run(&hs.loop, UV_RUN_DEFAULT);
@@ -561,6 +603,7 @@ int server_main(int argc, char **argv)
     status = 0;
 out:
     model_close(&hs);
+    door_free(hs.door);
     metrics_free(hs.metrics);
     free(hs.model_id);
     config_free(&hs.cfg);

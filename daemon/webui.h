@@ -6,7 +6,7 @@
  * The page is a client of the public API (/v1/models, /v1/chat/completions)
  * like any other; this module only serves its files, with a strict
  * Content-Security-Policy. Whether they are served at all is [server]
- * webui, read with config_auto_on (hconfig.h). */
+ * webui, read with door_auto_on (door.h). */
 #ifndef HEARTH_WEBUI_H
 #define HEARTH_WEBUI_H
 

@@ -447,7 +447,7 @@ static int open_stream(const char *body, char *got, size_t cap, size_t need)
     ck_assert_int_ge(fd, 0);
     char head[512];
     int n = snprintf(head, sizeof head,
-                     "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                     "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
                      strlen(body));
     ck_assert_int_eq(tu_send(fd, head, (size_t)n), 0);
@@ -523,7 +523,7 @@ START_TEST(disconnect_while_waiting_nonstream)
     const char *body = "{\"prompt\":\"Once upon a time\",\"max_tokens\":400}";
     char head[256];
     int n = snprintf(head, sizeof head,
-                     "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+                     "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: %zu\r\n\r\n",
                      strlen(body));
     tu_send(fd, head, (size_t)n);
     tu_send(fd, body, strlen(body));
@@ -573,7 +573,7 @@ START_TEST(keep_alive_stream_and_not)
     for (int i = 0; i < 3; i++) {
         char head[256];
         int n = snprintf(head, sizeof head,
-                         "POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                         "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
                          "Content-Length: %zu\r\n\r\n", strlen(bodies[i]));
         ck_assert_int_eq(tu_send(fd, head, (size_t)n), 0);
         ck_assert_int_eq(tu_send(fd, bodies[i], strlen(bodies[i])), 0);
@@ -730,7 +730,7 @@ START_TEST(concurrent_requests_batched)
         char *body = json_dumps(req, JSON_COMPACT);
         char head[256];
         int n = snprintf(head, sizeof head,
-                         "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+                         "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: %zu\r\n\r\n",
                          strlen(body));
         fds[i] = tu_connect(d.port);
         ck_assert_int_eq(tu_send(fds[i], head, (size_t)n), 0);

@@ -2,7 +2,7 @@
 # test_metrics_scrape.sh - GET /metrics through a real hearthd serving stories260K
 # (docs/api/metrics.md). A few known requests (two chat completions, one
 # streamed, a 404 for an unknown model, a 400 for a broken body, an unknown
-# path), then a scrape: every count moved exactly as they say (requests by
+# path, a foreign Host), then a scrape: every count moved exactly as they say (requests by
 # endpoint and status, tokens as their usage said, one time-to-first-token
 # per generation, one inter-token figure per generation of two tokens or
 # more, route decisions), the gauges are at rest, and the whole text passes
@@ -243,6 +243,8 @@ if mode == "counts":
     ok(status == 400, "broken JSON body: 400")
     status, _, _ = request("GET", "/no/such/path")
     ok(status == 404, "unknown path: 404")
+    status, _, _ = request("GET", "/health", headers={"Host": "evil.example.com"})
+    ok(status == 403, "a foreign Host: 403 (the door)")
 
     # the last request's count lands as its connection ends; the slots
     # free at the scheduler's next pass
@@ -256,10 +258,12 @@ if mode == "counts":
     ok(get(fams, R, method="POST", endpoint=CHAT, status="400") == 1, "1 chat 400")
     ok(get(fams, R, method="GET", endpoint="other", status="404") == 1,
        "the unknown path as endpoint other")
+    ok(get(fams, R, method="GET", endpoint="/health", status="403") == 1,
+       "the door's refusal under the endpoint asked for")
     ok(get(fams, R, method="GET", endpoint="/metrics", status="200") == scrapes - 1,
        "every earlier scrape counted (%d)" % (scrapes - 1))
     n_series = sum(len(f["samples"]) for n, f in fams.items() if n == R)
-    ok(n_series == 5, "no other request series (%d)" % n_series)
+    ok(n_series == 6, "no other request series (%d)" % n_series)
     ok(get(fams, "hearth_http_requests_in_flight") == 1, "in flight: the scrape itself")
 
     prompt = sum(u["prompt_tokens"] for u in usages)

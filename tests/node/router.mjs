@@ -4,11 +4,13 @@
 // that each name one behaviour of the fault server. The checks are
 // numbered by topic: 1 a real upstream, 2 bytes relayed, 3 fallbacks,
 // 4 4xx passed through, 5 broken streams, 6 cool-down, 7 routing controls,
-// 8 privacy, 9 keys and logs, 10 budget, 11 no local model
+// 8 privacy, 9 keys and logs, 10 budget, 11 no local model, 13 Messages
+// and Responses forwarded
 // (docs/router.md, "How it is tested").
 //
 // Environment: HEARTHD (the binary), HEARTH_TEST_DATA (the shared data),
 // ROUTER_TMP (a scratch directory for configs, state and logs).
+import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -397,6 +399,71 @@ await check('11 no local model: "auto" -> cloud, no-local-model; "real" works', 
   expectRoute(r, 'cloud:real', 'model');
   const s = parseStream(r.text);
   expect(s.done && s.content.length > 0 && s.errors.length === 0, 'a stream', r.text);
+});
+
+// ---- 13. Anthropic Messages and OpenAI Responses forwarded: the upstream
+// speaks Chat Completions, the client gets its own dialect back (C has no
+// local model: everything goes to "real", the cloud hearthd).
+await check('13 Messages forwarded: whole, streamed, a forced tool call, an upstream 400', async () => {
+  // Anthropic's clients name their own models: an unknown name takes the
+  // default route (local here), so the header asks for auto
+  const ant = new Anthropic({ baseURL: C.url, apiKey: 'unused', maxRetries: 0,
+                              defaultHeaders: { 'X-Hearth-Route': 'auto' } });
+  const bare = new Anthropic({ baseURL: C.url, apiKey: 'unused', maxRetries: 0 });
+  let refused;
+  try {
+    await bare.messages.create({ model: 'claude-any-name', max_tokens: 4,
+                                 messages: [{ role: 'user', content: 'x' }] });
+  } catch (e) { refused = e; }
+  expect(refused && refused.status === 503 && refused.error.error.type === 'overloaded_error',
+         'an unknown model name takes the default route (local: none here)', refused && refused.error);
+  const { data: m, response } = await ant.messages.create({
+    model: 'claude-any-name', max_tokens: 8, messages: [{ role: 'user', content: 'Once upon a time' }],
+  }).withResponse();
+  expect(response.headers.get('x-hearth-route') === 'cloud:real', 'routed to the cloud',
+         response.headers.get('x-hearth-route'));
+  expect(m.type === 'message' && m.model === CLOUD_ID && m.content[0].type === 'text' &&
+         m.content[0].text.length > 0 && m.stop_reason === 'max_tokens' && m.usage.output_tokens === 8,
+         'a whole Messages answer from the cloud', m);
+  const final = await ant.messages.stream({
+    model: 'claude-any-name', max_tokens: 6, messages: [{ role: 'user', content: 'Once upon a time' }],
+  }).finalMessage();
+  expect(final.content[0].text.length > 0 && final.stop_reason === 'max_tokens' &&
+         final.usage.output_tokens === 6, 'a streamed Messages answer', final);
+  const params = { type: 'object', properties: { n: { type: 'integer', minimum: 0, maximum: 99 } },
+                   required: ['n'], additionalProperties: false };
+  const t = await ant.messages.create({
+    model: 'claude-any-name', max_tokens: 150, messages: [{ role: 'user', content: 'count' }],
+    tools: [{ name: 'count', input_schema: params }], tool_choice: { type: 'any' },
+  });
+  const use = t.content.find((b) => b.type === 'tool_use');
+  expect(t.stop_reason === 'tool_use' && use && use.name === 'count' && Number.isInteger(use.input.n) &&
+         use.input.n >= 0 && use.input.n <= 99, 'a forced tool call through the cloud', t);
+  let err;
+  try {
+    await ant.messages.create({
+      model: 'claude-any-name', max_tokens: 8, messages: [{ role: 'user', content: 'x' }],
+      output_format: { type: 'json_schema', schema: { type: 'string', pattern: '^a' } },
+    });
+  } catch (e) { err = e; }
+  expect(err && err.status === 400 && err.error && err.error.type === 'error' &&
+         /pattern/.test(err.error.error.message), "the upstream's 400 in Anthropic's shape",
+         err && err.error);
+});
+
+await check('13 Responses forwarded: whole and streamed', async () => {
+  const oa = new OpenAI({ baseURL: `${C.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  const r = await oa.responses.create({ model: 'auto', input: 'Once upon a time', max_output_tokens: 8 });
+  expect(r.object === 'response' && r.status === 'incomplete' && r.output_text.length > 0 &&
+         r.usage.output_tokens === 8, 'a whole Response from the cloud', r);
+  const stream = await oa.responses.create({ model: 'auto', input: 'Once upon a time',
+                                            max_output_tokens: 6, stream: true });
+  let text = '', last;
+  for await (const ev of stream) {
+    if (ev.type === 'response.output_text.delta') text += ev.delta;
+    last = ev.type;
+  }
+  expect(text.length > 0 && last === 'response.incomplete', 'a streamed Response', { text, last });
 });
 
 // ---- 12. the prompt's NLL: a held prefill, then local (the job goes on) or

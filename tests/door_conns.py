@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""door_conns.py - connections against hearthd on 127.0.0.1, for tests/test_door.sh.
+
+door_conns.py idle PORT N HEADER_TIMEOUT
+    Opens N connections that each send part of a request's headers and then
+    nothing. Checks that /health still answers at once (and counts them all
+    open), that the server closes every one of them once HEADER_TIMEOUT
+    seconds have passed since it was opened (and none much before), and
+    that /health then counts only itself.
+
+door_conns.py limit PORT MAX
+    Holds MAX - 1 idle connections (waiting until /health counts them and
+    itself: MAX), opens one more, and checks that a request beyond MAX gets
+    503 too_many_connections and is closed.
+
+Exit 0 when all holds, 1 otherwise, 77 when this process or hearthd may not
+open enough sockets.
+"""
+import json
+import resource
+import selectors
+import socket
+import sys
+import time
+
+PARTIAL = b"GET /health HTTP/1.1\r\nHost: local"
+
+
+def get(port, path, timeout):
+    """One request; (status, head, body, seconds). The server closes."""
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n"
+                  b"Connection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head, body, time.monotonic() - t0
+
+
+def health(port, timeout):
+    status, _, body, took = get(port, b"/health", timeout)
+    return status, json.loads(body), took
+
+
+def partial(port):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(PARTIAL)
+    return s
+
+
+def limit(port, most):
+    held = [partial(port) for _ in range(most - 1)]
+    deadline = time.monotonic() + 5
+    while health(port, 5)[1]["connections"]["open"] != most:  # and itself
+        if time.monotonic() > deadline:
+            print("FAIL: the idle connections were not accepted")
+            return 1
+    held.append(partial(port))
+    status, head, body, _ = get(port, b"/health", 5)
+    print(head.decode().splitlines()[0], "(then closed)")
+    return 0 if status == 503 and b"too_many_connections" in body else 1
+
+
+def idle(port, n, timeout):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = n + 64
+    if soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            print(f"SKIP: this process may open {hard} files, {need} needed")
+            return 77
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+    _, h, _ = health(port, 5)
+    if h["connections"]["max"] < n + 1:
+        print(f"SKIP: hearthd may keep {h['connections']['max']} connections (its open-file "
+              f"limit), {n + 1} needed")
+        return 77
+
+    opened = {}
+    sel = selectors.DefaultSelector()
+    t_first = time.monotonic()
+    for _ in range(n):
+        s = partial(port)
+        s.setblocking(False)
+        opened[s] = time.monotonic()
+        sel.register(s, selectors.EVENT_READ)
+    t_all = time.monotonic()
+    print(f"opened {n} idle connections in {t_all - t_first:.2f} s")
+
+    ok = True
+    status, h, took = health(port, 5)
+    print(f"/health: {status} in {took * 1000:.0f} ms, {h['connections']['open']} open")
+    # answered within a deadline (the first accepts all the connections
+    # queued before it: seconds under ThreadSanitizer), and while every
+    # idle one is still open: it counts them all
+    if status != 200 or took > 5:
+        print("FAIL: /health was not answered within 5 s")
+        ok = False
+    if h["connections"]["open"] != n + 1:
+        print(f"FAIL: {n + 1} connections expected open (header_timeout too short "
+              "for this machine?)")
+        ok = False
+
+    closed_after = []
+    early = 0
+    deadline = t_first + timeout + 15
+    while opened and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=max(0.0, deadline - time.monotonic())):
+            s = key.fileobj
+            try:
+                data = s.recv(4096)
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            if data:
+                print(f"FAIL: an idle connection got an answer: {data[:60]!r}")
+                ok = False
+            age = time.monotonic() - opened.pop(s)
+            closed_after.append(age)
+            if age < timeout - 0.25:
+                early += 1
+            sel.unregister(s)
+            s.close()
+    if opened:
+        print(f"FAIL: {len(opened)} of {n} idle connections still open "
+              f"{timeout + 15:.0f} s after the first was opened")
+        ok = False
+    if closed_after:
+        print(f"closed {len(closed_after)} after {min(closed_after):.2f} to "
+              f"{max(closed_after):.2f} s (header_timeout {timeout:g} s)")
+    if early:
+        print(f"FAIL: {early} closed before header_timeout")
+        ok = False
+
+    status, h, _ = health(port, 5)
+    print(f"/health after: {status}, {h['connections']['open']} open")
+    if status != 200 or h["connections"]["open"] != 1:
+        print("FAIL: connections left open")
+        ok = False
+    return 0 if ok else 1
+
+
+def main():
+    port = int(sys.argv[2])
+    if sys.argv[1] == "limit":
+        return limit(port, int(sys.argv[3]))
+    return idle(port, int(sys.argv[3]), float(sys.argv[4]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
