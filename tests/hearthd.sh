@@ -1,9 +1,12 @@
 # hearthd.sh - sourced by the shell suites: what they need, and start
 # hearthd on a free loopback port and stop it.
 #
-#   hearthd_needs [openai]  sets $data (HEARTH_TEST_DATA) and $hearthd
-#                           (HEARTHD); exits 77 (skip) when stories260K,
-#                           node or, with "openai", the npm package is missing
+#   hearthd_needs_model [TOOL...]
+#                           sets $data (HEARTH_TEST_DATA), $hearthd (HEARTHD)
+#                           and $model (stories260K); exits 77 (skip) when
+#                           the model or one of the tools is missing
+#   hearthd_needs [openai]  the same with node and, with "openai", the npm
+#                           package
 #   hearthd_start ARGS...   sets $pid, $port and $log (exit 1 with the log
 #                           when hearthd does not come up within 30 s);
 #                           the daemon is killed when the script exits
@@ -11,15 +14,20 @@
 #   scratch_new NAME        sets $tmp, a fresh scratch directory for logs
 #   scratch_end STATUS      removes $tmp when STATUS is 0, else shows the
 #                           end of each log in it and keeps it; exits STATUS
-hearthd_needs() {
+hearthd_needs_model() {
     data=${HEARTH_TEST_DATA:-$here/../../shared}
     hearthd=${HEARTHD:-./hearthd}
-    if [ ! -f "$data/models/stories260K.gguf" ]; then
-        echo "SKIP: $data/models/stories260K.gguf not found (set HEARTH_TEST_DATA)"; exit 77
+    model="$data/models/stories260K.gguf"
+    if [ ! -f "$model" ]; then
+        echo "SKIP: $model not found (set HEARTH_TEST_DATA)"; exit 77
     fi
-    if ! command -v node >/dev/null 2>&1; then
-        echo "SKIP: node missing"; exit 77
-    fi
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || { echo "SKIP: $tool missing"; exit 77; }
+    done
+}
+
+hearthd_needs() {
+    hearthd_needs_model node
     if [ "${1:-}" = openai ] && [ ! -d "$here/node/node_modules/openai" ]; then
         echo "SKIP: the openai package missing (run: npm ci --prefix tests/node)"; exit 77
     fi

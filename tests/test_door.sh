@@ -9,13 +9,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/hearthd.sh"
-data=${HEARTH_TEST_DATA:-$here/../../shared}
-hearthd=${HEARTHD:-./hearthd}
-model="$data/models/stories260K.gguf"
-[ -f "$model" ] || { echo "SKIP: $model not found (set HEARTH_TEST_DATA)"; exit 77; }
-for tool in curl python3; do
-    command -v $tool >/dev/null 2>&1 || { echo "SKIP: $tool missing"; exit 77; }
-done
+hearthd_needs_model curl python3
 
 tmp=$(mktemp -d)
 fails=0

@@ -14,11 +14,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/hearthd.sh"
-data=${HEARTH_TEST_DATA:-$here/../../shared}
-hearthd=${HEARTHD:-./hearthd}
-model="$data/models/stories260K.gguf"
-if [ ! -f "$model" ]; then echo "SKIP: $model not found (set HEARTH_TEST_DATA)"; exit 77; fi
-if ! command -v python3 >/dev/null 2>&1; then echo "SKIP: python3 missing"; exit 77; fi
+hearthd_needs_model python3
 
 check() { # MODE BASE [ARGS...]: the checks below, in python3
     python3 - "$@" <<'EOF'
