@@ -491,10 +491,15 @@ int http_start(http_server **out, uv_loop_t *loop, const http_config *cfg,
         return -1;
     }
 
+    struct MHD_OptionItem where[] = {
+        cfg->listen_fd > 0
+            ? (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, cfg->listen_fd, NULL}
+            : (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, addr},
+        {MHD_OPTION_END, 0, NULL}};
     s->mhd = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_access, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, to catch all */
-        MHD_OPTION_SOCK_ADDR, addr,
+        MHD_OPTION_ARRAY, where,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
         MHD_OPTION_END);

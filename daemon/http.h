@@ -76,6 +76,8 @@ typedef struct http_route {
 typedef struct http_config {
     const char *host;
     int port;
+    int listen_fd;        /* > 0: a socket already listening (systemd's socket
+                             activation), served instead of binding host:port */
     long long max_body;
     char *const *api_key; /* *api_key: required bearer token, or NULL
                              (a pointer so a config reload applies) */
