@@ -15,6 +15,7 @@
 
 #include "hconfig_lists.h"
 #include "log.h"
+#include "daemon/paths.h"
 
 /* K_AUTO_BOOL: a K_BOOL that may also be "auto", stored as -1. */
 enum key_type { K_STR, K_INT, K_SIZE, K_LEVEL, K_HOST, K_REAL, K_BOOL, K_AUTO_BOOL, K_CHOICE,

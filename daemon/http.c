@@ -604,9 +604,12 @@ static int tcp_addr_of(const http_config *cfg, tcp_addr *a, bool *v6, char *err,
 
 /* One MHD daemon: on the TCP address, or on the Unix socket's descriptor
  * (unix_fd >= 0). */
-static int start_listener(http_server *s, http_listener *l, int unix_fd, char *err,
+/* fd < 0: bind host:port; else serve fd, a Unix socket or (tcp) a TCP
+ * socket already listening (systemd's socket activation). */
+static int start_listener(http_server *s, http_listener *l, int fd, bool tcp, char *err,
                           size_t errlen)
 {
+    int unix_fd = fd;
     const http_config *cfg = &s->cfg;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     tcp_addr addr;
@@ -619,7 +622,7 @@ static int start_listener(http_server *s, http_listener *l, int unix_fd, char *e
      * headers and MHD's buffers beside them. */
     size_t pool = (size_t)cfg->max_header + HTTP_POOL_SLACK;
     l->srv = s;
-    l->check_host = unix_fd < 0 && door_addr_is_loopback(cfg->host);
+    l->check_host = (unix_fd < 0 || tcp) && cfg->host && door_addr_is_loopback(cfg->host);
     struct MHD_OptionItem where[] = {
         {MHD_OPTION_SOCK_ADDR, 0, &addr.sa},
         {MHD_OPTION_END, 0, NULL},
@@ -640,7 +643,7 @@ static int start_listener(http_server *s, http_listener *l, int unix_fd, char *e
         int e = errno;
         if (unix_fd >= 0)
             snprintf(err, errlen, "cannot serve on %s: libmicrohttpd refused the socket",
-                     s->unix_path);
+                     tcp ? "the socket systemd passed" : s->unix_path);
         else
             snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
                      e == EADDRINUSE ? "address already in use"
@@ -654,7 +657,7 @@ static int start_listener(http_server *s, http_listener *l, int unix_fd, char *e
         l->mhd = NULL;
         return -1;
     }
-    if (unix_fd < 0) {
+    if (unix_fd < 0 || tcp) {
         const union MHD_DaemonInfo *pi = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_BIND_PORT);
         s->port = pi ? pi->port : cfg->port;
     }
@@ -718,7 +721,7 @@ int http_start(http_server **out, uv_loop_t *loop, const http_config *cfg,
              : listen_unix_open(&s->unix_sock, s->unix_path, cfg->unix_mode, err, errlen);
         s->unix_file = rc == 0;
         if (rc == 0) {
-            rc = start_listener(s, &s->lis[s->n_lis], s->unix_sock.fd, err, errlen);
+            rc = start_listener(s, &s->lis[s->n_lis], s->unix_sock.fd, false, err, errlen);
             if (rc == 0)
                 s->n_lis++;
             /* else the descriptor is left alone: whether a failed
@@ -726,8 +729,12 @@ int http_start(http_server **out, uv_loop_t *loop, const http_config *cfg,
              * ends here */
         }
     }
-    if (rc == 0 && cfg->host) {
-        rc = start_listener(s, &s->lis[s->n_lis], -1, err, errlen);
+    if (rc == 0 && cfg->listen_fd > 0) { /* systemd's socket instead of host:port */
+        rc = start_listener(s, &s->lis[s->n_lis], cfg->listen_fd, true, err, errlen);
+        if (rc == 0)
+            s->n_lis++;
+    } else if (rc == 0 && cfg->host) {
+        rc = start_listener(s, &s->lis[s->n_lis], -1, false, err, errlen);
         if (rc == 0)
             s->n_lis++;
     }

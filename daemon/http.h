@@ -115,6 +115,8 @@ typedef struct http_config {
     int port;
     const char *unix_path; /* NULL: no Unix socket */
     unsigned unix_mode;
+    int listen_fd;        /* > 0: a socket already listening (systemd's socket
+                             activation), served instead of binding host:port */
     long long max_body;
     int max_connections;
     const int *header_timeout; /* seconds, 0: none; points into the live config */

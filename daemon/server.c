@@ -9,11 +9,13 @@
 #include <sys/stat.h>
 #include <uv.h>
 #ifdef HAVE_SYSTEMD
+#include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #endif
 
 #include "chat.h"
 #include "door.h"
+#include "daemon/paths.h"
 #include "gen.h"
 #include "hconfig.h"
 #include "kernels.h"
@@ -34,6 +36,7 @@ typedef struct hearth_server {
     uv_loop_t loop;
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t deadline;
+    uv_timer_t watchdog;      /* WATCHDOG=1 at half of systemd's WatchdogSec */
     http_server *http;
     door *door;         /* host check, API keys, CORS (daemon/door.h) */
     metrics *metrics;   /* GET /metrics (daemon/metrics.h) */
@@ -57,6 +60,58 @@ static void notify(const char *state)
     sd_notify(0, state);
 #else
     (void)state;
+#endif
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    notify("WATCHDOG=1");
+}
+
+/* The ping interval in ms when systemd watches this process (WatchdogSec=
+ * sets $WATCHDOG_USEC), else 0. Half the timeout, as sd_watchdog_enabled(3)
+ * advises: the pings run on the loop, so a loop that stalls gets the
+ * service restarted. */
+static uint64_t watchdog_interval_ms(void)
+{
+#ifdef HAVE_SYSTEMD
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000)
+        return usec / 2000;
+#endif
+    return 0;
+}
+
+/* The listening socket systemd passed (socket activation: hearthd.socket,
+ * or systemd-socket-activate), 0 when none was passed, -1 (err filled)
+ * when what was passed cannot be served: hearthd takes exactly one
+ * listening stream socket. */
+static int listen_fd_from_systemd(char *err, size_t errlen)
+{
+#ifdef HAVE_SYSTEMD
+    int n = sd_listen_fds(1);
+    if (n < 0) {
+        snprintf(err, errlen, "socket activation: %s", strerror(-n));
+        return -1;
+    }
+    if (n == 0)
+        return 0;
+    if (n > 1) {
+        snprintf(err, errlen, "socket activation: systemd passed %d sockets, hearthd "
+                 "serves one (one ListenStream= in hearthd.socket)", n);
+        return -1;
+    }
+    if (sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+        snprintf(err, errlen, "socket activation: the socket systemd passed is not a "
+                 "listening stream socket (Accept=no and ListenStream= in hearthd.socket)");
+        return -1;
+    }
+    return SD_LISTEN_FDS_START;
+#else
+    (void)err;
+    (void)errlen;
+    return 0;
 #endif
 }
 
@@ -441,6 +496,7 @@ static void finish(void *arg)
     if (left)
         log_warn("server", "shutdown deadline reached with %u request(s) in flight", left);
     uv_timer_stop(&hs->deadline);
+    uv_timer_stop(&hs->watchdog);
     http_stop(hs->http); /* cancels the jobs of what is still open */
     hs->http = NULL;
     sched_free(hs->sched);
@@ -451,6 +507,7 @@ static void finish(void *arg)
     uv_close((uv_handle_t *)&hs->sig_term, on_closed);
     uv_close((uv_handle_t *)&hs->sig_hup, on_closed);
     uv_close((uv_handle_t *)&hs->deadline, on_closed);
+    uv_close((uv_handle_t *)&hs->watchdog, on_closed);
 }
 
 static void on_deadline(uv_timer_t *t) { finish(t->data); }
@@ -556,8 +613,10 @@ int server_main(int argc, char **argv)
         uv_loop_close(&hs.loop);
         goto out;
     }
+    int listen_fd = listen_fd_from_systemd(err, sizeof err);
     http_config hc = {
         .host = hs.cfg.tcp ? hs.cfg.host : NULL, .port = hs.cfg.port,
+        .listen_fd = listen_fd,
         .unix_path = hs.cfg.socket_path, .unix_mode = (unsigned)hs.cfg.socket_mode,
         .max_body = hs.cfg.max_body, .max_connections = hs.cfg.max_connections,
         .header_timeout = &hs.cfg.header_timeout, .idle_timeout = hs.cfg.idle_timeout,
@@ -565,7 +624,7 @@ int server_main(int argc, char **argv)
         .routes = routes, .n_routes = sizeof routes / sizeof routes[0], .user = &hs,
         .on_done = on_request_done,
     };
-    if (http_start(&hs.http, &hs.loop, &hc, err, sizeof err) < 0) {
+    if (listen_fd < 0 || http_start(&hs.http, &hs.loop, &hc, err, sizeof err) < 0) {
         fprintf(stderr, "hearthd: %s\n", err);
         model_close(&hs);
         routing_fini(&hs.rt);
@@ -577,6 +636,7 @@ int server_main(int argc, char **argv)
     uv_signal_init(&hs.loop, &hs.sig_term);
     uv_signal_init(&hs.loop, &hs.sig_hup);
     uv_timer_init(&hs.loop, &hs.deadline);
+    uv_timer_init(&hs.loop, &hs.watchdog);
     hs.sig_int.data = hs.sig_term.data = hs.sig_hup.data = &hs;
     hs.deadline.data = &hs;
     uv_signal_start(&hs.sig_int, on_signal, SIGINT);
@@ -584,9 +644,11 @@ int server_main(int argc, char **argv)
     uv_signal_start(&hs.sig_hup, on_signal, SIGHUP);
 
     char where[600];
-    int wn = hs.cfg.tcp ? snprintf(where, sizeof where, "%s:%d", hs.cfg.host,
-                                   http_bound_port(hs.http))
-                        : 0;
+    int wn = listen_fd > 0 ? snprintf(where, sizeof where, "the socket systemd passed, port %d",
+                                      http_bound_port(hs.http))
+             : hs.cfg.tcp ? snprintf(where, sizeof where, "%s:%d", hs.cfg.host,
+                                     http_bound_port(hs.http))
+                          : 0;
     if (hs.cfg.socket_path)
         snprintf(where + wn, sizeof where - (size_t)wn, "%sunix:%s", wn ? " and " : "",
                  hs.cfg.socket_path);
@@ -594,6 +656,9 @@ int server_main(int argc, char **argv)
              PACKAGE_VERSION, where, hs.model_id ? hs.model_id : "none",
              door_auto_on(hs.cfg.webui, hs.cfg.host) ? "on" : "off",
              door_auto_on(hs.cfg.metrics, hs.cfg.host) ? "on" : "off");
+    uint64_t wd_ms = watchdog_interval_ms();
+    if (wd_ms)
+        uv_timer_start(&hs.watchdog, on_watchdog, wd_ms, wd_ms);
     notify("READY=1");
 
     uv_run(&hs.loop, UV_RUN_DEFAULT);

@@ -16,13 +16,18 @@ export DEBIAN_FRONTEND=noninteractive
 # Skip the network round trip when everything is already installed.
 missing=""
 for p in $PKGS; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+    # "install ok installed" only: a removed package whose config files
+    # remain is missing too
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q ' installed$' ||
+        missing="$missing $p"
 done
 if [ -n "$missing" ]; then
     echo "install-deps: installing:$missing"
     $SUDO apt-get update -qq
     # shellcheck disable=SC2086
-    $SUDO apt-get install -y -qq --no-install-recommends $missing
+    # only what is missing: --no-upgrade leaves a listed package that is
+    # somehow installed already alone, and there is no apt-get upgrade
+    $SUDO apt-get install -y -qq --no-install-recommends --no-upgrade $missing
 else
     echo "install-deps: all packages present"
 fi
@@ -30,7 +35,7 @@ fi
 # Node.js and npm run the OpenAI-SDK client test. Machines often carry a
 # NodeSource build (which bundles npm); only fall back to Debian's when absent.
 if ! command -v npm >/dev/null 2>&1; then
-    $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+    $SUDO apt-get install -y -qq --no-install-recommends --no-upgrade nodejs npm
 fi
 
 # The client libraries the integration tests drive hearthd with, and
