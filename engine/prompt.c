@@ -44,45 +44,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+#include "utf8.h"
+
 #define SENT '\x7f' /* opens and closes a sentinel */
 
 /* ------------------------------------------------------------ buffers */
 
-typedef struct buf {
+/* A growing text (engine/buf.h) that remembers running out of memory, so
+ * that a chain of appends is checked once at the end. */
+typedef struct pbuf {
     char *p;
     size_t n, cap;
     bool oom;
-} buf;
+} pbuf;
 
-static void buf_put(buf *b, const char *s, size_t n)
+static void pbuf_put(pbuf *b, const char *s, size_t n)
 {
-    if (b->oom || n == 0)
-        return;
-    if (b->cap - b->n <= n) {
-        size_t nc = b->cap ? b->cap : 64;
-        while (nc - b->n <= n && nc < SIZE_MAX / 2)
-            nc *= 2;
-        char *np = nc - b->n > n ? realloc(b->p, nc) : NULL;
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
+    if (!b->oom && buf_append(&b->p, &b->n, &b->cap, s, n, 64))
+        b->oom = true;
 }
 
-/* The buffer's text, NUL-terminated and handed over (NULL when memory
- * ran out; then the buffer is freed). */
-static char *buf_take(buf *b)
+/* The buffer's text, handed over (NULL when memory ran out; then the
+ * buffer is freed). */
+static char *pbuf_take(pbuf *b)
 {
     char *s = b->oom ? NULL : b->p ? b->p : calloc(1, 1);
     if (!s)
         free(b->p);
-    *b = (buf){0};
+    *b = (pbuf){0};
     return s;
 }
 
@@ -100,7 +90,7 @@ typedef struct guard {
     orig *tab;      /* sentinel index -> text */
     size_t n, cap;
     size_t n_user;  /* how many of them are user-defined tokens' texts */
-    buf tmp;        /* a JSON string, decoded */
+    pbuf tmp;       /* a JSON string, decoded */
     bool oom;
 } guard;
 
@@ -133,7 +123,7 @@ static size_t next_text(const guard *g, const char *s, size_t len, orig *o, int3
 /* Copy s[0..len) to out with each text to replace turned into a
  * sentinel; with out NULL only tell whether there is one. Returns how
  * many were replaced. */
-static size_t guard_text(guard *g, const char *s, size_t len, buf *out)
+static size_t guard_text(guard *g, const char *s, size_t len, pbuf *out)
 {
     size_t count = 0, i = 0;
     while (i < len) {
@@ -158,13 +148,13 @@ static size_t guard_text(guard *g, const char *s, size_t len, buf *out)
         char sent[32];
         int sl = snprintf(sent, sizeof sent, "%c%zu%c", SENT, g->n, SENT);
         g->tab[g->n++] = o;
-        buf_put(out, s + i, at - i);
-        buf_put(out, sent, (size_t)sl);
+        pbuf_put(out, s + i, at - i);
+        pbuf_put(out, sent, (size_t)sl);
         i = at + o.len;
         count++;
     }
     if (out)
-        buf_put(out, s + i, len - i);
+        pbuf_put(out, s + i, len - i);
     return count;
 }
 
@@ -188,53 +178,35 @@ static unsigned hex4(const char *p, const char *end)
     return u;
 }
 
-static void put_utf8(buf *b, unsigned cp)
-{
-    char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (char)cp, n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | (cp >> 6)), u[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | (cp >> 12)), u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
-    } else {
-        u[0] = (char)(0xF0 | (cp >> 18)), u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)), u[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
-    }
-    buf_put(b, u, n);
-}
-
 /* The text of the JSON string body s[0..len) (between the quotes), into
  * b. A bad escape is kept as it is written (the render reports the JSON
  * error); a lone surrogate becomes U+FFFD. */
-static void json_decode(const char *s, size_t len, buf *b)
+static void json_decode(const char *s, size_t len, pbuf *b)
 {
     const char *p = s, *end = s + len;
     b->n = 0;
-    buf_put(b, "", 0);
+    pbuf_put(b, "", 0);
     while (p < end) {
         const char *q = memchr(p, '\\', (size_t)(end - p));
         if (!q) {
-            buf_put(b, p, (size_t)(end - p));
+            pbuf_put(b, p, (size_t)(end - p));
             break;
         }
-        buf_put(b, p, (size_t)(q - p));
+        pbuf_put(b, p, (size_t)(q - p));
         if (q + 1 >= end) {
-            buf_put(b, q, 1);
+            pbuf_put(b, q, 1);
             break;
         }
         const char *simple = strchr("\"\\/bfnrt", q[1]);
         if (simple && q[1]) {
             static const char to[] = "\"\\/\b\f\n\r\t";
-            buf_put(b, &to[simple - "\"\\/bfnrt"], 1);
+            pbuf_put(b, &to[simple - "\"\\/bfnrt"], 1);
             p = q + 2;
             continue;
         }
         unsigned cp = q[1] == 'u' ? hex4(q + 2, end) : 0x110000;
         if (cp > 0xFFFF) {
-            buf_put(b, q, 2);
+            pbuf_put(b, q, 2);
             p = q + 2;
             continue;
         }
@@ -246,19 +218,20 @@ static void json_decode(const char *s, size_t len, buf *b)
                 p += 6;
             }
         }
-        put_utf8(b, cp >= 0xD800 && cp < 0xE000 ? 0xFFFD : cp);
+        char u[4];
+        pbuf_put(b, u, utf8_put(cp >= 0xD800 && cp < 0xE000 ? 0xFFFD : cp, u));
     }
 }
 
 /* s[0..len) as the body of a JSON string. */
-static void json_encode(const char *s, size_t len, buf *out)
+static void json_encode(const char *s, size_t len, pbuf *out)
 {
     size_t run = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
-        buf_put(out, s + run, i - run);
+        pbuf_put(out, s + run, i - run);
         char esc[8];
         int n = c == '"'    ? snprintf(esc, sizeof esc, "\\\"")
                 : c == '\\' ? snprintf(esc, sizeof esc, "\\\\")
@@ -266,23 +239,23 @@ static void json_encode(const char *s, size_t len, buf *out)
                 : c == '\t' ? snprintf(esc, sizeof esc, "\\t")
                 : c == '\r' ? snprintf(esc, sizeof esc, "\\r")
                             : snprintf(esc, sizeof esc, "\\u%04x", c);
-        buf_put(out, esc, (size_t)n);
+        pbuf_put(out, esc, (size_t)n);
         run = i + 1;
     }
-    buf_put(out, s + run, len - run);
+    pbuf_put(out, s + run, len - run);
 }
 
 /* guard_text on every string of the JSON text (keys too): a string with a
  * text to replace is decoded, guarded and written back escaped; the rest
  * is copied as it is. */
-static size_t guard_json(guard *g, const char *json, size_t len, buf *out)
+static size_t guard_json(guard *g, const char *json, size_t len, pbuf *out)
 {
     size_t count = 0, i = 0;
     while (i < len) {
         const char *q = memchr(json + i, '"', len - i);
         size_t qs = q ? (size_t)(q - json) : len;
         if (out)
-            buf_put(out, json + i, qs - i);
+            pbuf_put(out, json + i, qs - i);
         if (qs == len)
             break;
         size_t k = qs + 1;
@@ -291,7 +264,7 @@ static size_t guard_json(guard *g, const char *json, size_t len, buf *out)
             k += json[k] == '\\' ? (esc = true, 2) : 1;
         if (k >= len) { /* unterminated: the render reports it */
             if (out)
-                buf_put(out, json + qs, len - qs);
+                pbuf_put(out, json + qs, len - qs);
             break;
         }
         const char *body = json + qs + 1;
@@ -304,15 +277,15 @@ static size_t guard_json(guard *g, const char *json, size_t len, buf *out)
         }
         if (guard_text(g, body, blen, NULL) == 0) {
             if (out)
-                buf_put(out, json + qs, k + 1 - qs);
+                pbuf_put(out, json + qs, k + 1 - qs);
         } else if (!out) {
             return 1;
         } else {
-            buf s = {0};
+            pbuf s = {0};
             count += guard_text(g, body, blen, &s);
-            buf_put(out, "\"", 1);
+            pbuf_put(out, "\"", 1);
             json_encode(s.p ? s.p : "", s.n, out);
-            buf_put(out, "\"", 1);
+            pbuf_put(out, "\"", 1);
             g->oom |= s.oom;
             free(s.p);
         }
@@ -367,27 +340,27 @@ static const char *guarded(guard *g, const char *s, bool json, char **owned)
     size_t len = strlen(s);
     if (!(json ? guard_json(g, s, len, NULL) : guard_text(g, s, len, NULL)))
         return s;
-    buf b = {0};
+    pbuf b = {0};
     if (json)
         guard_json(g, s, len, &b);
     else
         guard_text(g, s, len, &b);
     g->oom |= b.oom;
-    *owned = buf_take(&b);
+    *owned = pbuf_take(&b);
     return *owned ? *owned : s;
 }
 
 /* The render with its sentinels put back; *plain gets the spans they
- * took (malloc'd). NULL with err: a template error or out of memory. */
+ * took (malloc'd). NULL when memory runs out. */
 static char *restore(const guard *g, const char *r, tok_span **plain, size_t *n_plain)
 {
-    buf out = {0};
+    pbuf out = {0};
     tok_span *sp = NULL;
     size_t ns = 0, cap = 0;
     const char *p = r;
     for (;;) {
         const char *d = strchr(p, SENT);
-        buf_put(&out, p, d ? (size_t)(d - p) : strlen(p));
+        pbuf_put(&out, p, d ? (size_t)(d - p) : strlen(p));
         if (!d)
             break;
         size_t idx = 0, k = 1;
@@ -396,7 +369,7 @@ static char *restore(const guard *g, const char *r, tok_span **plain, size_t *n_
         if (k == 1 || d[k] != SENT || idx >= g->n) {
             /* a cut sentinel (a template that slices content): its bytes
              * stay, as text that no special token contains */
-            buf_put(&out, d, 1);
+            pbuf_put(&out, d, 1);
             p = d + 1;
             continue;
         }
@@ -410,10 +383,10 @@ static char *restore(const guard *g, const char *r, tok_span **plain, size_t *n_
             sp = nsp;
         }
         sp[ns++] = (tok_span){out.n, g->tab[idx].len};
-        buf_put(&out, g->tab[idx].p, g->tab[idx].len);
+        pbuf_put(&out, g->tab[idx].p, g->tab[idx].len);
         p = d + k + 1;
     }
-    char *text = buf_take(&out);
+    char *text = pbuf_take(&out);
     if (!text) {
         free(sp);
         return NULL;
