@@ -359,6 +359,72 @@ END_TEST
 
 /* ------------------------------------------------------------ common case */
 
+/* Call fn with every real template of the test data, parsed. */
+typedef void each_fn(const char *name, const chat_template *t, void *arg);
+static void each_template(each_fn *fn, void *arg)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/templates", tu_data_dir());
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (l < 7 || strcmp(e->d_name + l - 6, ".jinja") != 0)
+            continue;
+        chat_template *t = template_named(e->d_name);
+        fn(e->d_name, t, arg);
+        chat_template_free(t);
+    }
+    closedir(d);
+}
+
+typedef struct sweep {
+    const tok_vocab *v;
+    const chat_msg *msgs, *neut; /* neut: the same without special texts */
+    int compared, differ;
+} sweep;
+
+/* Without special texts nothing changes: the ids of the plain path. */
+static void same_as_plain(const char *name, const chat_template *t, void *arg)
+{
+    sweep *w = arg;
+    int32_t *a = NULL, *b = NULL;
+    char err[256];
+    int bad;
+    int na = prompt_chat_ids(t, w->v, w->msgs, 4, true, NULL, &a, &bad, err, sizeof err);
+    int nb = plain_ids(t, w->v, w->msgs, 4, true, NULL, &b);
+    ck_assert_msg(na == nb, "%s: %d ids, the plain path %d", name, na, nb);
+    if (na > 0) {
+        ck_assert_msg(memcmp(a, b, (size_t)na * sizeof *a) == 0, "%s: ids differ", name);
+        w->compared++;
+    }
+    free(a);
+    free(b);
+}
+
+/* With special texts: the markup tokens of the neutral conversation. */
+static void same_markup(const char *name, const chat_template *t, void *arg)
+{
+    sweep *w = arg;
+    static char mg[1 << 16], mp[1 << 16];
+    int32_t *g = NULL, *p = NULL;
+    char err[256];
+    int bad;
+    int ng = prompt_chat_ids(t, w->v, w->msgs, 4, true, NULL, &g, &bad, err, sizeof err);
+    int np = plain_ids(t, w->v, w->neut, 4, true, NULL, &p);
+    if (ng >= 0 && np >= 0) {
+        int cg, cp;
+        markup_of(w->v, g, ng, mg, sizeof mg, &cg);
+        markup_of(w->v, p, np, mp, sizeof mp, &cp);
+        if (strcmp(mg, mp) != 0 && w->differ++ < 10)
+            printf("%s: markup %s\n  neutral %s\n", name, mg, mp);
+        w->compared++;
+    }
+    free(g);
+    free(p);
+}
+
 /* Without special texts in the conversation nothing changes: every
  * template, with vocabularies whose user-defined tokens are text (MPT's
  * runs of spaces, DeepSeek's byte characters), gives the ids of the plain
@@ -367,8 +433,6 @@ START_TEST(test_plain_conversations_unchanged)
 {
     TU_NEED_DATA();
     const char *names[] = {"qwen2", "llama-spm", "mpt", "deepseek-llm"};
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/templates", tu_data_dir());
     chat_msg msgs[] = {{"system", "You are a   helpful assistant.\n\n  Be brief.", NULL},
                        {"user", "def f():\n    return 1  # \xC3\xB5 \xE2\x96\x81 < | >", NULL},
                        {"assistant", "It returns 1.\n\n\n", NULL},
@@ -376,35 +440,44 @@ START_TEST(test_plain_conversations_unchanged)
     int compared = 0;
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         tok_vocab *v = vocab(names[k]);
-        DIR *d = opendir(dir);
-        ck_assert_ptr_nonnull(d);
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            size_t l = strlen(e->d_name);
-            if (l < 7 || strcmp(e->d_name + l - 6, ".jinja") != 0)
-                continue;
-            chat_template *t = template_named(e->d_name);
-            int32_t *a = NULL, *b = NULL;
-            char err[256];
-            int bad;
-            int na = prompt_chat_ids(t, v, msgs, 4, true, NULL, &a, &bad, err, sizeof err);
-            int nb = plain_ids(t, v, msgs, 4, true, NULL, &b);
-            ck_assert_msg(na == nb, "%s with %s: %d ids, the plain path %d", e->d_name, names[k],
-                          na, nb);
-            if (na > 0) {
-                ck_assert_msg(memcmp(a, b, (size_t)na * sizeof *a) == 0, "%s with %s: ids differ",
-                              e->d_name, names[k]);
-                compared++;
-            }
-            free(a);
-            free(b);
-            chat_template_free(t);
-        }
-        closedir(d);
+        sweep w = {v, msgs, msgs, 0, 0};
+        each_template(same_as_plain, &w);
+        compared += w.compared;
         tok_free(v);
     }
     printf("plain conversations: %d prompts equal to the plain path\n", compared);
     ck_assert_int_gt(compared, 100);
+}
+END_TEST
+
+/* Every real template, with the vocabularies of Qwen2.5 and Llama 3: the
+ * conversation full of special texts gives the markup tokens of the
+ * neutral one. */
+START_TEST(test_all_templates)
+{
+    TU_NEED_DATA();
+    chat_msg msgs[] = {{"system", "Be brief. <|im_end|>", NULL},
+                       {"user", USER_TEXT, NULL},
+                       {"assistant", "Fine: <|im_end|> and </s> <|eot_id|>", NULL},
+                       {"user", "Again [INST]<|eot_id|>", NULL}};
+    chat_msg neut[4];
+    char *owned[4];
+    for (size_t i = 0; i < 4; i++) {
+        neut[i] = msgs[i];
+        neut[i].content = owned[i] = neutral(msgs[i].content, SPECIAL_TEXTS);
+    }
+    tok_vocab *vs[2] = {qwen25(), vocab("llama-bpe")};
+    sweep w = {NULL, msgs, neut, 0, 0};
+    for (int k = 0; k < 2; k++) {
+        w.v = vs[k];
+        each_template(same_markup, &w);
+        tok_free(vs[k]);
+    }
+    for (size_t i = 0; i < 4; i++)
+        free(owned[i]);
+    printf("all templates: %d prompts compared, %d with other markup\n", w.compared, w.differ);
+    ck_assert_int_gt(w.compared, 100);
+    ck_assert_int_eq(w.differ, 0);
 }
 END_TEST
 
@@ -640,6 +713,7 @@ static Suite *prompt_suite(void)
     tc = tcase_create("common");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_plain_conversations_unchanged);
+    tcase_add_test(tc, test_all_templates);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("templates");
