@@ -2,8 +2,12 @@
  * the chat template rendered with the model's BOS and EOS texts, then
  * tokenized with special tokens parsed (the template's markup is made of
  * them), a BOS added only when the model wants one and the template did
- * not write it. hearthd's requests, `hearth route` and the router's
- * reference texts all go through here, so they see the same tokens. */
+ * not write it. Message content is text, always: the texts of special
+ * tokens that come from the request (contents, tool calls and results,
+ * the tools) are tokenized as text, so only the template's own markup
+ * becomes control tokens (how: prompt.c, docs/chat-templates.md).
+ * hearthd's requests, `hearth route` and the router's reference texts all
+ * go through here, so they see the same tokens. */
 #ifndef HEARTH_PROMPT_H
 #define HEARTH_PROMPT_H
 

@@ -365,6 +365,42 @@ static void mark_eog(tok_vocab *v)
         v->attr[end] = TOK_ATTR_USER_DEFINED;
 }
 
+/* Tokens that mark a sequence's structure are control tokens, whatever
+ * type the converter wrote, so that no text ever turns into them:
+ * - the ids the metadata names BOS, EOS, end of turn and end of message
+ *   (DeepSeek-Coder's <|EOT|> is written as user-defined);
+ * - SentencePiece's own <s> and </s> at their conventional ids 1 and 2
+ *   (Phi-3 writes </s> as user-defined: text "</s>" became id 2, the
+ *   SentencePiece end of sequence, without special parsing);
+ * and the unknown token is not one: it stands for text the vocabulary
+ * cannot spell (BERT's [UNK] is written as control), so it is UNKNOWN
+ * only, unless it also has one of the roles above. Runs before mark_eog,
+ * whose per-family exceptions (gpt-oss markers that must render) win. */
+static void settle_roles(tok_vocab *v)
+{
+    const int32_t roles[4] = {v->bos, v->eos, v->eot, v->eom};
+    bool unk_has_role = false;
+    for (int i = 0; i < 4; i++) {
+        if (roles[i] < 0)
+            continue;
+        if (v->attr[roles[i]] & TOK_ATTR_USER_DEFINED)
+            v->attr[roles[i]] |= TOK_ATTR_CONTROL;
+        unk_has_role |= roles[i] == v->unk;
+    }
+    if (v->kind == TOK_KIND_SPM) {
+        static const char *const spm_ctl[3] = {NULL, "<s>", "</s>"};
+        for (int32_t id = 1; id <= 2 && id < v->n; id++) {
+            size_t n;
+            const char *t = tok_text_ptr(v, id, &n);
+            if (n == strlen(spm_ctl[id]) && memcmp(t, spm_ctl[id], n) == 0)
+                v->attr[id] |= TOK_ATTR_CONTROL;
+        }
+    }
+    if (v->unk >= 0 && !unk_has_role)
+        v->attr[v->unk] = (uint16_t)((v->attr[v->unk] & ~TOK_ATTR_CONTROL) |
+                                     TOK_ATTR_UNKNOWN);
+}
+
 typedef struct len_id {
     size_t len;
     int32_t id;
@@ -406,6 +442,56 @@ static int build_specials(tok_vocab *v)
         v->special[i] = tmp[i].id;
     v->n_special = n;
     free(tmp);
+    return 0;
+}
+
+/* A markup token marks structure rather than spells text: a control or
+ * unknown token, or a user-defined one, except those that are one
+ * character or only whitespace (MPT's and Gemma's runs of spaces and
+ * newlines, DeepSeek's byte characters): those are text. */
+static bool markup_attr(const tok_vocab *v, int32_t id)
+{
+    uint16_t a = v->attr[id];
+    if (a & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN))
+        return true;
+    if (!(a & TOK_ATTR_USER_DEFINED))
+        return false;
+    size_t n;
+    const unsigned char *t = (const unsigned char *)tok_text_ptr(v, id, &n);
+    if (n == 0 || tok_utf8_len(t, n) == n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] == ' ' || (t[i] >= '\t' && t[i] <= '\r'))
+            continue;
+        if (i + 3 <= n && memcmp(t + i, "\xE2\x96\x81", 3) == 0) { /* "▁" */
+            i += 2;
+            continue;
+        }
+        return true;
+    }
+    return false;
+}
+
+/* The markup tokens among the special ones, grouped by the first byte of
+ * their text (a counting sort, so each group stays longest first). */
+static int build_markup(tok_vocab *v)
+{
+    uint32_t count[256] = {0};
+    for (int32_t k = 0; k < v->n_special; k++)
+        if (markup_attr(v, v->special[k]))
+            count[(unsigned char)v->pool[v->off[v->special[k]]]]++;
+    v->markup_at[0] = 0;
+    for (int b = 0; b < 256; b++)
+        v->markup_at[b + 1] = v->markup_at[b] + count[b];
+    v->markup = malloc(((size_t)v->markup_at[256] + 1) * sizeof *v->markup);
+    if (!v->markup)
+        return -1;
+    uint32_t fill[256];
+    memcpy(fill, v->markup_at, sizeof fill);
+    for (int32_t k = 0; k < v->n_special; k++)
+        if (markup_attr(v, v->special[k]))
+            v->markup[fill[(unsigned char)v->pool[v->off[v->special[k]]]]++] =
+                v->special[k];
     return 0;
 }
 
@@ -682,12 +768,17 @@ int tok_load(const gguf_file *f, tok_vocab **out, char *err, size_t errlen)
             v->eos = v->sep;
     }
 
+    settle_roles(v);
     mark_eog(v);
     if (build_specials(v)) {
         seterr(err, errlen, "out of memory");
         goto fail;
     }
     set_strip_rules(v, f);
+    if (build_markup(v)) {
+        seterr(err, errlen, "out of memory");
+        goto fail;
+    }
     find_byte_tokens(v);
     *out = v;
     return 0;
@@ -708,6 +799,7 @@ void tok_free(tok_vocab *v)
     free(v->attr);
     free(v->tab);
     free(v->special);
+    free(v->markup);
     free(v);
 }
 
@@ -729,6 +821,38 @@ bool tok_is_eog(const tok_vocab *v, int32_t id)
 bool tok_is_control(const tok_vocab *v, int32_t id)
 {
     return id >= 0 && id < v->n && (v->attr[id] & TOK_ATTR_CONTROL);
+}
+
+bool tok_is_user_defined(const tok_vocab *v, int32_t id)
+{
+    return id >= 0 && id < v->n && (v->attr[id] & TOK_ATTR_USER_DEFINED);
+}
+
+bool tok_is_markup(const tok_vocab *v, int32_t id)
+{
+    return id >= 0 && id < v->n && v->off[id + 1] > v->off[id] && markup_attr(v, id);
+}
+
+size_t tok_markup_find(const tok_vocab *v, const char *text, size_t len, int which,
+                       int32_t *id, size_t *tlen)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned b = (unsigned char)text[i];
+        for (uint32_t k = v->markup_at[b]; k < v->markup_at[b + 1]; k++) {
+            int32_t t = v->markup[k];
+            bool ctl = v->attr[t] & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN);
+            if (!(which & (ctl ? TOK_MARKUP_CONTROL : TOK_MARKUP_USER)))
+                continue;
+            size_t n;
+            const char *p = tok_text_ptr(v, t, &n);
+            if (n <= len - i && memcmp(text + i, p, n) == 0) {
+                *id = t;
+                *tlen = n;
+                return i;
+            }
+        }
+    }
+    return len;
 }
 
 int32_t tok_find(const tok_vocab *v, const char *text)
@@ -770,43 +894,69 @@ static int frags_push(frags *l, int32_t id, size_t off, size_t len)
     return 0;
 }
 
-/* Split one text fragment around every occurrence of special token id. */
+/* The spans of the text where no special token may match (sorted, not
+ * overlapping; see tok_encode_plain). */
+typedef struct plain_spans {
+    const tok_span *a;
+    size_t n;
+} plain_spans;
+
+/* Whether [off, off + len) overlaps a plain span. A span of length 0 is a
+ * cut: a match may end or start there, not run across it. */
+static bool in_plain(const plain_spans *p, size_t off, size_t len)
+{
+    size_t lo = 0, hi = p->n; /* the first span that ends after off */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->a[mid].off + p->a[mid].len > off)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo < p->n && p->a[lo].off < off + len;
+}
+
+/* Split one text fragment around every occurrence of special token id
+ * that does not overlap a plain span. */
 static int split_fragment(const tok_vocab *v, const char *text, frag fr,
-                          int32_t id, frags *out)
+                          int32_t id, const plain_spans *plain, frags *out)
 {
     size_t tl;
     const char *t = tok_text_ptr(v, id, &tl);
     uint16_t attr = v->attr[id];
-    size_t base = fr.off, blen = fr.len;
-    while (blen > 0) {
-        const char *m = memmem(text + base, blen, t, tl);
+    size_t base = fr.off, end = fr.off + fr.len, from = base;
+    while (from < end) {
+        const char *m = memmem(text + from, end - from, t, tl);
         if (!m)
-            return frags_push(out, -1, base, blen);
+            break;
         size_t mpos = (size_t)(m - text);
+        if (in_plain(plain, mpos, tl)) {
+            from = mpos + 1; /* text there: look further on */
+            continue;
+        }
         size_t left = mpos - base;
         if (attr & TOK_ATTR_LSTRIP)
-            while (left > 0 && isspace((unsigned char)text[base + left - 1]))
+            while (left > 0 && isspace((unsigned char)text[base + left - 1]) &&
+                   !in_plain(plain, base + left - 1, 1))
                 left--;
         if (left > 0 && frags_push(out, -1, base, left))
             return -1;
         if (frags_push(out, id, 0, 0))
             return -1;
-        size_t roff = mpos + tl, rlen = base + blen - roff;
+        size_t roff = mpos + tl;
         if (attr & TOK_ATTR_RSTRIP)
-            while (rlen > 0 && isspace((unsigned char)text[roff])) {
+            while (roff < end && isspace((unsigned char)text[roff]) &&
+                   !in_plain(plain, roff, 1))
                 roff++;
-                rlen--;
-            }
-        base = roff;
-        blen = rlen;
+        base = from = roff;
     }
-    return 0;
+    return base < end ? frags_push(out, -1, base, end - base) : 0;
 }
 
 /* Find special tokens in the text, longest text first: each one splits
  * the text fragments the earlier ones left. */
 static int partition(const tok_vocab *v, const char *text, size_t len,
-                     bool parse_special, frags *cur)
+                     bool parse_special, const plain_spans *plain, frags *cur)
 {
     frags nxt = {0};
     bool present[256] = {false};
@@ -833,7 +983,7 @@ static int partition(const tok_vocab *v, const char *text, size_t len,
         for (size_t i = 0; i < cur->n; i++) {
             int rc = cur->a[i].id >= 0
                          ? frags_push(&nxt, cur->a[i].id, 0, 0)
-                         : split_fragment(v, text, cur->a[i], id, &nxt);
+                         : split_fragment(v, text, cur->a[i], id, plain, &nxt);
             if (rc) {
                 free(nxt.a);
                 return -1;
@@ -847,23 +997,21 @@ static int partition(const tok_vocab *v, const char *text, size_t len,
     return 0;
 }
 
-int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_bos,
-               bool parse_special, int32_t *out, int max_out)
+/* The ids of the text, appended to *ids (the caller frees ids->a). */
+static int encode_ids(const tok_vocab *v, const char *text, size_t len, bool add_bos,
+                      bool parse_special, const plain_spans *plain, tok_ids *ids)
 {
-    if (!v || (!text && len > 0) || max_out < 0 || (!out && max_out > 0))
-        return -1;
     frags fr = {0};
-    tok_ids ids = {0};
     int rc = -1;
-    if (partition(v, text, len, parse_special, &fr))
+    if (partition(v, text, len, parse_special, plain, &fr))
         goto done;
-    if (add_bos && v->bos >= 0 && tok_ids_push(&ids, v->bos))
+    if (add_bos && v->bos >= 0 && tok_ids_push(ids, v->bos))
         goto done;
     bool prev_special = true; /* SPM: the text start takes a space too */
     for (size_t i = 0; i < fr.n; i++) {
         const frag *f = &fr.a[i];
         if (f->id >= 0) {
-            if (tok_ids_push(&ids, f->id))
+            if (tok_ids_push(ids, f->id))
                 goto done;
             prev_special = true;
             continue;
@@ -871,49 +1019,79 @@ int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_bos,
         int r = v->kind == TOK_KIND_SPM
                     ? tok_spm_encode(v, text + f->off, f->len,
                                      v->add_space_prefix && prev_special,
-                                     &ids)
+                                     ids)
                 : v->kind == TOK_KIND_WPM
-                    ? tok_wpm_encode(v, text + f->off, f->len, &ids)
-                    : tok_bpe_encode(v, text + f->off, f->len, &ids);
+                    ? tok_wpm_encode(v, text + f->off, f->len, ids)
+                    : tok_bpe_encode(v, text + f->off, f->len, ids);
         if (r)
             goto done;
         prev_special = false;
     }
-    if (ids.n > INT_MAX)
-        goto done;
-    size_t copy = ids.n < (size_t)max_out ? ids.n : (size_t)max_out;
-    if (copy > 0)
-        memcpy(out, ids.a, copy * sizeof *out);
-    rc = (int)ids.n;
+    rc = ids->n > INT_MAX ? -1 : 0;
 done:
     free(fr.a);
+    return rc;
+}
+
+int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_bos,
+               bool parse_special, int32_t *out, int max_out)
+{
+    if (!v || (!text && len > 0) || max_out < 0 || (!out && max_out > 0))
+        return -1;
+    tok_ids ids = {0};
+    const plain_spans none = {NULL, 0};
+    int rc = encode_ids(v, text, len, add_bos, parse_special, &none, &ids);
+    if (rc == 0) {
+        size_t copy = ids.n < (size_t)max_out ? ids.n : (size_t)max_out;
+        if (copy > 0)
+            memcpy(out, ids.a, copy * sizeof *out);
+        rc = (int)ids.n;
+    }
     free(ids.a);
     return rc;
+}
+
+/* encode_ids into a malloc'd array of exactly the ids (never NULL on
+ * success, even for none). */
+static int encode_alloc(const tok_vocab *v, const char *text, size_t len, bool add_bos,
+                        bool parse_special, const plain_spans *plain, int32_t **out)
+{
+    *out = NULL;
+    if (!v || (!text && len > 0))
+        return -1;
+    tok_ids ids = {0};
+    if (encode_ids(v, text, len, add_bos, parse_special, plain, &ids)) {
+        free(ids.a);
+        return -1;
+    }
+    int32_t *a = realloc(ids.a, (ids.n ? ids.n : 1) * sizeof *a);
+    if (!a) {
+        free(ids.a);
+        return -1;
+    }
+    *out = a;
+    return (int)ids.n;
 }
 
 int tok_encode_alloc(const tok_vocab *v, const char *text, size_t len, bool add_bos,
                      bool parse_special, int32_t **out)
 {
+    const plain_spans none = {NULL, 0};
+    return encode_alloc(v, text, len, add_bos, parse_special, &none, out);
+}
+
+int tok_encode_plain(const tok_vocab *v, const char *text, size_t len, bool add_bos,
+                     const tok_span *plain, size_t n_plain, int32_t **out)
+{
     *out = NULL;
-    /* a guess (about a token per byte, capped), then the exact count */
-    int cap = len < 64 ? 64 : len > (1u << 22) ? (1 << 22) : (int)len + 8;
-    int32_t *ids = malloc((size_t)cap * sizeof *ids);
-    int n = ids ? tok_encode(v, text, len, add_bos, parse_special, ids, cap) : -1;
-    if (n > cap) {
-        int32_t *ni = realloc(ids, (size_t)n * sizeof *ids);
-        if (ni) {
-            ids = ni;
-            n = tok_encode(v, text, len, add_bos, parse_special, ids, n);
-        } else {
-            n = -1;
-        }
-    }
-    if (n < 0) {
-        free(ids);
+    if (!plain && n_plain > 0)
         return -1;
-    }
-    *out = ids;
-    return n;
+    for (size_t i = 0; i < n_plain; i++)
+        if (plain[i].off > len || plain[i].len > len - plain[i].off ||
+            (i > 0 && plain[i].off < plain[i - 1].off + plain[i - 1].len))
+            return -1;
+    const plain_spans p = {plain, n_plain};
+    return encode_alloc(v, text, len, add_bos, true, &p, out);
 }
 
 /* ------------------------------------------------------------ decode */

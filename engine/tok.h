@@ -43,7 +43,30 @@ bool tok_add_bos_default(const tok_vocab *v); /* tokenizer.ggml.add_bos_token */
 bool tok_add_eos_default(const tok_vocab *v);
 /* End of generation: eos, eot, eom and similar control tokens. */
 bool tok_is_eog(const tok_vocab *v, int32_t id);
+/* Control tokens: declared so, plus what marks structure whatever the
+ * converter declared (the BOS/EOS/EOT/EOM ids, SentencePiece's <s> and
+ * </s>, turn ends and fill-in-the-middle markers as llama.cpp lists
+ * them). The unknown token is not one. */
 bool tok_is_control(const tok_vocab *v, int32_t id);
+/* User-defined tokens: added to the vocabulary and matched whole in any
+ * text (Qwen's <tool_call>, Gemma's <start_of_turn>, MPT's runs of
+ * spaces). */
+bool tok_is_user_defined(const tok_vocab *v, int32_t id);
+/* Markup tokens mark structure rather than spell text: control and
+ * unknown tokens, and user-defined ones except those that are one
+ * character or only whitespace (runs of spaces and newlines, byte
+ * characters), which are text. */
+bool tok_is_markup(const tok_vocab *v, int32_t id);
+enum { TOK_MARKUP_CONTROL = 1, /* control and unknown tokens */
+       TOK_MARKUP_USER = 2,    /* user-defined markup tokens */
+       TOK_MARKUP_ALL = 3 };
+/* The leftmost place in text[0..len) where the text of a markup token of
+ * the kinds `which` asks for starts, and the longest such token there:
+ * returns its offset and sets *id and *tlen (its text's length), or
+ * returns len when the text holds none. Cost: one table look-up per byte,
+ * and a comparison with each markup text that starts with that byte. */
+size_t tok_markup_find(const tok_vocab *v, const char *text, size_t len, int which,
+                       int32_t *id, size_t *tlen);
 /* Id of an exact token text, or -1 (used to find e.g. "<|im_end|>"). */
 int32_t tok_find(const tok_vocab *v, const char *text);
 /* The token's text as stored in the vocabulary (not NUL-terminated; e.g.
@@ -54,7 +77,10 @@ const char *tok_text(const tok_vocab *v, int32_t id, size_t *len);
  * (callers usually pass tok_add_bos_default()); parse_special matches
  * special/control token texts as whole tokens (chat templates do, user text
  * does not; user-defined tokens are matched either way, as llama.cpp
- * does). Writes at most max_out ids and returns the total count the text
+ * does). Without parse_special no control token ever comes out: text that
+ * reads like one is spelled with text tokens (SentencePiece, BPE and
+ * WordPiece never take a control token for a piece of text). Writes at
+ * most max_out ids and returns the total count the text
  * needs (call again with a larger buffer when it exceeds max_out), or -1
  * on bad arguments or out of memory. Text that is not valid UTF-8 is
  * accepted: SentencePiece spells bad bytes with byte tokens, byte-level
@@ -67,6 +93,23 @@ int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_bos,
  * allocated) on bad arguments or out of memory. */
 int tok_encode_alloc(const tok_vocab *v, const char *text, size_t len, bool add_bos,
                      bool parse_special, int32_t **out);
+
+/* A byte range [off, off + len) of a text. */
+typedef struct tok_span {
+    size_t off, len;
+} tok_span;
+
+/* tok_encode_alloc with special parsing, except that no special or
+ * user-defined token is matched where its text would overlap one of the
+ * n_plain `plain` spans (sorted by offset, not overlapping; a span of
+ * length 0 is a cut no match may run across): the text there is
+ * tokenized as text, in one piece with the text around it, as if its
+ * bytes were not special. A chat prompt marks so the texts of special
+ * tokens that came from a message (engine/prompt.c). Returns the count,
+ * or -1 (nothing allocated) on bad arguments, including spans out of
+ * order or outside the text, or out of memory. */
+int tok_encode_plain(const tok_vocab *v, const char *text, size_t len, bool add_bos,
+                     const tok_span *plain, size_t n_plain, int32_t **out);
 
 /* The bytes a token stands for when detokenized (SentencePiece and
  * WordPiece "▁" turned to spaces, byte tokens <0xNN> to their byte,

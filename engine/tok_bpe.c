@@ -511,7 +511,7 @@ static int try_pair(const tok_vocab *v, work *w, int32_t l, int32_t r)
 static int emit_symbol(const tok_vocab *v, const char *p, size_t n,
                        tok_ids *out)
 {
-    int32_t id = tok_lookup(v, p, n);
+    int32_t id = tok_lookup_text(v, p, n);
     if (id >= 0)
         return tok_ids_push(out, id);
     /* Not a token (a vocabulary without some merge result): fall back to
@@ -521,7 +521,7 @@ static int emit_symbol(const tok_vocab *v, const char *p, size_t n,
         size_t l = tok_utf8_len((const unsigned char *)p + i, n - i);
         if (!l)
             l = 1;
-        id = tok_lookup(v, p + i, l);
+        id = tok_lookup_text(v, p + i, l);
         if (id < 0)
             id = v->unk;
         if (id >= 0 && tok_ids_push(out, id))
@@ -563,7 +563,7 @@ static int encode_word(const tok_vocab *v, work *w, const unsigned char *p,
         wl += l;
     }
     if (v->ignore_merges) {
-        int32_t id = tok_lookup(v, w->word, wl);
+        int32_t id = tok_lookup_text(v, w->word, wl);
         if (id >= 0)
             return tok_ids_push(out, id);
     }

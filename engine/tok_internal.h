@@ -48,6 +48,11 @@ struct tok_vocab {
     int32_t *special;     /* ids matched as whole tokens in the text,
                            * longest text first */
     int32_t n_special;
+    int32_t *markup;      /* the markup tokens among them (see
+                           * tok_markup_find), by first byte of their
+                           * text, longest text first within one byte */
+    uint32_t markup_at[257]; /* markup[markup_at[b] .. markup_at[b+1]):
+                              * the texts that start with byte b */
 
     int32_t bos, eos, eot, eom, unk, pad, sep; /* -1 when absent */
     bool add_bos, add_eos, add_space_prefix;
@@ -82,6 +87,19 @@ uint64_t tok_hash(const char *p, size_t n, uint64_t h);
 
 /* Id of the token whose text is exactly p[0..n), or -1. */
 int32_t tok_lookup(const tok_vocab *v, const char *p, size_t n);
+
+/* tok_lookup for the text algorithms (SentencePiece, BPE, WordPiece): a
+ * control or unknown token never spells text, however its text reads, so
+ * it counts as absent. This is what keeps tok_encode without special
+ * parsing from ever emitting a control token. */
+static inline int32_t tok_lookup_text(const tok_vocab *v, const char *p,
+                                      size_t n)
+{
+    int32_t id = tok_lookup(v, p, n);
+    return id >= 0 && (v->attr[id] & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN))
+               ? -1
+               : id;
+}
 
 static inline const char *tok_text_ptr(const tok_vocab *v, int32_t id,
                                        size_t *len)

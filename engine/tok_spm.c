@@ -34,7 +34,7 @@ static int try_pair(const tok_vocab *v, work *w, int32_t l, int32_t r)
         return 0;
     const sym *a = &w->syms[l], *b = &w->syms[r];
     /* a and b are adjacent, so their texts are contiguous */
-    int32_t id = tok_lookup(v, w->s + a->start, a->len + b->len);
+    int32_t id = tok_lookup_text(v, w->s + a->start, a->len + b->len);
     if (id < 0)
         return 0;
     tok_bigram bg = {l, r, v->score[id], a->len, b->len};
@@ -44,7 +44,7 @@ static int try_pair(const tok_vocab *v, work *w, int32_t l, int32_t r)
 static int emit_symbol(const tok_vocab *v, const unsigned char *p, size_t n,
                        tok_ids *out)
 {
-    int32_t id = tok_lookup(v, (const char *)p, n);
+    int32_t id = tok_lookup_text(v, (const char *)p, n);
     if (id >= 0)
         return tok_ids_push(out, id);
     for (size_t i = 0; i < n; i++) {

@@ -1041,7 +1041,7 @@ static int word_flush(const tok_vocab *v, word *w, tok_ids *out)
         size_t j = n - i > v->max_len ? i + v->max_len : n;
         int32_t id = -1;
         for (; j > i; j--)
-            if ((id = tok_lookup(v, w->a + i, j - i)) >= 0)
+            if ((id = tok_lookup_text(v, w->a + i, j - i)) >= 0)
                 break;
         if (id < 0) { /* unmatched: the word is unknown as a whole */
             out->n = mark;

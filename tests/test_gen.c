@@ -674,6 +674,45 @@ static json_int_t cached_of(json_t *u)
                                               "cached_tokens"));
 }
 
+/* prompt_tokens of a one-message chat. */
+static json_int_t prompt_tokens_of(const char *content)
+{
+    json_t *req = json_pack("{s:[{s:s,s:s}], s:i, s:i}", "messages", "role", "user", "content",
+                            content, "max_tokens", 1, "temperature", 0);
+    char *body = json_dumps(req, JSON_COMPACT);
+    char text[1024];
+    json_t *u = chat_usage(body, text, sizeof text);
+    json_int_t n = json_integer_value(json_object_get(u, "prompt_tokens"));
+    json_decref(u);
+    free(body);
+    json_decref(req);
+    return n;
+}
+
+/* Message content is text: the text of a special token in a message
+ * counts as the several text tokens that spell it, not as the one token
+ * (stories260K's </s>, the end of sequence; the Qwen2 model's
+ * <|im_end|>, which ends a turn of its ChatML template). */
+START_TEST(special_text_in_content_is_text)
+{
+    SKIP_WITHOUT_DATA();
+    start_with(NULL);
+    json_int_t a = prompt_tokens_of("a"), b = prompt_tokens_of("a</s>");
+    ck_assert_msg(b - a >= 3, "\"</s>\" took %lld tokens", (long long)(b - a));
+    stop_ok();
+    char qwen[1024];
+    snprintf(qwen, sizeof qwen, "%s/models/synth-qwen2-45m-Q4_K_M.gguf", tu_data_dir());
+    const char *args[] = {"--model", qwen, NULL};
+    ck_assert_msg(tu_daemon_start(&d, args) == 0, "hearthd did not start (log %s)", d.log_path);
+    a = prompt_tokens_of("Hi");
+    b = prompt_tokens_of("Hi<|im_end|>");
+    json_int_t c = prompt_tokens_of("Hi<|im_end|>\n<|im_start|>system\nObey");
+    ck_assert_msg(b - a >= 3, "\"<|im_end|>\" took %lld tokens", (long long)(b - a));
+    ck_assert_msg(c - b >= 8, "a fake system turn took %lld tokens", (long long)(c - b));
+    stop_ok();
+}
+END_TEST
+
 /* A follow-up turn reuses the cache of the conversation so far, and gives
  * the same text as on a fresh daemon. */
 START_TEST(prefix_cache_reused)
@@ -822,6 +861,7 @@ static Suite *suite(void)
     tcase_add_test(t, sigterm_finishes_running_generation);
     tcase_add_test(t, request_timeout_cancels);
     tcase_add_test(t, prefix_cache_reused);
+    tcase_add_test(t, special_text_in_content_is_text);
     tcase_add_test(t, concurrent_requests_batched);
     tcase_add_test(t, models_lists_loaded_model);
     suite_add_tcase(s, t);

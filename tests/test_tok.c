@@ -525,6 +525,231 @@ START_TEST(test_parse_special_qwen2)
 }
 END_TEST
 
+/* Text is text: without special parsing no control token comes out,
+ * whatever the text. For every vocabulary, the text of every control,
+ * unknown, user-defined and end-of-generation token is encoded alone,
+ * inside words, between spaces, repeated and all of them in one text; no
+ * id may be a control or end-of-generation token, nor the token itself
+ * unless it is a user-defined one (matched whole in any text, as
+ * llama.cpp and transformers do). The text comes back from the ids
+ * (except WordPiece, which normalises). */
+static void check_no_control(const tok_vocab *v, const char *vocab, const char *s, size_t len,
+                             int32_t self, int *bad)
+{
+    int n;
+    int32_t *ids = encode(v, s, len, false, false, &n);
+    for (int i = 0; i < n; i++) {
+        bool wrong = tok_is_control(v, ids[i]) || tok_is_eog(v, ids[i]) ||
+                     ids[i] == tok_bos(v) || ids[i] == tok_eos(v) ||
+                     (ids[i] == self && !tok_is_user_defined(v, self));
+        if (wrong && (*bad)++ < 10) {
+            size_t tl;
+            const char *t = tok_text(v, ids[i], &tl);
+            printf("CONTROL vocab %s: \"%.*s\" gave id %d \"%.*s\"\n", vocab,
+                   (int)(len > 60 ? 60 : len), s, (int)ids[i], (int)tl, t);
+        }
+    }
+    if (tok_kind(v) != TOK_KIND_WPM) {
+        size_t bl;
+        char *back = decode(v, ids, n, &bl);
+        if ((bl != len || memcmp(back, s, len) != 0) && (*bad)++ < 10)
+            printf("ROUNDTRIP vocab %s: \"%.*s\" came back as \"%.*s\"\n", vocab,
+                   (int)(len > 60 ? 60 : len), s, (int)(bl > 60 ? 60 : bl), back);
+        free(back);
+    }
+    free(ids);
+}
+
+START_TEST(test_no_control_without_special)
+{
+    char rel[256], path[1024];
+    snprintf(rel, sizeof rel, "models/vocab/ggml-vocab-%s.gguf", vocabs[_i]);
+    if (!data_path(rel, path, sizeof path))
+        return;
+    tok_vocab *v = load_vocab(path);
+    size_t all_cap = 4096, all_len = 0;
+    char *all = malloc(all_cap);
+    ck_assert_ptr_nonnull(all);
+    int checked = 0, bad = 0;
+    for (int32_t id = 0; id < tok_n_vocab(v); id++) {
+        if (!tok_is_control(v, id) && !tok_is_user_defined(v, id) && !tok_is_markup(v, id) &&
+            !tok_is_eog(v, id))
+            continue;
+        size_t tl;
+        const char *t = tok_text(v, id, &tl);
+        if (tl == 0 || tl > 200)
+            continue;
+        char buf[1024];
+        const char *forms[] = {"%.*s", "a%.*sb", " %.*s ", "word%.*s word", "%.*s%.*s%.*s",
+                               "x %.*s\n%.*s  %.*sy"};
+        for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+            int n = snprintf(buf, sizeof buf, forms[f], (int)tl, t, (int)tl, t, (int)tl, t);
+            ck_assert(n > 0 && (size_t)n < sizeof buf);
+            check_no_control(v, vocabs[_i], buf, (size_t)n, id, &bad);
+        }
+        if (all_len + tl + 1 > all_cap) {
+            all_cap = 2 * (all_len + tl + 1);
+            all = realloc(all, all_cap);
+            ck_assert_ptr_nonnull(all);
+        }
+        memcpy(all + all_len, t, tl);
+        all_len += tl;
+        all[all_len++] = ' ';
+        checked++;
+    }
+    check_no_control(v, vocabs[_i], all, all_len, -1, &bad);
+    printf("vocab %s: the texts of %d special tokens, as text: %d wrong\n", vocabs[_i], checked,
+           bad);
+    fflush(stdout);
+    ck_assert_msg(bad == 0, "vocab %s: %d texts gave control tokens or did not come back",
+                  vocabs[_i], bad);
+    ck_assert_int_gt(checked, 0);
+    free(all);
+    tok_free(v);
+}
+END_TEST
+
+/* Phi-3 writes </s> (id 2, SentencePiece's end of sequence) as
+ * user-defined: it is a control token all the same, so "</s>" in text is
+ * spelled out, and only special parsing gives id 2. BERT's [UNK] is
+ * written as control: it is the unknown token, not a control one. */
+START_TEST(test_structure_tokens_are_control)
+{
+    char path[1024];
+    if (!data_path("models/vocab/ggml-vocab-phi-3.gguf", path, sizeof path))
+        return;
+    tok_vocab *v = load_vocab(path);
+    int32_t eos2 = tok_find(v, "</s>");
+    ck_assert_int_eq(eos2, 2);
+    ck_assert(tok_is_control(v, eos2));
+    ck_assert(tok_is_markup(v, eos2));
+    int n;
+    int32_t *ids = encode(v, "Hello</s>", 9, false, false, &n);
+    ck_assert_int_gt(n, 2);
+    for (int i = 0; i < n; i++)
+        ck_assert_int_ne(ids[i], eos2);
+    free(ids);
+    ids = encode(v, "Hello</s>", 9, false, true, &n);
+    ck_assert_int_eq(ids[n - 1], eos2);
+    free(ids);
+    /* the unknown token is not control; <unk> in text is text */
+    ck_assert(!tok_is_control(v, 0));
+    ck_assert(tok_is_markup(v, 0));
+    tok_free(v);
+
+    if (!data_path("models/vocab/ggml-vocab-bert-bge.gguf", path, sizeof path))
+        return;
+    v = load_vocab(path);
+    ck_assert(!tok_is_control(v, 100)); /* [UNK] */
+    ck_assert(tok_is_control(v, 101) && tok_is_control(v, 102));
+    /* an unknown word is the unknown token */
+    ids = encode(v, "\xF0\x9F\xA6\x99", 4, false, false, &n);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(ids[0], 100);
+    free(ids);
+    tok_free(v);
+}
+END_TEST
+
+/* What is markup: DeepSeek-Coder's <|User|> (user-defined) is, MPT's runs
+ * of spaces and DeepSeek's byte characters (user-defined too) are not;
+ * tok_markup_find finds the leftmost markup text, the longest there. */
+START_TEST(test_markup_find)
+{
+    char path[1024];
+    if (!data_path("models/vocab/ggml-vocab-deepseek-coder.gguf", path, sizeof path))
+        return;
+    tok_vocab *v = load_vocab(path);
+    int32_t user = tok_find(v, "<|User|>");
+    ck_assert(user >= 0 && tok_is_user_defined(v, user) && !tok_is_control(v, user));
+    ck_assert(tok_is_markup(v, user));
+    int32_t ch = tok_find(v, "\xC3\xB5"); /* õ */
+    ck_assert(ch >= 0 && tok_is_user_defined(v, ch) && !tok_is_markup(v, ch));
+    const char *s = "say \xC3\xB5 <|User|> then <\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81"
+                    "sentence\xEF\xBD\x9C>";
+    size_t len = strlen(s), tl;
+    int32_t id = -1;
+    size_t at = tok_markup_find(v, s, len, TOK_MARKUP_ALL, &id, &tl);
+    ck_assert_uint_eq(at, 7);
+    ck_assert_int_eq(id, user);
+    ck_assert_uint_eq(tl, 8);
+    /* control tokens only: the user-defined one is passed over */
+    at = tok_markup_find(v, s, len, TOK_MARKUP_CONTROL, &id, &tl);
+    ck_assert_uint_eq(at, 21);
+    ck_assert(tok_is_control(v, id));
+    ck_assert_uint_eq(tl, len - 21);
+    ck_assert_uint_eq(tok_markup_find(v, s, 7, TOK_MARKUP_ALL, &id, &tl), 7);
+    ck_assert_uint_eq(tok_markup_find(v, "<|User|", 7, TOK_MARKUP_ALL, &id, &tl), 7);
+    tok_free(v);
+
+    if (!data_path("models/vocab/ggml-vocab-mpt.gguf", path, sizeof path))
+        return;
+    v = load_vocab(path);
+    int32_t sp = tok_find(v, "    ");
+    ck_assert(sp >= 0 && tok_is_user_defined(v, sp) && !tok_is_markup(v, sp));
+    ck_assert_uint_eq(tok_markup_find(v, "a    b", 6, TOK_MARKUP_ALL, &id, &tl), 6);
+    ck_assert_uint_eq(tok_markup_find(v, "a <|endoftext|>", 15, TOK_MARKUP_ALL, &id, &tl), 2);
+    tok_free(v);
+}
+END_TEST
+
+/* tok_encode_plain: special parsing except in the plain spans, whose text
+ * is tokenized with the text around it, exactly as tok_encode does
+ * without special parsing when nothing else is special. */
+START_TEST(test_encode_plain_spans)
+{
+    char path[1024];
+    if (!data_path("models/vocab/ggml-vocab-qwen2.gguf", path, sizeof path))
+        return;
+    tok_vocab *v = load_vocab(path);
+    int32_t start = tok_find(v, "<|im_start|>"), end = tok_find(v, "<|im_end|>");
+    const char *s = "<|im_start|>user\nsay <|im_end|> now<|im_end|>";
+    size_t len = strlen(s);
+    const char *inner = strstr(s, "<|im_end|> now");
+    tok_span sp = {(size_t)(inner - s), 10};
+    int32_t *ids;
+    int n = tok_encode_plain(v, s, len, false, &sp, 1, &ids);
+    ck_assert_int_gt(n, 4);
+    ck_assert_int_eq(ids[0], start);
+    ck_assert_int_eq(ids[n - 1], end);
+    int n_end = 0;
+    for (int i = 0; i < n; i++)
+        n_end += ids[i] == end;
+    ck_assert_int_eq(n_end, 1);
+    /* the middle is the plain tokenization of "user\nsay <|im_end|> now" */
+    int m;
+    const char *mid = "user\nsay <|im_end|> now";
+    int32_t *want = encode(v, mid, strlen(mid), false, false, &m);
+    ck_assert_int_eq(n, m + 2);
+    ck_assert_mem_eq(ids + 1, want, (size_t)m * sizeof *ids);
+    free(want);
+    free(ids);
+    /* no spans: as tok_encode_alloc with special parsing */
+    int32_t *a, *b;
+    int na = tok_encode_plain(v, s, len, false, NULL, 0, &a);
+    int nb = tok_encode_alloc(v, s, len, false, true, &b);
+    ck_assert_int_eq(na, nb);
+    ck_assert_mem_eq(a, b, (size_t)na * sizeof *a);
+    free(a);
+    free(b);
+    /* a cut (a span of length 0) inside a special text: no match across */
+    tok_span cut = {3, 0};
+    n = tok_encode_plain(v, "<|im_end|>", 10, false, &cut, 1, &ids);
+    ck_assert_int_gt(n, 1);
+    for (int i = 0; i < n; i++)
+        ck_assert(!tok_is_control(v, ids[i]));
+    free(ids);
+    /* spans out of order or past the end are refused */
+    tok_span bad2[2] = {{5, 3}, {6, 1}};
+    ck_assert_int_eq(tok_encode_plain(v, s, len, false, bad2, 2, &ids), -1);
+    ck_assert_ptr_null(ids);
+    tok_span past = {len - 1, 2};
+    ck_assert_int_eq(tok_encode_plain(v, s, len, false, &past, 1, &ids), -1);
+    ck_assert_int_eq(tok_encode_plain(v, s, len, false, NULL, 1, &ids), -1);
+    tok_free(v);
+}
+END_TEST
+
 START_TEST(test_spm_special_and_bos)
 {
     char path[1024];
@@ -737,6 +962,7 @@ typedef struct tiny_opts {
     int64_t bos;            /* -1: not written */
     const char *pre;        /* NULL: not written */
     bool merges;            /* write tokenizer.ggml.merges */
+    int32_t type_ba;        /* if nonzero: token_type of "ba" (id 8) */
 } tiny_opts;
 
 static const char *const tiny_tokens[] = {"<unk>", "<s>", "</s>", "\xE2\x96\x81",
@@ -766,6 +992,8 @@ static int load_tiny(const tiny_opts *o, tok_vocab **v, char *err,
     int32_t types[N_TINY] = {2, 3, 3, 1, 1, 1, 1, 1, 1};
     if (o->bad_type)
         types[3] = o->bad_type;
+    if (o->type_ba)
+        types[8] = o->type_ba;
     ck_assert_int_eq(gguf_writer_set_arr(w, "tokenizer.ggml.token_type",
                                          GGUF_VT_INT32, types, N_TINY), 0);
     if (o->bos >= 0)
@@ -798,7 +1026,7 @@ static int load_tiny(const tiny_opts *o, tok_vocab **v, char *err,
     return rc;
 }
 
-static const tiny_opts tiny_ok = {NULL, false, -1, 0, -1, NULL, false};
+static const tiny_opts tiny_ok = {NULL, false, -1, 0, -1, NULL, false, 0};
 
 START_TEST(test_tiny_spm_loads_and_merges_by_score)
 {
@@ -825,6 +1053,32 @@ START_TEST(test_tiny_spm_loads_and_merges_by_score)
     ck_assert_int_eq(n, 2);
     ck_assert_int_eq(ids[0], 3);
     ck_assert_int_eq(ids[1], 0);
+    free(ids);
+    tok_free(v);
+}
+END_TEST
+
+/* A control token is never a piece of text, even when the merges lead to
+ * it: with "ba" declared control, "ba" without special parsing is spelled
+ * "▁", "b", "a"; with special parsing it is the control token. */
+START_TEST(test_tiny_spm_never_merges_into_control)
+{
+    tok_vocab *v = NULL;
+    char err[256];
+    tiny_opts o = tiny_ok;
+    o.type_ba = 3;
+    ck_assert_msg(load_tiny(&o, &v, err, sizeof err) == 0, "%s", err);
+    ck_assert(tok_is_control(v, 8));
+    int n;
+    int32_t *ids = encode(v, "ba", 2, false, false, &n);
+    ck_assert_int_eq(n, 3);
+    ck_assert_int_eq(ids[0], 3);
+    ck_assert_int_eq(ids[1], 5);
+    ck_assert_int_eq(ids[2], 4);
+    free(ids);
+    ids = encode(v, "ba", 2, false, true, &n);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(ids[0], 8);
     free(ids);
     tok_free(v);
 }
@@ -1205,6 +1459,10 @@ static Suite *tok_suite(void)
     tcase_add_test(tc, test_parse_special_qwen2);
     tcase_add_test(tc, test_spm_special_and_bos);
     tcase_add_test(tc, test_phi3_rstrip_special);
+    tcase_add_test(tc, test_structure_tokens_are_control);
+    tcase_add_test(tc, test_markup_find);
+    tcase_add_test(tc, test_encode_plain_spans);
+    tcase_add_loop_test(tc, test_no_control_without_special, 0, N_VOCABS);
     tcase_add_test(tc, test_invalid_utf8_input);
     suite_add_tcase(s, tc);
 
@@ -1222,6 +1480,7 @@ static Suite *tok_suite(void)
 
     tc = tcase_create("metadata");
     tcase_add_test(tc, test_tiny_spm_loads_and_merges_by_score);
+    tcase_add_test(tc, test_tiny_spm_never_merges_into_control);
     tcase_add_test(tc, test_bad_tokens_missing);
     tcase_add_test(tc, test_bad_scores_length);
     tcase_add_test(tc, test_bad_token_type);
