@@ -287,7 +287,7 @@ size_t gen_pend_out(gen_req *gr, char *buf, size_t max)
 }
 
 /* Queue rendered bytes (takes ownership; NULL: out of memory). */
-static int pend_take(gen_req *gr, char *bytes)
+int gen_pend_take(gen_req *gr, char *bytes)
 {
     if (!bytes)
         return -1;
@@ -311,7 +311,7 @@ static int stream_fill(gen_req *gr)
                               "The request took longer than request_timeout and was cancelled")
             : d->stream_error(st, 500, "server_error", j->error);
         pthread_mutex_unlock(&j->mu);
-        rc = pend_take(gr, e);
+        rc = gen_pend_take(gr, e);
         gr->done_sent = true;
         return rc;
     }
@@ -320,11 +320,11 @@ static int stream_fill(gen_req *gr)
     if (!gr->sent_head) {
         gr->sent_head = true;
         for (int i = 0; i < j->n_choices && rc == 0; i++) {
-            rc = pend_take(gr, d->start(st, (unsigned)i, &u));
+            rc = gen_pend_take(gr, d->start(st, (unsigned)i, &u));
             if (rc == 0 && gr->prep.echo_len) {
                 api_choice c = {.index = (unsigned)i, .text = gr->prep.echo,
                                 .len = gr->prep.echo_len};
-                rc = pend_take(gr, d->delta(st, &c));
+                rc = gen_pend_take(gr, d->delta(st, &c));
             }
         }
     }
@@ -347,7 +347,7 @@ static int stream_fill(gen_req *gr)
                 ac.lp = lb.lp;
                 ac.n_lp = c->n_lp - c->lp_sent;
             }
-            rc = pend_take(gr, d->delta(st, &ac));
+            rc = gen_pend_take(gr, d->delta(st, &ac));
             lp_build_free(&lb);
             c->sent = c->len;
             c->lp_sent = c->n_lp;
@@ -363,7 +363,7 @@ static int stream_fill(gen_req *gr)
                 gen_tools_choice(&gr->tools[i], &ac);
             }
             if (rc == 0)
-                rc = pend_take(gr, d->finish(st, &ac));
+                rc = gen_pend_take(gr, d->finish(st, &ac));
         }
         if (c->finish == SCHED_RUNNING)
             all_finished = false;
@@ -380,7 +380,7 @@ static int stream_fill(gen_req *gr)
         for (int i = 0; all && gr->tools && i < j->n_choices; i++)
             gen_tools_choice(&gr->tools[i], &all[i]);
         if (all)
-            rc = pend_take(gr, d->end(st, all, (size_t)j->n_choices, &u));
+            rc = gen_pend_take(gr, d->end(st, all, (size_t)j->n_choices, &u));
         free(all);
         gr->done_sent = true;
     }

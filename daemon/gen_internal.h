@@ -66,6 +66,8 @@ typedef struct gen_req {
 
 /* gen.c */
 int gen_pend_add(gen_req *gr, const char *s, size_t n);
+/* Queue rendered bytes and free them (NULL: out of memory, -1). */
+int gen_pend_take(gen_req *gr, char *bytes);
 /* Hand up to max queued bytes to MHD's buffer; the count. */
 size_t gen_pend_out(gen_req *gr, char *buf, size_t max);
 /* An error response in the request's dialect (api/dialect.h). */

@@ -55,15 +55,6 @@ typedef struct emit_ctx {
     unsigned index;
 } emit_ctx;
 
-static int take(gen_req *gr, char *bytes)
-{
-    if (!bytes)
-        return -1;
-    int rc = gen_pend_add(gr, bytes, strlen(bytes));
-    free(bytes);
-    return rc;
-}
-
 static int on_emit(void *arg, api_tp_kind kind, const char *s, size_t len, unsigned call)
 {
     emit_ctx *e = arg;
@@ -73,11 +64,11 @@ static int on_emit(void *arg, api_tp_kind kind, const char *s, size_t len, unsig
         if (!e->gr)
             return 0;
         api_choice c = {.index = e->index, .text = s, .len = len};
-        return take(e->gr, e->d->delta(e->st, &c));
+        return gen_pend_take(e->gr, e->d->delta(e->st, &c));
     }
     if (!e->gr || !e->d->tool || (e->t->single && call > 0))
         return 0;
-    return take(e->gr, e->d->tool(e->st, e->index, call, &e->t->tp.calls[call]));
+    return gen_pend_take(e->gr, e->d->tool(e->st, e->index, call, &e->t->tp.calls[call]));
 }
 
 int gen_tools_stream(gen_req *gr, gen_tools *t, const api_dialect *d, api_stream *st,

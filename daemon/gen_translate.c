@@ -38,8 +38,7 @@ static int one_event(gen_req *gr, const char *ev, size_t n)
                 const char *msg = json_string_value(json_object_get(err, "message"));
                 char *e = d->stream_error(&gr->st, 502, "server_error",
                                           msg ? msg : "the upstream failed");
-                rc = e ? gen_pend_add(gr, e, strlen(e)) : -1;
-                free(e);
+                rc = gen_pend_take(gr, e);
                 fc->ended = true;
             } else {
                 rc = api_from_chat_chunk(fc, data, dl, &gr->pend, &gr->pend_len, &gr->pend_cap);
