@@ -145,6 +145,16 @@ static const config_key keys[] = {
      1LL << 50, true, "cloud tokens (prompt + completion) per hour, 0 = no cap (default 0)", NULL},
     {"budget", "tokens_per_day", "budget-tokens-day", 0, K_LONG, OFF(budget_tokens_day), 0,
      1LL << 50, true, "cloud tokens per day, 0 = no cap (default 0)", NULL},
+    {"store", "dir", "store", 0, K_STR, OFF(store_dir), 0, 0, false,
+     "the model store, where hearth pull puts models and hearthd finds them by name "
+     "(default $STATE_DIRECTORY/models, else $XDG_DATA_HOME/hearth/models or "
+     "~/.local/share/hearth/models)", NULL},
+    {"store", "hub_url", "hub-url", 0, K_STR, OFF(hub_url), 0, 0, true,
+     "Hugging Face hub (or a mirror) that hf: references are resolved on "
+     "(default https://huggingface.co)", NULL},
+    {"store", "stall_timeout", "stall-timeout", 0, K_INT, OFF(stall_timeout), 1, 86400, true,
+     "seconds a download may receive nothing before it fails (resumable) (default 30)",
+     NULL},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -181,6 +191,8 @@ void config_init(hearth_config *c)
     c->sysfs_root = strdup("/sys");
     c->battery_min = 20;
     c->privacy_action = strdup("local");
+    c->hub_url = strdup("https://huggingface.co");
+    c->stall_timeout = 30;
 }
 
 void config_free(hearth_config *c)
@@ -199,6 +211,8 @@ void config_free(hearth_config *c)
     free(c->sysfs_root);
     free(c->state_dir);
     free(c->privacy_action);
+    free(c->store_dir);
+    free(c->hub_url);
     config_free_router_lists(c);
     memset(c, 0, sizeof *c);
 }
@@ -400,7 +414,7 @@ static int on_ini_kv(void *user, const char *section, const char *name,
     if (*section == '\0')
         snprintf(ctx->err, sizeof ctx->err,
                  "key '%s' outside of any section (sections: [server], "
-                 "[model], [log], [router], [privacy], [budget], [upstream.NAME])", name);
+                 "[model], [log], [router], [privacy], [budget], [store], [upstream.NAME])", name);
     else
         snprintf(ctx->err, sizeof ctx->err, "unknown key '%s' in section [%s]",
                  name, section);

@@ -64,6 +64,10 @@ typedef struct hearth_config {
     /* [budget]: 0 = no cap */
     long long budget_requests_hour, budget_requests_day;
     long long budget_tokens_hour, budget_tokens_day;
+    /* [store] (daemon/store.h, daemon/pull.h) */
+    char *store_dir;        /* the model store; NULL: store_default_dir() */
+    char *hub_url;          /* Hugging Face hub (or mirror) base URL */
+    int stall_timeout;      /* seconds without a byte before a download fails */
     /* [upstream.NAME] sections, in file order */
     upstream_conf *upstreams;
     size_t n_upstreams;

@@ -6,6 +6,7 @@
  *   hearth quantize  convert a model's weights to a smaller type
  *   hearth bench     measure prompt and generation speed
  *   hearth route     score a prompt as the router does (hearth_route.c)
+ *   hearth pull, list, rm, show   the model store (hearth_store.c)
  *
  * Exit status: 0 success, 1 failure (bad file, out of memory...), 2 usage
  * (unknown command or flag, bad value). Every error is one line on stderr.
@@ -32,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools/hearth.h"
 #include "gguf.h"
 #include "kernels.h"
 #include "kv.h"
@@ -44,17 +46,12 @@
 #define PACKAGE_VERSION "dev"
 #endif
 
-#define EXIT_USAGE 2
-
 /* ------------------------------------------------------------ helpers */
-
-static void die_usage(const char *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 
 static int usage_error_count;
 
 /* One line on stderr, and the status is 2. */
-static void die_usage(const char *cmd, const char *fmt, ...)
+void die_usage(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
     fprintf(stderr, "hearth%s%s: ", cmd ? " " : "", cmd ? cmd : "");
@@ -65,10 +62,7 @@ static void die_usage(const char *cmd, const char *fmt, ...)
     usage_error_count++;
 }
 
-static int fail(const char *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int fail(const char *cmd, const char *fmt, ...)
+int fail(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
     fprintf(stderr, "hearth %s: ", cmd);
@@ -126,7 +120,7 @@ static bool parse_float(const char *s, double lo, double hi, float *out)
 }
 
 /* "1.17 MiB" */
-static void fmt_bytes(char *buf, size_t cap, uint64_t n)
+void fmt_bytes(char *buf, size_t cap, uint64_t n)
 {
     const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     double v = (double)n;
@@ -156,8 +150,7 @@ static void fmt_count(char *buf, size_t cap, uint64_t n)
 
 /* The value of a flag: "--flag value" or "--flag=value". *i advances past
  * what was used. NULL (and a usage error) when the value is missing. */
-static const char *flag_value(const char *cmd, int argc, char **argv, int *i,
-                              const char *inline_val)
+const char *flag_value(const char *cmd, int argc, char **argv, int *i, const char *inline_val)
 {
     if (inline_val)
         return inline_val;
@@ -170,8 +163,7 @@ static const char *flag_value(const char *cmd, int argc, char **argv, int *i,
 
 /* Splits "--name=value" into name and value; returns true when argv[i]
  * is the flag `name` (or its short form). */
-static bool is_flag(const char *arg, const char *lng, const char *shrt,
-                    const char **inline_val)
+bool is_flag(const char *arg, const char *lng, const char *shrt, const char **inline_val)
 {
     *inline_val = NULL;
     if (shrt && strcmp(arg, shrt) == 0)
@@ -188,7 +180,7 @@ static bool is_flag(const char *arg, const char *lng, const char *shrt,
     return false;
 }
 
-static bool wants_help(int argc, char **argv)
+bool wants_help(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0)
@@ -614,7 +606,37 @@ static int cmd_info(int argc, char **argv)
     gguf_file *f = NULL;
     if (gguf_open(path, &f, err, sizeof err) != 0)
         return fail("info", "%s: %s", path, err);
+    hearth_info_print(path, f);
+    gguf_close(f);
+    return 0;
+}
 
+void hearth_tensor_stats_of(const gguf_file *f, hearth_tensor_stats *s)
+{
+    memset(s, 0, sizeof *s);
+    for (size_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        uint64_t n = 1;
+        for (uint32_t d = 0; d < t->n_dims && d < GGUF_MAX_DIMS; d++)
+            n = (t->ne[d] && n > UINT64_MAX / t->ne[d]) ? UINT64_MAX : n * t->ne[d];
+        s->n_params = s->n_params > UINT64_MAX - n ? UINT64_MAX : s->n_params + n;
+        uint32_t ty = t->type < QT_TYPE_MAX ? t->type : QT_TYPE_MAX;
+        s->count[ty]++;
+        s->bytes[ty] += t->nbytes;
+        s->data_bytes += t->nbytes;
+    }
+    s->main_type = QT_TYPE_MAX;
+    uint64_t most = 0;
+    for (uint32_t ty = 0; ty < QT_TYPE_MAX; ty++)
+        if (s->bytes[ty] > most) {
+            most = s->bytes[ty];
+            s->main_type = ty;
+        }
+}
+
+void hearth_info_print(const char *path, const gguf_file *f)
+{
+    char err[512];
     char b1[64], b2[64];
     fmt_bytes(b1, sizeof b1, gguf_file_size(f));
     printf("%-16s %s\n", "file", path);
@@ -656,20 +678,10 @@ static int cmd_info(int argc, char **argv)
     }
 
     /* parameters and tensor types, from the file itself */
-    uint64_t n_params = 0, data_bytes = 0;
-    uint64_t count[QT_TYPE_MAX + 1] = {0};
-    uint64_t bytes[QT_TYPE_MAX + 1] = {0};
-    for (size_t i = 0; i < gguf_n_tensors(f); i++) {
-        const gguf_tensor *t = gguf_tensor_at(f, i);
-        uint64_t n = 1;
-        for (uint32_t d = 0; d < t->n_dims && d < GGUF_MAX_DIMS; d++)
-            n = (t->ne[d] && n > UINT64_MAX / t->ne[d]) ? UINT64_MAX : n * t->ne[d];
-        n_params = n_params > UINT64_MAX - n ? UINT64_MAX : n_params + n;
-        uint32_t ty = t->type < QT_TYPE_MAX ? t->type : QT_TYPE_MAX;
-        count[ty]++;
-        bytes[ty] += t->nbytes;
-        data_bytes += t->nbytes;
-    }
+    hearth_tensor_stats ts;
+    hearth_tensor_stats_of(f, &ts);
+    uint64_t n_params = ts.n_params, data_bytes = ts.data_bytes;
+    const uint64_t *count = ts.count, *bytes = ts.bytes;
     fmt_count(b1, sizeof b1, n_params);
     fmt_bytes(b2, sizeof b2, data_bytes);
     printf("%-16s %s (%llu), %s of tensor data", "parameters", b1,
@@ -709,8 +721,6 @@ static int cmd_info(int argc, char **argv)
     if (gguf_get_str(f, "tokenizer.chat_template", &tmpl) == 0)
         printf("%-16s present (%llu bytes)\n", "chat template",
                (unsigned long long)tmpl.len);
-    gguf_close(f);
-    return 0;
 }
 
 /* ------------------------------------------------------------ tokenize */
@@ -1275,6 +1285,10 @@ done:
 /* ------------------------------------------------------------ main */
 
 int hearth_cmd_route(int argc, char **argv); /* hearth_route.c */
+int hearth_cmd_pull(int argc, char **argv);  /* hearth_store.c */
+int hearth_cmd_list(int argc, char **argv);
+int hearth_cmd_rm(int argc, char **argv);
+int hearth_cmd_show(int argc, char **argv);
 
 typedef struct command {
     const char *name;
@@ -1289,6 +1303,10 @@ static const command commands[] = {
     {"quantize", cmd_quantize, "convert a model's weights to a smaller type"},
     {"bench", cmd_bench, "measure prompt and generation speed"},
     {"route", hearth_cmd_route, "score a prompt as the router does (local or cloud)"},
+    {"pull", hearth_cmd_pull, "download a model into the store (hf:OWNER/REPO or a URL)"},
+    {"list", hearth_cmd_list, "list the models in the store"},
+    {"rm", hearth_cmd_rm, "delete models from the store"},
+    {"show", hearth_cmd_show, "describe a model of the store"},
 };
 
 static void main_help(FILE *to)
