@@ -812,7 +812,8 @@ static pull_status transfer(const pull_opts *o, const char *hub_host, target *t,
         }
     }
     CURLcode rc = curl_easy_perform(c);
-    progress_report(&d->x, d->got, true);
+    if (d->body_started)
+        progress_report(&d->x, d->got, true);
     if (d->restarted)
         note(o, "the server sent the whole file again: started over");
     /* the ETag for the next resume; the expected values as now known */

@@ -237,7 +237,7 @@ int hearth_cmd_pull(int argc, char **argv)
         config_free(&c);
         return rc;
     }
-    pull_view v = {.tty = isatty(STDERR_FILENO) == 1, .last_decile = -1};
+    pull_view v = {.tty = isatty(STDERR_FILENO) == 1};
     pull_opts o = {.store_dir = dir,
                    .hub_url = c.hub_url,
                    .name = a.name,
