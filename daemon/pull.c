@@ -356,7 +356,8 @@ static pull_status hub_tree(const pull_opts *o, const char *hub, const char *hub
     *files = NULL;
     *n = 0;
     char url[2048];
-    snprintf(url, sizeof url, "%s/api/models/%s/%s/tree/main", hub, r->owner, r->repo);
+    snprintf(url, sizeof url, "%s/api/models/%s/%s/tree/main?recursive=true", hub, r->owner,
+             r->repo);
     char first[2048];
     snprintf(first, sizeof first, "%s", url);
     for (int page = 0; page < TREE_MAX_PAGES; page++) {

@@ -8,8 +8,8 @@
  *   hf:OWNER/REPO:FILE.gguf   that file
  *   https://... or http://... any URL of a .gguf
  * hf: references are resolved through the hub's file API
- * (GET HUB/api/models/OWNER/REPO/tree/main, pages followed through the
- * Link header) and downloaded from HUB/OWNER/REPO/resolve/main/FILE.
+ * (GET HUB/api/models/OWNER/REPO/tree/main?recursive=true, pages followed
+ * through the Link header) and downloaded from HUB/OWNER/REPO/resolve/main/FILE.
  *
  * The download goes to DIR/.partial/NAME.gguf with a sidecar
  * DIR/.partial/NAME.json (url, expected sha256 and size, the server's

@@ -3,7 +3,8 @@
 tests/test_pull.sh. Never the real hub.
 
 Serves, on 127.0.0.1 (a free port, printed on the first line of stdout):
-  GET /api/models/test/REPO/tree/main   the file list in the hub's shape
+  GET /api/models/test/REPO/tree/main[?recursive=true]   the file list in
+        the hub's shape (files in folders only with recursive=true)
         ([{type, path, size, oid, lfs: {oid, size, pointerSize}}]), three
         entries a page, the next page named by a Link: <...>; rel="next"
   GET /test/REPO/resolve/main/FILE      302 to http://localhost:PORT/cdn/...
@@ -35,7 +36,7 @@ REPOS = {
     # the default pick (Q4_K_M) is on the third page: the pages must be followed
     "good": ["README.md", "good-Q8_0.gguf", "good-Q4_K_S.gguf", "mmproj-good-f16.gguf",
              "good-Q5_K_M-00001-of-00002.gguf", "good-Q5_K_M-00002-of-00002.gguf", "sub/",
-             "good-Q4_K_M.gguf"],
+             "sub/deep-Q6_K.gguf", "good-Q4_K_M.gguf"],
     "single": ["tiny.gguf"],
     "noquant": ["a-F16.gguf", "b-F32.gguf"],
     "badsum": ["badsum-Q4_K_M.gguf"],       # the tree's lfs.oid is wrong
@@ -65,9 +66,11 @@ def sha(b):
     return hashlib.sha256(b).hexdigest()
 
 
-def tree(repo):
+def tree(repo, recursive):
     out = []
     for p in REPOS[repo]:
+        if "/" in p.rstrip("/") and not recursive:
+            continue
         if p.endswith("/"):
             out.append({"type": "directory", "oid": "0" * 40, "size": 0, "path": p[:-1]})
             continue
@@ -119,13 +122,16 @@ class Hub(BaseHTTPRequestHandler):
             repo = parts[3]
             if parts[2] != "test" or repo not in REPOS:
                 return self.send(404, b'{"error":"Repository not found"}')
-            entries = tree(repo)
-            start = int(parse_qs(u.query).get("cursor", ["0"])[0])
+            q = parse_qs(u.query)
+            recursive = q.get("recursive", ["false"])[0] == "true"
+            entries = tree(repo, recursive)
+            start = int(q.get("cursor", ["0"])[0])
             page = entries[start:start + PAGE]
             hdrs = []
             if start + PAGE < len(entries):
-                nxt = "http://127.0.0.1:%d/api/models/test/%s/tree/main?cursor=%d" % (
-                    self.server.server_port, repo, start + PAGE)
+                nxt = "http://127.0.0.1:%d/api/models/test/%s/tree/main?%scursor=%d" % (
+                    self.server.server_port, repo, "recursive=true&" if recursive else "",
+                    start + PAGE)
                 hdrs.append(("Link", '<%s>; rel="next"' % nxt))
             return self.send(200, json.dumps(page).encode(), headers=hdrs)
         # /test/REPO/resolve/main/FILE

@@ -365,6 +365,34 @@ START_TEST(config_router_reload)
 }
 END_TEST
 
+/* [store]: defaults, the file, the flags, bad values */
+START_TEST(config_store_section)
+{
+    hearth_config c;
+    ck_assert_int_eq(load(&c, NULL), CONFIG_OK);
+    ck_assert_ptr_null(c.store_dir);
+    ck_assert_str_eq(c.hub_url, "https://huggingface.co");
+    ck_assert_int_eq(c.stall_timeout, 30);
+    config_free(&c);
+    const char *p = write_conf("[store]\ndir = /srv/models\nhub_url = http://127.0.0.1:9\n"
+                               "stall_timeout = 5\n");
+    const char *args[] = {"--config", p, "--stall-timeout", "7", NULL};
+    ck_assert_int_eq(load(&c, args), CONFIG_OK);
+    ck_assert_str_eq(c.store_dir, "/srv/models");
+    ck_assert_str_eq(c.hub_url, "http://127.0.0.1:9");
+    ck_assert_int_eq(c.stall_timeout, 7);
+    config_free(&c);
+    const char *flags[] = {"--store", "/tmp/s", "--hub-url", "https://mirror.example", NULL};
+    ck_assert_int_eq(load(&c, flags), CONFIG_OK);
+    ck_assert_str_eq(c.store_dir, "/tmp/s");
+    ck_assert_str_eq(c.hub_url, "https://mirror.example");
+    config_free(&c);
+}
+END_TEST
+START_TEST(config_store_bad_stall_timeout)
+{ expect_bad("[store]\nstall_timeout = 0\n", "2", "stall_timeout: '0' is not an integer in 1..86400"); }
+END_TEST
+
 START_TEST(config_help_exits)
 {
     const char *args[] = {"--help", NULL};
@@ -409,6 +437,8 @@ static Suite *suite(void)
     tcase_add_test(t, config_stray_argument);
     tcase_add_test(t, config_reload_live_and_restart_keys);
     tcase_add_test(t, config_help_exits);
+    tcase_add_test(t, config_store_section);
+    tcase_add_test(t, config_store_bad_stall_timeout);
     tcase_add_test(t, config_router_sections);
     tcase_add_test(t, config_router_bad_values);
     tcase_add_test(t, config_router_reload);

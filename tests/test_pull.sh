@@ -82,7 +82,8 @@ has err "100%"
 stats | python3 -c '
 import json, sys
 q = [e["query"] for e in json.load(sys.stdin) if e["path"] == "/api/models/test/good/tree/main"]
-assert q == ["", "cursor=3", "cursor=6"], q' || fail "the file list's pages were not followed"
+assert q == ["recursive=true", "recursive=true&cursor=3", "recursive=true&cursor=6"], q' ||
+    fail "the file list's pages were not followed"
 [ -z "$(ls -A "$S/.partial")" ] || fail ".partial not empty after a good pull: $(ls -A "$S/.partial")"
 
 # the same again: the published hash matches, nothing is downloaded
@@ -94,6 +95,8 @@ has err "up to date"
 # ---- choosing a file
 pull hf:test/good:q8_0; expect 0 ":q8_0"; has out "pulled good-Q8_0"
 pull hf:test/good:good-Q4_K_S.gguf; expect 0 ":FILE.gguf"; has out "pulled good-Q4_K_S"
+pull hf:test/good:q6_k; expect 0 ":QUANT of a file in a folder"; has out "pulled deep-Q6_K"
+[ "$(manifest deep-Q6_K source)" = "hf:test/good:sub/deep-Q6_K.gguf" ] || fail "folder source"
 pull hf:test/single --name mine; expect 0 "--name"; has out "pulled mine"
 has err "the only .gguf"
 pull hf:test/good:Q4_K; expect 1 ":Q4_K (no such tag)"; err_line ":Q4_K" "no file matches Q4_K"
@@ -194,7 +197,8 @@ o = json.load(open(sys.argv[1]))
 assert o["store"] == sys.argv[2], o["store"]
 names = [m["name"] for m in o["models"]]
 assert names == sorted(names), names
-assert set(names) == {"bare", "byurl", "cut-Q4_K_M", "cutnorange", "good-Q4_K_M", "good-Q4_K_S",
+assert set(names) == {"bare", "byurl", "cut-Q4_K_M", "cutnorange", "deep-Q6_K", "good-Q4_K_M",
+                      "good-Q4_K_S",
                       "good-Q8_0", "linked", "mine", "mmproj-good-f16", "private"}, names
 for m in o["models"]:
     assert set(m) == {"name", "path", "size", "quant", "source", "sha256", "modified"}, m
