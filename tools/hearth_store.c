@@ -104,6 +104,41 @@ static int store_setup(const char *cmd, const store_args *a, hearth_config *c, c
     return 0;
 }
 
+/* What a command takes, for command_start. */
+typedef struct store_cmd {
+    const char *name, *help;
+    const char *flags;       /* for parse_args */
+    int min_args, max_args;  /* positional arguments */
+    const char *none, *many; /* the usage errors for too few, too many */
+} store_cmd;
+
+/* The start every command here shares: --help, the flags, the count of
+ * arguments, the configuration and the store directory. -1: go on (free
+ * c when done); else the exit status (0 after --help), c already freed. */
+static int command_start(const store_cmd *k, int argc, char **argv, store_args *a,
+                         hearth_config *c, char *dir, size_t len)
+{
+    if (wants_help(argc, argv)) {
+        fputs(k->help, stdout);
+        return 0;
+    }
+    if (parse_args(k->name, argc, argv, k->flags, a) != 0)
+        return EXIT_USAGE;
+    if (a->n_pos < k->min_args || a->n_pos > k->max_args) {
+        if (a->n_pos < k->min_args)
+            die_usage(k->name, "%s", k->none);
+        else
+            die_usage(k->name, "%s '%s'", k->many, a->pos[k->max_args]);
+        return EXIT_USAGE;
+    }
+    int rc = store_setup(k->name, a, c, dir, len);
+    if (rc != 0) {
+        config_free(c);
+        return rc;
+    }
+    return -1;
+}
+
 static void json_print(json_t *o)
 {
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -219,24 +254,14 @@ static void view_progress(void *ud, const pull_progress *p)
 
 int hearth_cmd_pull(int argc, char **argv)
 {
-    if (wants_help(argc, argv)) {
-        fputs(pull_help, stdout);
-        return 0;
-    }
+    static const store_cmd k = {"pull", pull_help, "store config name", 1, 1,
+                                "no model reference given", "one reference at a time, not"};
     store_args a;
-    if (parse_args("pull", argc, argv, "store config name", &a) != 0)
-        return EXIT_USAGE;
-    if (a.n_pos != 1) {
-        die_usage("pull", a.n_pos ? "one reference at a time" : "no model reference given");
-        return EXIT_USAGE;
-    }
     hearth_config c;
     char dir[4096];
-    int rc = store_setup("pull", &a, &c, dir, sizeof dir);
-    if (rc != 0) {
-        config_free(&c);
+    int rc = command_start(&k, argc, argv, &a, &c, dir, sizeof dir);
+    if (rc >= 0)
         return rc;
-    }
     pull_view v = {.tty = isatty(STDERR_FILENO) == 1};
     pull_opts o = {.store_dir = dir,
                    .hub_url = c.hub_url,
@@ -307,23 +332,15 @@ static const char *quant_of(const char *path)
 
 int hearth_cmd_list(int argc, char **argv)
 {
-    if (wants_help(argc, argv)) {
-        fputs(list_help, stdout);
-        return 0;
-    }
+    static const store_cmd k = {"list", list_help, "store config json", 0, 0, "",
+                                "unexpected argument"};
     store_args a;
-    if (parse_args("list", argc, argv, "store config json", &a) != 0)
-        return EXIT_USAGE;
-    if (a.n_pos) {
-        die_usage("list", "unexpected argument '%s'", a.pos[0]);
-        return EXIT_USAGE;
-    }
     hearth_config c;
     char dir[4096], err[600];
-    int rc = store_setup("list", &a, &c, dir, sizeof dir);
-    config_free(&c);
-    if (rc != 0)
+    int rc = command_start(&k, argc, argv, &a, &c, dir, sizeof dir);
+    if (rc >= 0)
         return rc;
+    config_free(&c);
     store_entry *e;
     size_t n;
     if (store_list(dir, &e, &n, err, sizeof err) < 0)
@@ -372,23 +389,16 @@ static const char rm_help[] =
 
 int hearth_cmd_rm(int argc, char **argv)
 {
-    if (wants_help(argc, argv)) {
-        fputs(rm_help, stdout);
-        return 0;
-    }
+    static const store_cmd k = {"rm", rm_help, "store config", 1, 64, "no model named",
+                                "too many names:"};
     store_args a;
-    if (parse_args("rm", argc, argv, "store config", &a) != 0)
-        return EXIT_USAGE;
-    if (a.n_pos == 0) {
-        die_usage("rm", "no model named");
-        return EXIT_USAGE;
-    }
     hearth_config c;
     char dir[4096], err[600];
-    int rc = store_setup("rm", &a, &c, dir, sizeof dir);
-    config_free(&c);
-    if (rc != 0)
+    int rc = command_start(&k, argc, argv, &a, &c, dir, sizeof dir);
+    if (rc >= 0)
         return rc;
+    config_free(&c);
+    rc = 0;
     for (int i = 0; i < a.n_pos; i++) {
         if (store_remove(dir, a.pos[i], err, sizeof err) == 0)
             printf("removed %s\n", a.pos[i]);
@@ -442,23 +452,15 @@ static json_t *show_json(const store_entry *e, const gguf_file *f)
 
 int hearth_cmd_show(int argc, char **argv)
 {
-    if (wants_help(argc, argv)) {
-        fputs(show_help, stdout);
-        return 0;
-    }
+    static const store_cmd k = {"show", show_help, "store config json", 1, 1, "no model named",
+                                "one model at a time, not"};
     store_args a;
-    if (parse_args("show", argc, argv, "store config json", &a) != 0)
-        return EXIT_USAGE;
-    if (a.n_pos != 1) {
-        die_usage("show", a.n_pos ? "one model at a time" : "no model named");
-        return EXIT_USAGE;
-    }
     hearth_config c;
     char dir[4096], err[600];
-    int rc = store_setup("show", &a, &c, dir, sizeof dir);
-    config_free(&c);
-    if (rc != 0)
+    int rc = command_start(&k, argc, argv, &a, &c, dir, sizeof dir);
+    if (rc >= 0)
         return rc;
+    config_free(&c);
     store_entry e;
     rc = store_find(dir, a.pos[0], &e, err, sizeof err);
     if (rc != 0)
