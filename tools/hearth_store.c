@@ -113,11 +113,12 @@ typedef struct store_cmd {
 } store_cmd;
 
 /* The start every command here shares: --help, the flags, the count of
- * arguments, the configuration and the store directory. -1: go on (free
- * c when done); else the exit status (0 after --help), c already freed. */
+ * arguments, the configuration and the store directory. -1: go on (then
+ * free c, when given, when done); else the exit status (0 after --help). */
 static int command_start(const store_cmd *k, int argc, char **argv, store_args *a,
-                         hearth_config *c, char *dir, size_t len)
+                         hearth_config *keep, char *dir, size_t len)
 {
+    hearth_config local, *c = keep ? keep : &local;
     if (wants_help(argc, argv)) {
         fputs(k->help, stdout);
         return 0;
@@ -132,11 +133,9 @@ static int command_start(const store_cmd *k, int argc, char **argv, store_args *
         return EXIT_USAGE;
     }
     int rc = store_setup(k->name, a, c, dir, len);
-    if (rc != 0) {
+    if (rc != 0 || !keep)
         config_free(c);
-        return rc;
-    }
-    return -1;
+    return rc != 0 ? rc : -1;
 }
 
 static void json_print(json_t *o)
@@ -335,12 +334,10 @@ int hearth_cmd_list(int argc, char **argv)
     static const store_cmd k = {"list", list_help, "store config json", 0, 0, "",
                                 "unexpected argument"};
     store_args a;
-    hearth_config c;
     char dir[4096], err[600];
-    int rc = command_start(&k, argc, argv, &a, &c, dir, sizeof dir);
+    int rc = command_start(&k, argc, argv, &a, NULL, dir, sizeof dir);
     if (rc >= 0)
         return rc;
-    config_free(&c);
     store_entry *e;
     size_t n;
     if (store_list(dir, &e, &n, err, sizeof err) < 0)
@@ -392,12 +389,10 @@ int hearth_cmd_rm(int argc, char **argv)
     static const store_cmd k = {"rm", rm_help, "store config", 1, 64, "no model named",
                                 "too many names:"};
     store_args a;
-    hearth_config c;
     char dir[4096], err[600];
-    int rc = command_start(&k, argc, argv, &a, &c, dir, sizeof dir);
+    int rc = command_start(&k, argc, argv, &a, NULL, dir, sizeof dir);
     if (rc >= 0)
         return rc;
-    config_free(&c);
     rc = 0;
     for (int i = 0; i < a.n_pos; i++) {
         if (store_remove(dir, a.pos[i], err, sizeof err) == 0)
@@ -455,12 +450,10 @@ int hearth_cmd_show(int argc, char **argv)
     static const store_cmd k = {"show", show_help, "store config json", 1, 1, "no model named",
                                 "one model at a time, not"};
     store_args a;
-    hearth_config c;
     char dir[4096], err[600];
-    int rc = command_start(&k, argc, argv, &a, &c, dir, sizeof dir);
+    int rc = command_start(&k, argc, argv, &a, NULL, dir, sizeof dir);
     if (rc >= 0)
         return rc;
-    config_free(&c);
     store_entry e;
     rc = store_find(dir, a.pos[0], &e, err, sizeof err);
     if (rc != 0)
