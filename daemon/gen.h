@@ -32,6 +32,7 @@ typedef struct gen_service {
     resident *res;
     const int *ping_interval;  /* seconds; points into the live config */
     const int *request_timeout; /* seconds, 0: none; live config */
+    const int *max_messages;    /* per request, 0: no limit; live config */
     uv_loop_t *loop;
     routing *rt;               /* never NULL */
     struct metrics *metrics;   /* GET /metrics (daemon/metrics.h); may be NULL */

@@ -10,6 +10,7 @@
 
 #include "privacy.h"
 #include "messages.h"
+#include "msglimit.h"
 #include "prompt.h"
 #include "responses.h"
 #include "tools.h"
@@ -341,6 +342,17 @@ void gen_prep_parse(gen_prep *p)
     api_request *q = &p->req;
     p->privacy_kind = -1;
     int prc;
+    const char *key;
+    long n_msgs = msglimit_over(p->body, p->body_len, p->kind,
+                                p->g->max_messages ? *p->g->max_messages : 0, &key);
+    if (n_msgs) {
+        fail(p, 400, NULL, key, "too_many_messages",
+             "'%s' has %ld entries; this server accepts at most %d (max_messages)", key,
+             n_msgs, *p->g->max_messages);
+        free(p->body);
+        p->body = NULL;
+        return;
+    }
     switch (p->kind) {
     case API_COMPLETION:
         prc = api_parse_completion(p->body, p->body_len, q, &p->err);

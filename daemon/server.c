@@ -26,7 +26,6 @@
 #include "daemon/resident.h"
 #include "daemon/resident_json.h"
 #include "daemon/store.h"
-#include "msglimit.h"
 #include "routing.h"
 #include "scheduler.h"
 #include "tok.h"
@@ -178,18 +177,9 @@ static int on_model(http_req *r, void *user)
     return http_respond_error(r, 404, "invalid_request_error", msg, "model", "model_not_found");
 }
 
-/* [server] max_messages, before the body is parsed: 0 to go on. */
-#define MESSAGE_LIMIT(hs, r, kind)                                          \
-    do {                                                                    \
-        int lim_ = msglimit_check((r), (kind), (hs)->cfg.max_messages);     \
-        if (lim_)                                                           \
-            return lim_ > 0 ? 0 : -1;                                       \
-    } while (0)
-
 static int on_chat(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    MESSAGE_LIMIT(hs, r, API_CHAT);
     return gen_chat(&hs->gen, r);
 }
 
@@ -202,21 +192,18 @@ static int on_completion(http_req *r, void *user)
 static int on_messages(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    MESSAGE_LIMIT(hs, r, API_MESSAGES);
     return gen_messages(&hs->gen, r);
 }
 
 static int on_count_tokens(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    MESSAGE_LIMIT(hs, r, API_MESSAGES);
     return gen_count_tokens(&hs->gen, r);
 }
 
 static int on_responses(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    MESSAGE_LIMIT(hs, r, API_RESPONSES);
     return gen_responses(&hs->gen, r);
 }
 
@@ -418,7 +405,8 @@ int server_main(int argc, char **argv)
     uv_loop_init(&hs.loop);
     hs.metrics = metrics_new();
     hs.gen = (gen_service){.ping_interval = &hs.cfg.ping_interval,
-                           .request_timeout = &hs.cfg.request_timeout, .loop = &hs.loop,
+                           .request_timeout = &hs.cfg.request_timeout,
+                           .max_messages = &hs.cfg.max_messages, .loop = &hs.loop,
                            .rt = &hs.rt, .metrics = hs.metrics};
     if (!hs.metrics) {
         fprintf(stderr, "hearthd: out of memory\n");
