@@ -159,6 +159,27 @@ s, r = d.chat("b", keep_alive="soon")
 ok(s == 400 and r["error"]["param"] == "keep_alive", "a malformed keep_alive: 400")
 ok(d.stop() == 0, "clean stop")
 
+# ---- a budget for one model, held by a busy one: the next load waits for it
+os.environ["HEARTH_DEBUG_STEP_DELAY_MS"] = "40"
+d = Daemon("busy", "--memory-budget", str(int(bytes_a * 1.5)))
+del os.environ["HEARTH_DEBUG_STEP_DELAY_MS"]
+ends = {}
+def long_a():
+    s, r = d.chat("a", max_tokens=40, temperature=0, seed=1)
+    ends["a"] = (s, time.time(), r.get("usage", {}).get("completion_tokens"))
+ta = threading.Thread(target=long_a)
+ta.start()
+ok(d.wait_for(lambda: d.resident().get("a", {}).get("running") == 1), "a is generating")
+s, r = d.chat("b")
+ends["b"] = (s, time.time())
+ta.join(120)
+ok(ends["a"][0] == 200 and ends["b"][0] == 200, "both answered")
+ok(ends["b"][1] >= ends["a"][1], "b was answered after a finished (it waited for the memory)")
+ok(d.log_count(r"b waits for memory") == 1 and d.log_count(r"unloaded a \(memory budget\)") == 1,
+   "the log says b waited and a went for it")
+ok(list(d.resident()) == ["b"], "b alone is resident")
+ok(d.stop() == 0, "clean stop")
+
 # ---- a budget smaller than any model
 d = Daemon("small", "--memory-budget", "100k")
 s, r = d.chat("a")
