@@ -264,14 +264,19 @@ static void start_load(resident *rs, resident_model *lm)
     resident_load_free(lm);
 }
 
-/* Loads that wait for room start once idle models can make it. */
+/* Loads that wait for room start once idle models can make it, the
+ * oldest first (it is not overtaken by smaller ones). make_room and
+ * start_load change the list: it is scanned afresh each time. */
 static void start_queued(resident *rs)
 {
-    resident_model *lm = rs->list, *next;
-    for (; lm && !rs->stopping; lm = next) {
-        next = lm->next;
-        if (lm->state == RESIDENT_LOADING && !lm->started && make_room(rs, lm->file_bytes, lm))
-            start_load(rs, lm);
+    while (!rs->stopping) {
+        resident_model *oldest = NULL;
+        for (resident_model *lm = rs->list; lm; lm = lm->next)
+            if (lm->state == RESIDENT_LOADING && !lm->started)
+                oldest = lm; /* new models go first in the list */
+        if (!oldest || !make_room(rs, oldest->file_bytes, oldest))
+            return;
+        start_load(rs, oldest);
     }
 }
 

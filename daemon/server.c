@@ -295,7 +295,13 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
     if (p.store_dir)
         log_info("store", "models by name from %s; memory budget %.0f MiB", p.store_dir,
                  (double)p.budget_bytes / 1048576.0);
-    return resident_new(&hs->res, &p, err, errlen);
+    int rc = resident_new(&hs->res, &p, err, errlen);
+    if (rc == 0 && c->model_default && !c->model_path &&
+        !resident_has(hs->res, c->model_default))
+        log_warn("model", "[model] default '%s' is not in the store (%s): requests naming "
+                 "no model get 503 until it is pulled", c->model_default,
+                 p.store_dir ? p.store_dir : "none");
+    return rc;
 }
 
 /* ---------------------------------------------------------- lifecycle */
