@@ -43,6 +43,11 @@ typedef struct hearth_config {
     int context;            /* tokens per sequence; 0: the model's own */
     int parallel;           /* sequences generated at once (slots) */
     char *chat_template;    /* builtin template name; NULL: the model's */
+    char *model_default;    /* a store model for requests naming none */
+    char *keep_alive;       /* duration (daemon/resident.h) */
+    char *memory_budget;    /* "auto", "0" or a size */
+    /* [store] */
+    char *store_dir;        /* NULL: the default (daemon/store.h) */
     /* [log] */
     int log_level;          /* enum log_level */
     /* [router] (docs/router.md) */
@@ -64,8 +69,7 @@ typedef struct hearth_config {
     /* [budget]: 0 = no cap */
     long long budget_requests_hour, budget_requests_day;
     long long budget_tokens_hour, budget_tokens_day;
-    /* [store] (daemon/store.h, daemon/pull.h) */
-    char *store_dir;        /* the model store; NULL: store_default_dir() */
+    /* [store], pull's (daemon/pull.h) */
     char *hub_url;          /* Hugging Face hub (or mirror) base URL */
     int stall_timeout;      /* seconds without a byte before a download fails */
     /* [upstream.NAME] sections, in file order */
@@ -80,6 +84,8 @@ enum config_status {
 };
 
 void config_init(hearth_config *c); /* defaults */
+/* "123", "64k", "8M", "1G" (binary units) into bytes; -1 when malformed. */
+int config_parse_size(const char *s, long long *out);
 void config_free(hearth_config *c);
 
 /* Defaults, then the file (--config PATH, else the default path when it
