@@ -172,13 +172,16 @@ pull hf:test/single --bogus; expect 2 "unknown flag"; one_line "unknown flag"
 # ---- Ctrl-C: exit 130, one line, the partial file kept
 printf '[store]\nhub_url = %s\nstall_timeout = 60\n' "$hub" > "$tmp/slow.conf"
 rm -f "$S/.partial/stall.gguf"
-"$hearth" pull hf:test/stall --config "$tmp/slow.conf" --store "$S" > "$tmp/out" 2> "$tmp/err" &
+"$hearth" pull hf:test/stall --config "$tmp/slow.conf" --store "$S" > "$tmp/bg.out" 2> "$tmp/bg.err" &
 ppid_=$!
 deadline=$(( $(date +%s) + 20 ))
 until [ -s "$S/.partial/stall.gguf" ] || [ "$(date +%s)" -ge "$deadline" ]; do sleep 0.1; done
 [ -s "$S/.partial/stall.gguf" ] || fail "the slow pull wrote nothing within 20 s"
+# meanwhile a second pull of the same model is refused, and leaves it alone
+pull hf:test/stall; expect 1 "a concurrent pull"; err_line concurrent "another pull of stall"
+[ -s "$S/.partial/stall.gguf" ] || fail "a refused concurrent pull touched the partial file"
 kill -INT $ppid_
-wait $ppid_; rc=$?; expect 130 "SIGINT"
+wait $ppid_; rc=$?; cp "$tmp/bg.err" "$tmp/err"; expect 130 "SIGINT"
 err_line SIGINT "interrupted"
 [ -s "$S/.partial/stall.gguf" ] || fail "SIGINT deleted the partial file"
 absent stall
