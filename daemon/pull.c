@@ -595,8 +595,10 @@ static int hash_existing(dl *d, char *err, size_t errlen)
     if (lseek(d->fd, 0, SEEK_SET) != 0)
         goto io;
     while (left) {
-        if (stopped(d->o))
+        if (stopped(d->o)) {
+            snprintf(err, errlen, "interrupted; the partial file is kept: the same pull resumes");
             return 1;
+        }
         ssize_t r = read(d->fd, buf, left < sizeof buf ? left : sizeof buf);
         if (r < 0 && errno == EINTR)
             continue;
@@ -716,6 +718,8 @@ static pull_status resolve_hf(const pull_opts *o, const char *hub, const char *h
     const hub_file *f = &files[k];
     if (how)
         note(o, "picked %s (%s)", f->path, how);
+    else if (r->sel && strcmp(r->sel, f->path) != 0)
+        note(o, "picked %s", f->path);
     /* each path segment escaped; the slashes between them kept */
     int w = snprintf(t->url, sizeof t->url, "%s/%s/%s/resolve/main", hub, r->owner, r->repo);
     char *pathdup = strdup(f->path);

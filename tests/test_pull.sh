@@ -93,7 +93,7 @@ has err "up to date"
 [ "$(count_cdn good)" -eq "$n" ] || fail "an up-to-date model was downloaded again"
 
 # ---- choosing a file
-pull hf:test/good:q8_0; expect 0 ":q8_0"; has out "pulled good-Q8_0"
+pull hf:test/good:q8_0; expect 0 ":q8_0"; has out "pulled good-Q8_0"; has err "picked good-Q8_0.gguf"
 pull hf:test/good:good-Q4_K_S.gguf; expect 0 ":FILE.gguf"; has out "pulled good-Q4_K_S"
 pull hf:test/good:q6_k; expect 0 ":QUANT of a file in a folder"; has out "pulled deep-Q6_K"
 [ "$(manifest deep-Q6_K source)" = "hf:test/good:sub/deep-Q6_K.gguf" ] || fail "folder source"

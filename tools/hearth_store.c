@@ -118,7 +118,7 @@ typedef struct store_cmd {
 static int command_start(const store_cmd *k, int argc, char **argv, store_args *a,
                          hearth_config *keep, char *dir, size_t len)
 {
-    hearth_config local, *c = keep ? keep : &local;
+    hearth_config local = {0}, *c = keep ? keep : &local;
     if (wants_help(argc, argv)) {
         fputs(k->help, stdout);
         return 0;
