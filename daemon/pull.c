@@ -1,5 +1,6 @@
-/* pull.c - the download: the hub's file list, the transfer with resume,
- * the checks, the rename into the store (see pull.h).
+/* pull.c - the download: the transfer with resume, the checks, the rename
+ * into the store (see pull.h; the hub's file list is pull_hub.c, the curl
+ * handles pull_curl.c).
  *
  * What it trusts: nothing the server says about sizes and hashes is used
  * before it is checked for shape (64 hex digits, a number); the file is
@@ -7,7 +8,7 @@
  * else against X-Linked-ETag / X-Linked-Size of the first response, and
  * only a file whose hash, size and GGUF header all pass is renamed into
  * place. A body longer than announced is cut off. */
-#include "daemon/pull.h"
+#include "daemon/pull_internal.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -25,410 +26,6 @@
 #include <unistd.h>
 
 #include "engine/gguf.h"
-
-#define TREE_MAX_BYTES (32u << 20) /* one page of the file list */
-#define TREE_MAX_PAGES 1000
-
-/* ------------------------------------------------------------ small helpers */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void note(const pull_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void note(const pull_opts *o, const char *fmt, ...)
-{
-    if (!o->note)
-        return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    o->note(o->ud, line);
-}
-
-static bool stopped(const pull_opts *o)
-{
-    return o->stop && *o->stop;
-}
-
-/* "abc..." (64 hex, any case, maybe quoted, maybe W/ or sha256: before)
- * into out[65] lower-case; false when it is not a SHA-256 */
-static bool sha256_parse(const char *s, size_t n, char *out)
-{
-    if (n >= 2 && strncmp(s, "W/", 2) == 0)
-        s += 2, n -= 2;
-    if (n >= 2 && s[0] == '"' && s[n - 1] == '"')
-        s++, n -= 2;
-    if (n >= 7 && strncasecmp(s, "sha256:", 7) == 0)
-        s += 7, n -= 7;
-    if (n != 64)
-        return false;
-    for (size_t i = 0; i < 64; i++) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'F')
-            c = (char)(c - 'A' + 'a');
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return false;
-        out[i] = c;
-    }
-    out[64] = '\0';
-    return true;
-}
-
-static bool u64_parse(const char *s, size_t n, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (n == 0 || n > 19)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-/* The host of a URL into buf ("" when it has none). */
-static void url_host(const char *url, char *buf, size_t len)
-{
-    buf[0] = '\0';
-    CURLU *u = curl_url();
-    char *h = NULL;
-    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK)
-        snprintf(buf, len, "%s", h);
-    curl_free(h);
-    curl_url_cleanup(u);
-}
-
-/* ------------------------------------------------------------ curl handles */
-
-typedef struct xfer_cb {
-    const pull_opts *o;
-    uint64_t base;    /* bytes already in the file */
-    uint64_t total;   /* expected file size, 0 unknown */
-    bool report;      /* the model's transfer (not the file list) */
-    double t0, last;  /* start, last progress report */
-} xfer_cb;
-
-static void progress_report(xfer_cb *x, uint64_t now_bytes, bool final)
-{
-    if (!x->o->progress)
-        return;
-    double t = now_s();
-    if (!final && t - x->last < 0.1)
-        return;
-    x->last = t;
-    pull_progress p = {.done = x->base + now_bytes,
-                       .total = x->total,
-                       .rate = t > x->t0 ? (double)now_bytes / (t - x->t0) : 0,
-                       .final = final};
-    x->o->progress(x->o->ud, &p);
-}
-
-static int on_xferinfo(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                       curl_off_t ulnow)
-{
-    xfer_cb *x = ud;
-    if (stopped(x->o))
-        return 1; /* CURLE_ABORTED_BY_CALLBACK */
-    if (x->report)
-        progress_report(x, (uint64_t)dlnow, false);
-    return 0;
-}
-
-/* An easy handle with what every request shares: redirects, timeouts,
- * http(s) only, the stop flag, and the token when url is on the hub's
- * host (curl itself never sends it on to a redirect's other host). */
-static CURL *easy_new(const pull_opts *o, const char *url, const char *hub_host,
-                      struct curl_slist **hdrs, xfer_cb *x)
-{
-    CURL *c = curl_easy_init();
-    if (!c)
-        return NULL;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#else
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "hearth/" PACKAGE_VERSION);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)(o->connect_timeout > 0 ? o->connect_timeout : 30));
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(o->stall_timeout > 0 ? o->stall_timeout : 30));
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xferinfo);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
-    *hdrs = NULL;
-    char host[256];
-    url_host(url, host, sizeof host);
-    if (o->token && *o->token && *host && strcasecmp(host, hub_host) == 0) {
-        size_t n = strlen(o->token) + 32;
-        char *h = malloc(n);
-        if (h) {
-            snprintf(h, n, "Authorization: Bearer %s", o->token);
-            *hdrs = curl_slist_append(NULL, h);
-            free(h);
-        }
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
-    }
-    return c;
-}
-
-/* One line for a failed transfer, without curl's own wording where a
- * plainer one exists. */
-static void curl_err(char *err, size_t errlen, CURL *c, CURLcode rc, const char *url,
-                     const pull_opts *o)
-{
-    long code = 0;
-    double connect = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_getinfo(c, CURLINFO_CONNECT_TIME, &connect);
-    switch (rc) {
-    case CURLE_HTTP_RETURNED_ERROR:
-        if (code == 401 || code == 403)
-            snprintf(err, errlen, "HTTP %ld: %s needs access (set HF_TOKEN to a token that "
-                     "may read it)", code, url);
-        else if (code == 404)
-            snprintf(err, errlen, "HTTP 404: %s not found", url);
-        else
-            snprintf(err, errlen, "HTTP %ld from %s", code, url);
-        return;
-    case CURLE_OPERATION_TIMEDOUT:
-        if (connect <= 0)
-            snprintf(err, errlen, "no connection to %s within %d s", url,
-                     o->connect_timeout > 0 ? o->connect_timeout : 30);
-        else
-            snprintf(err, errlen, "the download stalled: nothing received for %d s from %s",
-                     o->stall_timeout > 0 ? o->stall_timeout : 30, url);
-        return;
-    case CURLE_COULDNT_RESOLVE_HOST:
-        snprintf(err, errlen, "cannot resolve the host of %s", url);
-        return;
-    case CURLE_COULDNT_CONNECT:
-        snprintf(err, errlen, "cannot connect to %s", url);
-        return;
-    case CURLE_PARTIAL_FILE:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-        snprintf(err, errlen, "the connection to %s was cut", url);
-        return;
-    case CURLE_TOO_MANY_REDIRECTS:
-        snprintf(err, errlen, "too many redirects from %s", url);
-        return;
-    default:
-        snprintf(err, errlen, "%s: %s", url, curl_easy_strerror(rc));
-        return;
-    }
-}
-
-/* ------------------------------------------------------------ the hub's file list */
-
-typedef struct hub_file {
-    char *path;
-    uint64_t size;    /* 0 unknown */
-    char sha256[65];  /* the LFS oid, "" unknown */
-} hub_file;
-
-typedef struct membuf {
-    char *p;
-    size_t n;
-    bool too_big;
-} membuf;
-
-static size_t on_mem(char *data, size_t size, size_t nmemb, void *ud)
-{
-    membuf *m = ud;
-    size_t len = size * nmemb;
-    if (m->n + len > TREE_MAX_BYTES) {
-        m->too_big = true;
-        return 0;
-    }
-    char *np = realloc(m->p, m->n + len + 1);
-    if (!np)
-        return 0;
-    memcpy(np + m->n, data, len);
-    m->p = np;
-    m->n += len;
-    m->p[m->n] = '\0';
-    return len;
-}
-
-/* Link: <URL>; rel="next" of the last response, resolved against the
- * request's URL. */
-typedef struct link_hdr {
-    char next[2048];
-} link_hdr;
-
-static size_t on_link_header(char *line, size_t size, size_t nmemb, void *ud)
-{
-    link_hdr *l = ud;
-    size_t len = size * nmemb;
-    if (len >= 5 && strncmp(line, "HTTP/", 5) == 0)
-        l->next[0] = '\0';
-    if (len < 5 || strncasecmp(line, "link:", 5) != 0)
-        return len;
-    /* <a>; rel="x", <b>; rel="next" */
-    char buf[4096];
-    size_t n = len < sizeof buf - 1 ? len : sizeof buf - 1;
-    memcpy(buf, line + 5, n - 5);
-    buf[n - 5] = '\0';
-    char *save = NULL;
-    for (char *part = strtok_r(buf, ",", &save); part; part = strtok_r(NULL, ",", &save)) {
-        char *lt = strchr(part, '<'), *gt = lt ? strchr(lt, '>') : NULL;
-        if (!gt || !strstr(gt, "rel=\"next\""))
-            continue;
-        *gt = '\0';
-        snprintf(l->next, sizeof l->next, "%s", lt + 1);
-    }
-    return len;
-}
-
-static void hub_files_free(hub_file *f, size_t n)
-{
-    for (size_t i = 0; f && i < n; i++)
-        free(f[i].path);
-    free(f);
-}
-
-/* Appends a page's entries; -1 when the page is not the API's shape. */
-static int tree_page(const char *body, hub_file **files, size_t *n)
-{
-    json_t *a = json_loads(body, 0, NULL);
-    if (!json_is_array(a)) {
-        json_decref(a);
-        return -1;
-    }
-    size_t i;
-    json_t *e;
-    int rc = 0;
-    json_array_foreach(a, i, e) {
-        const char *type = json_string_value(json_object_get(e, "type"));
-        const char *path = json_string_value(json_object_get(e, "path"));
-        if (!path) {
-            rc = -1;
-            break;
-        }
-        if (type && strcmp(type, "file") != 0)
-            continue;
-        hub_file *nf = realloc(*files, (*n + 1) * sizeof *nf);
-        if (!nf) {
-            rc = -1;
-            break;
-        }
-        *files = nf;
-        hub_file *f = &nf[*n];
-        memset(f, 0, sizeof *f);
-        f->path = strdup(path);
-        if (!f->path) {
-            rc = -1;
-            break;
-        }
-        (*n)++;
-        json_t *lfs = json_object_get(e, "lfs");
-        json_t *size = json_object_get(json_is_object(lfs) ? lfs : e, "size");
-        if (json_is_integer(size) && json_integer_value(size) > 0)
-            f->size = (uint64_t)json_integer_value(size);
-        const char *oid = json_string_value(json_object_get(lfs, "oid"));
-        if (!oid || !sha256_parse(oid, strlen(oid), f->sha256))
-            f->sha256[0] = '\0';
-    }
-    json_decref(a);
-    return rc;
-}
-
-static pull_status hub_tree(const pull_opts *o, const char *hub, const char *hub_host,
-                            const pull_ref *r, hub_file **files, size_t *n, char *err,
-                            size_t errlen)
-{
-    *files = NULL;
-    *n = 0;
-    char url[2048];
-    snprintf(url, sizeof url, "%s/api/models/%s/%s/tree/main?recursive=true", hub, r->owner,
-             r->repo);
-    char first[2048];
-    snprintf(first, sizeof first, "%s", url);
-    for (int page = 0; page < TREE_MAX_PAGES; page++) {
-        membuf m = {0};
-        link_hdr l = {{0}};
-        xfer_cb x = {.o = o, .t0 = now_s()};
-        struct curl_slist *hdrs;
-        CURL *c = easy_new(o, url, hub_host, &hdrs, &x);
-        if (!c) {
-            snprintf(err, errlen, "out of memory");
-            return PULL_FAILED;
-        }
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_mem);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &m);
-        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_link_header);
-        curl_easy_setopt(c, CURLOPT_HEADERDATA, &l);
-        CURLcode rc = curl_easy_perform(c);
-        pull_status st = PULL_OK;
-        if (rc == CURLE_ABORTED_BY_CALLBACK && stopped(o)) {
-            snprintf(err, errlen, "interrupted");
-            st = PULL_INTERRUPTED;
-        } else if (rc == CURLE_HTTP_RETURNED_ERROR) {
-            long code = 0;
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-            if (code == 404)
-                snprintf(err, errlen, "no repo %s/%s on %s (HTTP 404)", r->owner, r->repo, hub);
-            else
-                curl_err(err, errlen, c, rc, first, o);
-            st = PULL_FAILED;
-        } else if (rc != CURLE_OK) {
-            if (m.too_big)
-                snprintf(err, errlen, "%s: the file list is larger than %u MiB", first,
-                         TREE_MAX_BYTES >> 20);
-            else
-                curl_err(err, errlen, c, rc, first, o);
-            st = PULL_FAILED;
-        } else if (tree_page(m.p ? m.p : "", files, n) < 0) {
-            snprintf(err, errlen, "%s did not answer with the hub's file list", first);
-            st = PULL_FAILED;
-        }
-        if (st == PULL_OK && l.next[0]) {
-            /* resolve a relative next link against this page */
-            CURLU *u = curl_url();
-            char *abs = NULL;
-            if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-                curl_url_set(u, CURLUPART_URL, l.next, 0) == CURLUE_OK &&
-                curl_url_get(u, CURLUPART_URL, &abs, 0) == CURLUE_OK)
-                snprintf(url, sizeof url, "%s", abs);
-            else
-                l.next[0] = '\0';
-            curl_free(abs);
-            curl_url_cleanup(u);
-        }
-        curl_easy_cleanup(c);
-        curl_slist_free_all(hdrs);
-        free(m.p);
-        if (st != PULL_OK) {
-            hub_files_free(*files, *n);
-            *files = NULL;
-            *n = 0;
-            return st;
-        }
-        if (!l.next[0])
-            return PULL_OK;
-    }
-    snprintf(err, errlen, "%s: more than %d pages of files", first, TREE_MAX_PAGES);
-    hub_files_free(*files, *n);
-    *files = NULL;
-    *n = 0;
-    return PULL_FAILED;
-}
 
 /* ------------------------------------------------------------ the transfer */
 
@@ -453,7 +50,7 @@ typedef struct dl {
     int n_responses;
     char linked_sha[65];
     uint64_t linked_size;
-    xfer_cb x;
+    pull_xfer x;
 } dl;
 
 static size_t on_dl_header(char *line, size_t size, size_t nmemb, void *ud)
@@ -484,13 +81,13 @@ static size_t on_dl_header(char *line, size_t size, size_t nmemb, void *ud)
             d->etag[vn] = '\0';
         }
     } else if (IS("x-linked-etag") && d->n_responses == 1) {
-        if (!sha256_parse(v, vn, d->linked_sha))
+        if (!pull_sha256_parse(v, vn, d->linked_sha))
             d->linked_sha[0] = '\0';
     } else if (IS("x-linked-size") && d->n_responses == 1) {
-        if (!u64_parse(v, vn, &d->linked_size))
+        if (!pull_u64_parse(v, vn, &d->linked_size))
             d->linked_size = 0;
     } else if (IS("content-length")) {
-        d->has_length = u64_parse(v, vn, &d->length);
+        d->has_length = pull_u64_parse(v, vn, &d->length);
     } else if (IS("content-range")) {
         /* bytes START-END/TOTAL */
         char buf[128];
@@ -595,7 +192,7 @@ static int hash_existing(dl *d, char *err, size_t errlen)
     if (lseek(d->fd, 0, SEEK_SET) != 0)
         goto io;
     while (left) {
-        if (stopped(d->o)) {
+        if (pull_stopped(d->o)) {
             snprintf(err, errlen, "interrupted; the partial file is kept: the same pull resumes");
             return 1;
         }
@@ -635,7 +232,7 @@ static bool sidecar_read(const partial *p, char *url, size_t ulen, char *sha, ui
     const char *e = json_string_value(json_object_get(o, "etag"));
     json_t *z = json_object_get(o, "size");
     snprintf(url, ulen, "%s", u ? u : "");
-    if (!s || !sha256_parse(s, strlen(s), sha))
+    if (!s || !pull_sha256_parse(s, strlen(s), sha))
         sha[0] = '\0';
     snprintf(etag, elen, "%s", e ? e : "");
     *size = json_is_integer(z) && json_integer_value(z) > 0 ? (uint64_t)json_integer_value(z) : 0;
@@ -662,98 +259,11 @@ static void partial_drop(partial *p)
     unlink(p->path);
     unlink(p->sidecar);
 }
-
 /* ------------------------------------------------------------ pull */
-
-typedef struct target {
-    char url[4096];      /* what is downloaded */
-    char source[1024];   /* recorded in the manifest */
-    char file[1024];     /* the file's name, for messages */
-    char name[STORE_NAME_MAX + 1];
-    char sha256[65];     /* expected, "" unknown */
-    uint64_t size;       /* expected, 0 unknown */
-} target;
-
-/* The store name from a file name: without folders and .gguf. */
-static bool name_from_file(const char *file, char *name, size_t len)
-{
-    const char *b = strrchr(file, '/');
-    b = b ? b + 1 : file;
-    size_t n = strcspn(b, "?#");
-    if (n >= 5 && strncasecmp(b + n - 5, ".gguf", 5) == 0)
-        n -= 5;
-    if (n == 0 || n >= len)
-        return false;
-    memcpy(name, b, n);
-    name[n] = '\0';
-    return store_name_valid(name);
-}
-
-/* Resolve an hf: reference through the file list. */
-static pull_status resolve_hf(const pull_opts *o, const char *hub, const char *hub_host,
-                              const pull_ref *r, target *t, char *err, size_t errlen)
-{
-    hub_file *files;
-    size_t n;
-    pull_status st = hub_tree(o, hub, hub_host, r, &files, &n, err, errlen);
-    if (st != PULL_OK)
-        return st;
-    const char **paths = calloc(n ? n : 1, sizeof *paths);
-    if (!paths) {
-        hub_files_free(files, n);
-        snprintf(err, errlen, "out of memory");
-        return PULL_FAILED;
-    }
-    for (size_t i = 0; i < n; i++)
-        paths[i] = files[i].path;
-    const char *how;
-    char why[1024];
-    long k = pull_pick(paths, n, r->sel, &how, why, sizeof why);
-    free(paths);
-    if (k < 0) {
-        snprintf(err, errlen, "%s/%s: %s", r->owner, r->repo, why);
-        hub_files_free(files, n);
-        return PULL_FAILED;
-    }
-    const hub_file *f = &files[k];
-    if (how)
-        note(o, "picked %s (%s)", f->path, how);
-    else if (r->sel && strcmp(r->sel, f->path) != 0)
-        note(o, "picked %s", f->path);
-    /* each path segment escaped; the slashes between them kept */
-    int w = snprintf(t->url, sizeof t->url, "%s/%s/%s/resolve/main", hub, r->owner, r->repo);
-    char *pathdup = strdup(f->path);
-    char *save = NULL;
-    for (char *seg = pathdup ? strtok_r(pathdup, "/", &save) : NULL; seg && w > 0;
-         seg = strtok_r(NULL, "/", &save)) {
-        char *esc = curl_easy_escape(NULL, seg, 0);
-        size_t used = strlen(t->url);
-        w = esc ? snprintf(t->url + used, sizeof t->url - used, "/%s", esc) : -1;
-        if (w > 0 && (size_t)w >= sizeof t->url - used)
-            w = -1;
-        curl_free(esc);
-    }
-    free(pathdup);
-    snprintf(t->source, sizeof t->source, "hf:%s/%s:%s", r->owner, r->repo, f->path);
-    snprintf(t->file, sizeof t->file, "%s", f->path);
-    memcpy(t->sha256, f->sha256, sizeof t->sha256);
-    t->size = f->size;
-    bool named = o->name || name_from_file(f->path, t->name, sizeof t->name);
-    hub_files_free(files, n);
-    if (w <= 0) {
-        snprintf(err, errlen, "the file's URL is too long");
-        return PULL_FAILED;
-    }
-    if (!named) {
-        snprintf(err, errlen, "%s does not make a model name: give one with --name", t->file);
-        return PULL_BAD_REF;
-    }
-    return PULL_OK;
-}
 
 /* The transfer into p, resuming when the sidecar matches. On PULL_OK the
  * file is complete and d->md holds its hash. */
-static pull_status transfer(const pull_opts *o, const char *hub_host, target *t, partial *p,
+static pull_status transfer(const pull_opts *o, const char *hub_host, pull_target *t, partial *p,
                             dl *d, char *err, size_t errlen)
 {
     char s_url[4096], s_sha[65], s_etag[256];
@@ -784,17 +294,17 @@ static pull_status transfer(const pull_opts *o, const char *hub_host, target *t,
     }
     d->expect_size = t->size;
     if (t->size && d->offset == t->size) {
-        note(o, "%s: already downloaded, checking it", t->file);
+        pull_note(o, "%s: already downloaded, checking it", t->file);
         return PULL_OK;
     }
     if (d->offset)
-        note(o, "resuming %s at %llu of %llu bytes", t->file, (unsigned long long)d->offset,
+        pull_note(o, "resuming %s at %llu of %llu bytes", t->file, (unsigned long long)d->offset,
              (unsigned long long)t->size);
 
-    d->x = (xfer_cb){.o = o, .base = d->offset, .total = t->size, .report = true,
-                     .t0 = now_s()};
+    d->x = (pull_xfer){.o = o, .base = d->offset, .total = t->size, .report = true,
+                     .t0 = pull_now()};
     struct curl_slist *hdrs;
-    CURL *c = easy_new(o, t->url, hub_host, &hdrs, &d->x);
+    CURL *c = pull_curl_new(o, t->url, hub_host, &hdrs, &d->x);
     if (!c) {
         snprintf(err, errlen, "out of memory");
         return PULL_FAILED;
@@ -818,9 +328,9 @@ static pull_status transfer(const pull_opts *o, const char *hub_host, target *t,
     }
     CURLcode rc = curl_easy_perform(c);
     if (d->body_started)
-        progress_report(&d->x, d->got, true);
+        pull_progress_report(&d->x, d->got, true);
     if (d->restarted)
-        note(o, "the server sent the whole file again: started over");
+        pull_note(o, "the server sent the whole file again: started over");
     /* the ETag for the next resume; the expected values as now known */
     if (!*t->sha256 && *d->linked_sha)
         memcpy(t->sha256, d->linked_sha, sizeof t->sha256);
@@ -832,7 +342,7 @@ static pull_status transfer(const pull_opts *o, const char *hub_host, target *t,
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     uint64_t have = d->offset + d->got;
-    if (rc == CURLE_ABORTED_BY_CALLBACK && stopped(o)) {
+    if (rc == CURLE_ABORTED_BY_CALLBACK && pull_stopped(o)) {
         snprintf(err, errlen, "interrupted; %llu bytes kept: the same pull resumes",
                  (unsigned long long)have);
         ret = PULL_INTERRUPTED;
@@ -850,7 +360,7 @@ static pull_status transfer(const pull_opts *o, const char *hub_host, target *t,
         ret = PULL_FAILED;
     } else if (rc != CURLE_OK) {
         char why[1024];
-        curl_err(why, sizeof why, c, rc, t->url, o);
+        pull_curl_err(why, sizeof why, c, rc, t->url, o);
         if (have > 0)
             snprintf(err, errlen, "%s; %llu bytes kept: the same pull resumes", why,
                      (unsigned long long)have);
@@ -866,7 +376,7 @@ static pull_status transfer(const pull_opts *o, const char *hub_host, target *t,
 }
 
 /* Size, hash, GGUF header; on failure the partial file is deleted. */
-static pull_status verify(const pull_opts *o, target *t, partial *p, dl *d, char *sha_out,
+static pull_status verify(const pull_opts *o, pull_target *t, partial *p, dl *d, char *sha_out,
                           char *err, size_t errlen)
 {
     unsigned char dg[EVP_MAX_MD_SIZE];
@@ -888,7 +398,7 @@ static pull_status verify(const pull_opts *o, target *t, partial *p, dl *d, char
         return PULL_FAILED;
     }
     if (!*t->sha256)
-        note(o, "%s: no published SHA-256 to check against; recorded %s", t->file, sha_out);
+        pull_note(o, "%s: no published SHA-256 to check against; recorded %s", t->file, sha_out);
     if (fsync(p->fd) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", p->path, strerror(errno));
         return PULL_FAILED;
@@ -906,7 +416,7 @@ static pull_status verify(const pull_opts *o, target *t, partial *p, dl *d, char
 }
 
 /* Manifest, then the model (so that a listed model has its manifest). */
-static pull_status install(const pull_opts *o, const target *t, partial *p, const char *name,
+static pull_status install(const pull_opts *o, const pull_target *t, partial *p, const char *name,
                            const char *sha, char *err, size_t errlen)
 {
     char final_path[4096];
@@ -935,7 +445,7 @@ static pull_status install(const pull_opts *o, const target *t, partial *p, cons
 }
 
 static pull_status target_of(const pull_opts *o, const char *hub, const char *hub_host,
-                             const char *ref, target *t, char *err, size_t errlen)
+                             const char *ref, pull_target *t, char *err, size_t errlen)
 {
     pull_ref r;
     if (pull_ref_parse(ref, &r, err, errlen) < 0)
@@ -949,7 +459,7 @@ static pull_status target_of(const pull_opts *o, const char *hub, const char *hu
         snprintf(t->file, sizeof t->file, "%.*s", (int)strcspn(path, "?#"), path);
         const char *b = strrchr(t->file, '/');
         memmove(t->file, b ? b + 1 : t->file, strlen(b ? b + 1 : t->file) + 1);
-        if (!o->name && !name_from_file(t->file, t->name, sizeof t->name)) {
+        if (!o->name && !pull_name_from_file(t->file, t->name, sizeof t->name)) {
             snprintf(err, errlen, "the URL's file name '%s' does not make a model name: give "
                      "one with --name", t->file);
             st = PULL_BAD_REF;
@@ -959,7 +469,7 @@ static pull_status target_of(const pull_opts *o, const char *hub, const char *hu
             st = PULL_FAILED;
         }
     } else {
-        st = resolve_hf(o, hub, hub_host, &r, t, err, errlen);
+        st = pull_hub_resolve(o, hub, hub_host, &r, t, err, errlen);
     }
     pull_ref_free(&r);
     if (st == PULL_OK && o->name)
@@ -967,7 +477,7 @@ static pull_status target_of(const pull_opts *o, const char *hub, const char *hu
     return st;
 }
 
-static pull_status pull_into_store(const pull_opts *o, const char *hub_host, target *t,
+static pull_status pull_into_store(const pull_opts *o, const char *hub_host, pull_target *t,
                                    store_entry *out, char *err, size_t errlen)
 {
     /* already there with the published hash: nothing to do */
@@ -977,7 +487,7 @@ static pull_status pull_into_store(const pull_opts *o, const char *hub_host, tar
         bool same = strcmp(have.sha256, t->sha256) == 0 && (!t->size || have.size == t->size);
         store_entry_clear(&have);
         if (same) {
-            note(o, "%s is up to date", t->name);
+            pull_note(o, "%s is up to date", t->name);
             return store_find(o->store_dir, t->name, out, err, errlen) == 0 ? PULL_OK
                                                                             : PULL_FAILED;
         }
@@ -1040,8 +550,8 @@ pull_status pull_model(const pull_opts *o, const char *ref, store_entry *out, ch
         return PULL_FAILED;
     }
     char hub_host[256];
-    url_host(hub, hub_host, sizeof hub_host);
-    target *t = calloc(1, sizeof *t);
+    pull_url_host(hub, hub_host, sizeof hub_host);
+    pull_target *t = calloc(1, sizeof *t);
     pull_status st = PULL_FAILED;
     if (!t)
         snprintf(err, errlen, "out of memory");

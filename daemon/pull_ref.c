@@ -1,6 +1,6 @@
 /* pull_ref.c - model references and the choice of a repo's file (see
  * pull.h). No network here: pull.c asks the hub for the file list. */
-#include "daemon/pull.h"
+#include "daemon/pull_internal.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -263,4 +263,21 @@ long pull_pick(const char *const *files, size_t n, const char *sel, const char *
     snprintf(why, whylen, "no Q4_K_M, Q4_0 or Q8_0 file: name a quant (:Q5_K_M) or a file");
     list_ggufs(files, n, why, whylen);
     return -1;
+}
+
+/* ------------------------------------------------------------ names */
+
+/* The store name from a file name: without folders and .gguf. */
+bool pull_name_from_file(const char *file, char *name, size_t len)
+{
+    const char *b = strrchr(file, '/');
+    b = b ? b + 1 : file;
+    size_t n = strcspn(b, "?#");
+    if (n >= 5 && strncasecmp(b + n - 5, ".gguf", 5) == 0)
+        n -= 5;
+    if (n == 0 || n >= len)
+        return false;
+    memcpy(name, b, n);
+    name[n] = '\0';
+    return store_name_valid(name);
 }
