@@ -275,8 +275,16 @@ static pull_status transfer(const pull_opts *o, const char *hub_host, pull_targe
         sidecar_read(p, s_url, sizeof s_url, s_sha, &s_size, s_etag, sizeof s_etag) &&
         strcmp(s_url, t->url) == 0 && (!*t->sha256 || !*s_sha || strcmp(t->sha256, s_sha) == 0) &&
         (!t->size || !s_size || t->size == s_size) &&
-        (!t->size || (uint64_t)st.st_size <= t->size))
+        (!t->size || (uint64_t)st.st_size <= t->size)) {
         d->offset = (uint64_t)st.st_size;
+        /* what the first attempt learnt from X-Linked-* holds for the rest */
+        if (!*t->sha256)
+            memcpy(t->sha256, s_sha, sizeof t->sha256);
+        if (!t->size)
+            t->size = s_size;
+        if (t->size && d->offset > t->size)
+            d->offset = 0;
+    }
     if (d->offset == 0) {
         s_etag[0] = '\0';
         if (ftruncate(p->fd, 0) != 0) {
@@ -297,12 +305,14 @@ static pull_status transfer(const pull_opts *o, const char *hub_host, pull_targe
         pull_note(o, "%s: already downloaded, checking it", t->file);
         return PULL_OK;
     }
-    if (d->offset)
+    if (d->offset && t->size)
         pull_note(o, "resuming %s at %llu of %llu bytes", t->file, (unsigned long long)d->offset,
-             (unsigned long long)t->size);
+                  (unsigned long long)t->size);
+    else if (d->offset)
+        pull_note(o, "resuming %s at %llu bytes", t->file, (unsigned long long)d->offset);
 
     d->x = (pull_xfer){.o = o, .base = d->offset, .total = t->size, .report = true,
-                     .t0 = pull_now()};
+                       .t0 = pull_now()};
     struct curl_slist *hdrs;
     CURL *c = pull_curl_new(o, t->url, hub_host, &hdrs, &d->x);
     if (!c) {
