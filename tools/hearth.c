@@ -205,7 +205,7 @@ static const char run_help[] =
     "Print PROMPT, then stream the generated continuation to stdout. A timing\n"
     "summary goes to stderr.\n"
     "\n"
-    "  -m, --model FILE        GGUF model (llama or qwen2 architecture)\n"
+    "  -m, --model MODEL       GGUF file or store name (llama or qwen2 architecture)\n"
     "  -p, --prompt TEXT       prompt text (tokenized with the model's own\n"
     "                          tokenizer, BOS added when the model asks for it)\n"
     "  -n, --n-predict N       generate at most N tokens (default 256)\n"
@@ -395,7 +395,8 @@ static int cmd_run(int argc, char **argv)
     size_t ocap = 0;
 
     double t0 = now_s();
-    if (model_load(o.model, &m, err, sizeof err) != 0) {
+    char mbuf[1100];
+    if (model_load(hearth_model_file(o.model, mbuf, sizeof mbuf), &m, err, sizeof err) != 0) {
         fail("run", "%s", err);
         goto done;
     }
@@ -602,8 +603,9 @@ static int cmd_info(int argc, char **argv)
         return EXIT_USAGE;
     }
 
-    char err[512];
+    char err[512], mbuf[1100];
     gguf_file *f = NULL;
+    path = hearth_model_file(path, mbuf, sizeof mbuf);
     if (gguf_open(path, &f, err, sizeof err) != 0)
         return fail("info", "%s: %s", path, err);
     hearth_info_print(path, f);
@@ -731,7 +733,7 @@ static const char tokenize_help[] =
     "Print the token ids of TEXT on one line, separated by spaces. Works on\n"
     "vocabulary-only GGUF files too.\n"
     "\n"
-    "  -m, --model FILE   GGUF file with a tokenizer\n"
+    "  -m, --model MODEL  GGUF file with a tokenizer, or a store name\n"
     "      --pieces       one token per line: id, then its vocabulary text\n"
     "      --no-bos       do not add BOS (default: as the model asks)\n"
     "      --special      match special-token texts such as <|im_end|>\n"
@@ -792,8 +794,9 @@ static int cmd_tokenize(int argc, char **argv)
         die_usage("tokenize", "no TEXT given");
         return EXIT_USAGE;
     }
-    char err[512];
+    char err[512], mbuf[1100];
     gguf_file *f = NULL;
+    path = hearth_model_file(path, mbuf, sizeof mbuf);
     if (gguf_open(path, &f, err, sizeof err) != 0)
         return fail("tokenize", "%s: %s", path, err);
     tok_vocab *v = NULL;
@@ -963,7 +966,7 @@ static const char bench_help[] =
     "row is printed as soon as it is measured; on a terminal, stderr shows\n"
     "the progress of every repetition.\n"
     "\n"
-    "  -m, --model FILE    GGUF model\n"
+    "  -m, --model MODEL   GGUF file or store name\n"
     "  -p, --prompt N      prompt tokens for pp (default 512; 0 skips pp)\n"
     "  -n, --gen N         generated tokens for tg (default 128; 0 skips tg)\n"
     "  -t, --threads N     threads (default: one per online CPU)\n"
@@ -1159,7 +1162,8 @@ static int cmd_bench(int argc, char **argv)
     int n_st = 0;
     memset(st, 0, sizeof st);
 
-    if (model_load(path, &m, err, sizeof err) != 0) {
+    char mbuf[1100];
+    if (model_load(hearth_model_file(path, mbuf, sizeof mbuf), &m, err, sizeof err) != 0) {
         fail("bench", "%s", err);
         goto done;
     }

@@ -34,6 +34,10 @@ typedef struct hearth_tensor_stats {
 } hearth_tensor_stats;
 void hearth_tensor_stats_of(const gguf_file *f, hearth_tensor_stats *s);
 
+/* A model argument: a file when arg names one (or has a '/'), else the
+ * store's model of that name (its path into buf), else arg as given. */
+const char *hearth_model_file(const char *arg, char *buf, size_t len);
+
 /* `hearth info`'s description of an open file, on stdout. */
 void hearth_info_print(const char *path, const gguf_file *f);
 

@@ -33,6 +33,7 @@
 #include "request.h"
 #include "score.h"
 #include "tok.h"
+#include "tools/hearth.h"
 
 int hearth_cmd_route(int argc, char **argv);
 
@@ -41,7 +42,7 @@ static const char route_help[] =
     "       hearth route -m MODEL --batch FILE.jsonl [OPTIONS]\n"
     "The router's complexity score of a prompt (0..1, higher = more in need of\n"
     "the cloud): each feature's value and contribution, and the decision.\n\n"
-    "  -m, --model FILE        the local model (GGUF)\n"
+    "  -m, --model MODEL       the local model: a GGUF file or a store name\n"
     "      --json              one JSON object: score, decision, reason, features\n"
     "      --batch FILE        JSON lines {\"id\":..., \"request\": {chat body}}; '-' = stdin\n"
     "      --weights FILE      score weights (default: built in)\n"
@@ -247,8 +248,10 @@ static int run_batch(route_ctx *c, const char *path)
     return bad ? 1 : 0;
 }
 
-static int load(route_ctx *c, const char *path, char *err, size_t errlen)
+static int load(route_ctx *c, const char *arg, char *err, size_t errlen)
 {
+    char mbuf[1100];
+    const char *path = hearth_model_file(arg, mbuf, sizeof mbuf);
     if (model_load(path, &c->m, err, errlen) < 0 || tok_load(model_gguf(c->m), &c->v, err, errlen) < 0)
         return -1;
     gguf_str gs;

@@ -85,23 +85,52 @@ static int parse_args(const char *cmd, int argc, char **argv, const char *allowe
     return 0;
 }
 
-/* The configuration (for [store]) and the store directory into dir. */
-static int store_setup(const char *cmd, const store_args *a, hearth_config *c, char *dir,
-                       size_t len)
+/* The configuration (for [store]) and the store directory into dir; -1
+ * with err. */
+static int store_locate(const store_args *a, hearth_config *c, char *dir, size_t len,
+                        char *err, size_t errlen)
 {
     config_init(c);
     const char *path = a->config;
     if (!path && access(DEFAULT_CONFIG, F_OK) == 0)
         path = DEFAULT_CONFIG;
-    char err[600];
-    if (path && config_read_file(c, path, err, sizeof err) < 0)
-        return fail(cmd, "%s", err);
+    if (path && config_read_file(c, path, err, errlen) < 0)
+        return -1;
     const char *d = a->store ? a->store : c->store_dir;
     if (d && *d)
         snprintf(dir, len, "%s", d);
-    else if (!store_default_dir(dir, len))
-        return fail(cmd, "no store directory: set HOME, [store] dir or --store");
+    else if (!store_default_dir(dir, len)) {
+        snprintf(err, errlen, "no store directory: set HOME, [store] dir or --store");
+        return -1;
+    }
     return 0;
+}
+
+/* The same for a command: a one-line error. */
+static int store_setup(const char *cmd, const store_args *a, hearth_config *c, char *dir,
+                       size_t len)
+{
+    char err[600];
+    return store_locate(a, c, dir, len, err, sizeof err) < 0 ? fail(cmd, "%s", err) : 0;
+}
+
+const char *hearth_model_file(const char *arg, char *buf, size_t len)
+{
+    if (!arg || strchr(arg, '/') || access(arg, F_OK) == 0 || !store_name_valid(arg))
+        return arg;
+    hearth_config c;
+    store_args none = {0};
+    char dir[1024], err[600];
+    store_entry e = {0};
+    const char *out = arg;
+    if (store_locate(&none, &c, dir, sizeof dir, err, sizeof err) == 0 &&
+        store_find(dir, arg, &e, err, sizeof err) == 0) {
+        snprintf(buf, len, "%s", e.path);
+        out = buf;
+    }
+    store_entry_clear(&e);
+    config_free(&c);
+    return out;
 }
 
 /* What a command takes, for command_start. */
