@@ -314,6 +314,28 @@ await check('8 action local: an e-mail address stays local, privacy:email', asyn
   const recs = await faultRecords();
   expect(recs.length === 0, 'the fault server got nothing', recs.length);
 });
+// the same texts written with JSON escapes: no '@' or card on the wire,
+// but the upstream would decode them
+const escaped = (model, text, extra = {}) => JSON.stringify(chat(model, 'TEXT', extra))
+  .replace('"TEXT"', `"${text}"`);
+const escapedEmail = `Please write to ${EMAIL.replace('@', '\\u0040')} about it.`;
+const escapedCard = 'My card is 4111\\u00201111\\u00201111\\u00201111, charge it.';
+await check('8 action local: an address or a card written with JSON escapes stays local', async () => {
+  await call(fault.url, '/_reset');
+  for (const s of [false, true]) {
+    let r = await call(A.url, '/v1/chat/completions', { body: escaped('echo', escapedEmail, s ? stream : {}) });
+    expectRoute(r, 'local', 'privacy:email');
+    expectLocalAnswer(r, s);
+    r = await call(A.url, '/v1/chat/completions', { body: escaped('echo', escapedCard, s ? stream : {}) });
+    expectRoute(r, 'local', 'privacy:card');
+    expectLocalAnswer(r, s);
+  }
+  const r = await call(A.url, '/v1/completions', {
+    body: `{"model":"echo","prompt":"${escapedEmail}","max_tokens":4}` });
+  expectRoute(r, 'local', 'privacy:email');
+  const recs = await faultRecords();
+  expect(recs.length === 0, 'the fault server got nothing', recs);
+});
 await check('8 action reject (SIGHUP): 400 naming privacy:email', async () => {
   await reload(A, confA, conf({ ...optsA, cooldownFailures: 2, action: 'reject' }));
   const r = await call(A.url, '/v1/chat/completions', { body: chat('echo', secretPrompt) });
@@ -321,6 +343,9 @@ await check('8 action reject (SIGHUP): 400 naming privacy:email', async () => {
   expect(r.reason === 'privacy:email' && r.json.error.code === 'privacy' &&
          /email/.test(r.json.error.message), 'privacy:email named', { reason: r.reason, body: r.text });
   expect(!r.text.includes(EMAIL), 'the address is not echoed', r.text);
+  const esc = await call(A.url, '/v1/chat/completions', { body: escaped('echo', escapedEmail) });
+  expect(esc.status === 400 && esc.reason === 'privacy:email', 'escaped: 400 privacy:email',
+         { reason: esc.reason, body: esc.text });
   expect((await faultRecords()).length === 0, 'the fault server got nothing', await faultRecords());
 });
 await check('8 action redact (SIGHUP): [EMAIL_1] upstream, the address back in the answer', async () => {
