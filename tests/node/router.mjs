@@ -365,6 +365,25 @@ await check('8 action redact (SIGHUP): [EMAIL_1] upstream, the address back in t
   }
 });
 
+await check('8 action redact: an address in tools (outside the messages) stays local, privacy:email, counted local', async () => {
+  const n0 = (await faultRecords()).length; // section 9 reads the records before
+  const tools = [{ type: 'function', function: {
+    name: 'notify', description: `Sends a note to ${EMAIL}`,
+    parameters: { type: 'object', properties: {} } } }];
+  const before = (await call(A.url, '/health')).json.router;
+  for (const s of [false, true]) {
+    const r = await call(A.url, '/v1/chat/completions',
+                         { body: chat('echo', 'Say hello.', { tools, ...(s ? stream : {}) }) });
+    expectRoute(r, 'local', 'privacy:email');
+    expect(r.status === 200, 'answered here', { status: r.status, body: r.text });
+  }
+  const after = (await call(A.url, '/health')).json.router;
+  expect(after.local === before.local + 2 && after.cloud === before.cloud,
+         '/health: two more local decisions, no cloud one', { before, after });
+  const recs = await faultRecords();
+  expect(recs.length === n0, 'the fault server got nothing more', recs.slice(n0));
+});
+
 // ---- 9. keys
 await check('9 the echo upstream got Authorization: Bearer <key>; others none', async () => {
   await call(A.url, '/v1/chat/completions', { body: chat('ok', 'hello') });
