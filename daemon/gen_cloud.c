@@ -98,6 +98,7 @@ static void account(gen_req *gr, const relay_usage *whole)
     const hearth_config *cfg = rt->cfg;
     bool ok = !gr->c_failed && gr->c_status > 0 && gr->c_status < 500;
     upstream_record(gr->up, ok, routing_now_ms(), cfg->cooldown, cfg->cooldown_failures);
+    gr->c_trial = false;
     if (!ok)
         rt->n_cloud_failed++;
     relay_usage u = {0};
@@ -323,6 +324,7 @@ int gen_cloud_start(gen_req *gr)
                      .total_timeout_ms = (long)u->conf->timeout * 1000,
                      .ca_file = u->conf->ca_file, .on_data = on_data, .on_done = on_done,
                      .arg = gr};
+    gr->c_trial = upstream_begin(u, routing_now_ms());
     gr->creq = url ? cloud_start(rt->cloud, &co, err, sizeof err) : NULL;
     bool had_url = url != NULL;
     free(url);
@@ -352,6 +354,9 @@ void gen_cloud_disconnect(gen_req *gr)
 void gen_cloud_free(gen_req *gr)
 {
     gen_cloud_disconnect(gr);
+    if (gr->c_trial) /* no outcome: the next request tries */
+        upstream_abandon(gr->up);
+    gr->c_trial = false;
     gen_translate_free(gr);
     relay_free(gr->rl);
     privacy_map_free(gr->map);

@@ -66,6 +66,7 @@ typedef struct gen_req {
     char c_err[160];
     bool c_started;      /* the client's response is queued */
     bool c_accounted;    /* health, budget and log done */
+    bool c_trial;        /* this request tries gr->up after its cool-down */
     bool client_usage;   /* the client asked for usage in the stream */
 } gen_req;
 
