@@ -16,9 +16,15 @@
 //   malformed        200, one good chunk, then "data: {not json"
 //   never-ends       200, one chunk, then nothing (the connection stays)
 //   empty-200        a 200 head without a body, then the connection closes
+//   gated            the "ok" stream (or answer), held: the role and first
+//                    content chunk, then nothing until GET /_release, then
+//                    the rest (a whole answer: nothing until released)
+//   gated-500        nothing until GET /_release, then a 500
 //   anything else    404 with an error body
 // Every request is recorded: GET /_requests gives [{method, url, headers,
-// body}] (body parsed when JSON), GET /_reset clears them. GET
+// body}] (body parsed when JSON), GET /_reset clears them. GET /_release
+// lets every request held at a gate go on ({released: n}); GET /_held
+// counts them ({held: n}). GET
 // /_expected?kind=chat|completion&usage=0|1 gives the exact bytes of the
 // "ok" stream, for byte-for-byte comparisons.
 import http from 'node:http';
@@ -35,6 +41,8 @@ const STATUS = {
 };
 
 const records = [];
+const gates = []; // the resolve functions of requests held until /_release
+const gate = () => new Promise((resolve) => gates.push(resolve));
 const sockets = new Set();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -150,6 +158,26 @@ async function generate(req, res, kind, body) {
     await writeEvents(res, streamEvents(kind, 'fault-ok', pieces, usage), 20);
     return res.end();
   }
+  case 'gated': {
+    if (!stream) {
+      await gate();
+      if (!res.destroyed) reply(200, JSON.stringify(wholeAnswer(kind, 'fault-ok', OK_TEXT)));
+      return;
+    }
+    startSse(res);
+    const ev = streamEvents(kind, 'fault-ok', OK_PIECES, usage);
+    const first = kind === 'chat' ? 2 : 1; // the role chunk and "The"
+    await writeEvents(res, ev.slice(0, first), 0);
+    await gate();
+    await writeEvents(res, ev.slice(first), 0);
+    return res.end();
+  }
+  case 'gated-500': {
+    await gate();
+    const [st, type, code, msg] = STATUS['status-500'];
+    if (!res.destroyed) reply(st, errorBody(msg, type, code));
+    return;
+  }
   case 'slow-headers':
     await sleep(10000);
     if (!res.destroyed) reply(200, JSON.stringify(wholeAnswer(kind, 'fault-ok', OK_TEXT)));
@@ -195,6 +223,12 @@ const server = http.createServer((req, res) => {
       records.length = 0;
       res.writeHead(200, { 'Content-Type': 'application/json' });
       return res.end('{"ok":true}');
+    }
+    if (req.method === 'GET' && (url.pathname === '/_release' || url.pathname === '/_held')) {
+      const n = gates.length;
+      if (url.pathname === '/_release') for (const go of gates.splice(0)) go();
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      return res.end(JSON.stringify(url.pathname === '/_release' ? { released: n } : { held: n }));
     }
     if (req.method === 'GET' && url.pathname === '/_expected') {
       const kind = url.searchParams.get('kind') === 'completion' ? 'completion' : 'chat';

@@ -16,8 +16,8 @@ import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  call, checker, deadPort, parseStream, readLog, reload, startFault, startHearthd,
-  stopHearthd,
+  call, checker, deadPort, openStream, parseStream, readLog, reload, startFault, startHearthd,
+  stopHearthd, waitFor, within,
 } from './router_util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -46,21 +46,23 @@ const refusedPort = await deadPort();
 const BEHAVIOURS = {
   ok: 'ok', echo: 'echo', e500: 'status-500', e401: 'status-401', e429: 'status-429',
   e400: 'status-400', slow: 'slow-headers', drop: 'drop-mid-stream', malformed: 'malformed',
-  never: 'never-ends', empty: 'empty-200', cool: 'status-500',
+  never: 'never-ends', empty: 'empty-200', cool: 'status-500', gated: 'gated',
+  g500: 'gated-500',
 };
 
 // A configuration file: [router], [privacy], [budget] and the upstreams.
-function conf({ state, cooldownFailures = 1000, action = 'local', budget = 0,
+function conf({ state, cooldownFailures = 1000, cooldown = 60, action = 'local', budget = 0,
                 ups = ['real', ...Object.keys(BEHAVIOURS), 'refused'] }) {
   let s = `[router]\ndefault = local\nstate_dir = ${state}\nsysfs_root = ${join(TMP, 'sysfs')}\n` +
-    `cooldown = 60\ncooldown_failures = ${cooldownFailures}\nmax_queue_wait = 0\n\n` +
+    `cooldown = ${cooldown}\ncooldown_failures = ${cooldownFailures}\nmax_queue_wait = 0\n\n` +
     `[privacy]\naction = ${action}\n\n[budget]\nrequests_per_hour = ${budget}\n`;
   for (const name of ups) {
     const url = name === 'real' ? `${cloud.url}/v1`
       : name === 'refused' ? `http://127.0.0.1:${refusedPort}/v1` : `${fault.url}/v1`;
     const model = name === 'real' ? CLOUD_ID : name === 'refused' ? 'ok' : BEHAVIOURS[name];
     s += `\n[upstream.${name}]\nurl = ${url}\nmodel = ${model}\n` +
-      `timeout = ${name === 'real' ? 60 : 2}\nconnect_timeout = 2\n`;
+      `timeout = ${name === 'real' || BEHAVIOURS[name]?.startsWith('gated') ? 60 : 2}\n` +
+      'connect_timeout = 2\n';
     if (name === 'echo') s += 'api_key_env = HEARTH_TEST_UPSTREAM_KEY\n';
   }
   return s;
@@ -155,8 +157,8 @@ await check('1 model "real": the openai SDK streams it', async () => {
 
 // ---- 2. byte for byte
 for (const [kind, path] of [['chat', '/v1/chat/completions'], ['completion', '/v1/completions']]) {
-  const body = (extra) => (kind === 'chat' ? chat('ok', 'hello', extra)
-    : { model: 'ok', prompt: 'hello', max_tokens: 8, ...extra });
+  const body = (extra, model = 'ok') => (kind === 'chat' ? chat(model, 'hello', extra)
+    : { model, prompt: 'hello', max_tokens: 8, ...extra });
   await check(`2 "ok" ${kind} stream: the upstream's bytes less the usage chunk hearth asked for`,
     async () => {
       await call(fault.url, '/_reset');
@@ -173,6 +175,21 @@ for (const [kind, path] of [['chat', '/v1/chat/completions'], ['completion', '/v
     const want = (await call(fault.url, `/_expected?kind=${kind}&usage=1`)).text;
     expect(r.text === want, 'the exact bytes', { got: r.text, want });
   });
+  await check(`2 "gated" ${kind} stream: the first chunk reaches the client before the upstream sends more`,
+    async () => {
+      const want = (await call(fault.url, `/_expected?kind=${kind}&usage=0`)).text;
+      const events = want.split(/(?<=\n\n)/);
+      const first = events.slice(0, kind === 'chat' ? 2 : 1).join(''); // up to "The"
+      const s = await openStream(A.url, path, body(stream, 'gated'));
+      expect(s.status === 200 && s.route === 'cloud:gated', 'cloud:gated, 200', s);
+      await s.read((t) => t.length >= first.length, 10000, 'the first chunk while the upstream waits');
+      expect(s.text === first, 'the first chunk exactly, and nothing more yet', { got: s.text, first });
+      const held = (await call(fault.url, '/_held')).json.held;
+      expect(held === 1, 'the upstream still holds the rest', held);
+      await call(fault.url, '/_release');
+      await s.read(() => false, 10000, 'the rest of the stream');
+      expect(s.text === want, 'then the rest: the exact bytes', { got: s.text, want });
+    });
 }
 
 // ---- 3. fallbacks before any byte
@@ -263,6 +280,33 @@ await check('6 cooldown_failures = 2: the third request stays local, reason cool
          '/health: cool unavailable after 2 failures', h);
   expect((await upstreamHealth(A, 'ok')).available === true, '/health: ok still available',
          await upstreamHealth(A, 'ok'));
+});
+
+await check('6 after the cool-down one trial goes upstream; the others stay local until it ends', async () => {
+  await reload(A, confA, conf({ ...optsA, cooldownFailures: 1, cooldown: 1 }));
+  await call(fault.url, '/_reset');
+  const ask = () => call(A.url, '/v1/chat/completions', { body: chat('g500', 'hello') });
+  const upstreamGot = (n) => waitFor(`request ${n} at the upstream`, 10000,
+                                     async () => (await faultRecords()).length === n);
+  let pending = ask(); // fails: a cool-down of 1 s
+  await upstreamGot(1);
+  await call(fault.url, '/_release');
+  expectRoute(await pending, 'local', 'cloud-error-fallback');
+  await waitFor('g500 to cool down and come back', 10000,
+                async () => (await upstreamHealth(A, 'g500')).available);
+  pending = ask(); // the trial, held at the upstream
+  await upstreamGot(2);
+  expect((await upstreamHealth(A, 'g500')).available === false,
+         '/health: unavailable while the trial runs', await upstreamHealth(A, 'g500'));
+  for (const r of await within(20000, 'two more answers', Promise.all([ask(), ask()]))) {
+    expectRoute(r, 'local', 'cooldown');
+    expectLocalAnswer(r, false);
+  }
+  expect((await faultRecords()).length === 2, 'no second trial', (await faultRecords()).length);
+  await call(fault.url, '/_release');
+  expectRoute(await pending, 'local', 'cloud-error-fallback');
+  const h = await upstreamHealth(A, 'g500');
+  expect(h.failed === 2 && h.consecutive_failures === 2 && h.ok === 0, '/health: two failures', h);
 });
 
 // ---- 7. routing controls
