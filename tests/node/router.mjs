@@ -5,7 +5,8 @@
 // numbered by topic: 1 a real upstream, 2 bytes relayed, 3 fallbacks,
 // 4 4xx passed through, 5 broken streams, 6 cool-down, 7 routing controls,
 // 8 privacy, 9 keys and logs, 10 budget, 11 no local model, 13 Messages
-// and Responses forwarded
+// and Responses forwarded, 14 the policy's other paths (context, queue,
+// unsupported, fallback off, battery, token budget)
 // (docs/router.md, "How it is tested").
 //
 // Environment: HEARTHD (the binary), HEARTH_TEST_DATA (the shared data),
@@ -51,11 +52,14 @@ const BEHAVIOURS = {
 };
 
 // A configuration file: [router], [privacy], [budget] and the upstreams.
+// router: more [router] lines; budgetTokens: [budget] tokens_per_hour.
 function conf({ state, cooldownFailures = 1000, cooldown = 60, action = 'local', budget = 0,
-                ups = ['real', ...Object.keys(BEHAVIOURS), 'refused'] }) {
-  let s = `[router]\ndefault = local\nstate_dir = ${state}\nsysfs_root = ${join(TMP, 'sysfs')}\n` +
-    `cooldown = ${cooldown}\ncooldown_failures = ${cooldownFailures}\nmax_queue_wait = 0\n\n` +
-    `[privacy]\naction = ${action}\n\n[budget]\nrequests_per_hour = ${budget}\n`;
+                ups = ['real', ...Object.keys(BEHAVIOURS), 'refused'], router = '',
+                sysfs = join(TMP, 'sysfs'), budgetTokens = 0 }) {
+  let s = `[router]\ndefault = local\nstate_dir = ${state}\nsysfs_root = ${sysfs}\n` +
+    `cooldown = ${cooldown}\ncooldown_failures = ${cooldownFailures}\nmax_queue_wait = 0\n` +
+    `${router}\n[privacy]\naction = ${action}\n\n[budget]\nrequests_per_hour = ${budget}\n` +
+    `tokens_per_hour = ${budgetTokens}\n`;
   for (const name of ups) {
     const url = name === 'real' ? `${cloud.url}/v1`
       : name === 'refused' ? `http://127.0.0.1:${refusedPort}/v1` : `${fault.url}/v1`;
@@ -487,6 +491,110 @@ await check('11 no local model: "auto" -> cloud, no-local-model; "real" works', 
   expectRoute(r, 'cloud:real', 'model');
   const s = parseStream(r.text);
   expect(s.done && s.content.length > 0 && s.errors.length === 0, 'a stream', r.text);
+});
+
+// ---- 14. the policy's other paths end to end, on E: one slot and no
+// queue (--parallel 1, --max-queue 0), every engine step slowed to 50 ms
+// so that a job is still running when the next request comes, fallback
+// off, and a fake sysfs tree with a battery at 10 %, discharging
+// (battery_min decides whether that is low).
+{
+  const bat = join(TMP, 'sysfs-e', 'class', 'power_supply', 'BAT0');
+  mkdirSync(bat, { recursive: true });
+  for (const [f, v] of [['type', 'Battery'], ['capacity', '10'], ['status', 'Discharging']])
+    writeFileSync(join(bat, f), `${v}\n`);
+}
+const confE = join(TMP, 'e.conf');
+const optsE = (o = {}) => ({
+  state: join(TMP, 'state-e'), ups: ['ok', 'e500', 'refused'], sysfs: join(TMP, 'sysfs-e'),
+  ...o, router: `fallback = no\nbattery_min = ${o.batteryMin ?? 0}\n` +
+                (o.threshold !== undefined ? `threshold = ${o.threshold}\n` : ''),
+});
+writeFileSync(confE, conf(optsE()));
+const E = await startHearthd(HEARTHD, 'E', ['--threads', '1', '--context', '512', '--parallel', '1',
+  '--max-queue', '0', '--config', confE, '--model', localModel], join(TMP, 'hearthd-e.log'),
+  { HEARTH_DEBUG_STEP_DELAY_MS: '50' });
+daemons.push(E);
+const auto = (content, extra = {}) => chat('auto', content, { max_tokens: 1, ...extra });
+await check('14 context: a prompt longer than the local context -> cloud, context', async () => {
+  const r = await call(E.url, '/v1/chat/completions',
+                       { body: auto('Once upon a time there was a dog. '.repeat(120)) });
+  expectRoute(r, 'cloud:ok', 'context');
+  expect(r.status === 200 && r.json.model === 'fault-ok', 'answered upstream', r.text);
+});
+await check('14 unsupported: a schema the local side cannot enforce -> cloud, unsupported', async () => {
+  const r = await call(E.url, '/v1/chat/completions', { body: auto('Say a word.', {
+    response_format: { type: 'json_schema',
+                       json_schema: { name: 'w', schema: { type: 'string', pattern: '^a' } } } }) });
+  expectRoute(r, 'cloud:ok', 'unsupported');
+  expect(r.status === 200 && r.json.model === 'fault-ok', 'answered upstream', r.text);
+});
+await check('14 fallback = no: a refused connection is a 502 upstream_error, a 500 passes through', async () => {
+  let r = await call(E.url, '/v1/chat/completions', { body: chat('refused', 'hello') });
+  expectRoute(r, 'cloud:refused', 'model');
+  expect(r.status === 502 && r.json.error.code === 'upstream_error' &&
+         /refused/.test(r.json.error.message), '502 upstream_error naming the upstream', r.text);
+  const direct = await call(fault.url, '/v1/chat/completions', { body: chat('status-500', 'x') });
+  r = await call(E.url, '/v1/chat/completions', { body: chat('e500', 'hello') });
+  expectRoute(r, 'cloud:e500', 'model');
+  expect(r.status === 500 && r.text === direct.text, "the upstream's 500 as sent, no local answer",
+         { status: r.status, body: r.text });
+});
+await check('14 battery: discharging below battery_min turns a local score to the cloud', async () => {
+  const prompt = 'Summarize the plot of a story about a dog and a cat who become friends.';
+  let r = await call(E.url, '/v1/chat/completions', { body: auto(prompt) });
+  expectRoute(r, 'local', /^score=/);
+  const s0 = Number(r.reason.slice(6));
+  // the battery adds its weight (2) to the logit: a threshold one logit
+  // above the score without it is crossed with it
+  const logit = Math.log(s0 / (1 - s0));
+  const threshold = 1 / (1 + Math.exp(-(logit + 1)));
+  expect(s0 > 0.02 && s0 < 0.9, 'a score in the middle', s0);
+  await reload(E, confE, conf(optsE({ batteryMin: 20, threshold: threshold.toFixed(4) })));
+  r = await call(E.url, '/v1/chat/completions', { body: auto(prompt) });
+  expectRoute(r, 'cloud:ok', /^score=/);
+  const s1 = Number(r.reason.slice(6));
+  const want = 1 / (1 + Math.exp(-(logit + 2)));
+  expect(s1 >= threshold && Math.abs(s1 - want) < 0.02, `score ${want.toFixed(2)} with the battery`,
+         { s0, s1, threshold });
+  await reload(E, confE, conf(optsE()));
+  r = await call(E.url, '/v1/chat/completions', { body: auto(prompt) });
+  expectRoute(r, 'local', `score=${s0.toFixed(2)}`);
+});
+await check('14 queue: the only slot busy, no queue -> cloud, queue; local once it is free', async () => {
+  // a local stream that runs for a while (end of text banned), read up to
+  // its first token: it holds the slot
+  const long = await openStream(E.url, '/v1/chat/completions',
+    chat(null, 'Once upon a time', { max_tokens: 400, logit_bias: { 2: -100 }, ...stream }),
+    { 'X-Hearth-Route': 'local' });
+  await long.read((t) => /"content":"[^"]/.test(t), 20000, 'the first token of the long job');
+  const r = await call(E.url, '/v1/chat/completions', { body: auto('hi') });
+  expectRoute(r, 'cloud:ok', 'queue');
+  expect(r.status === 200 && r.json.model === 'fault-ok', 'answered upstream', r.text);
+  expect(!long.ended, 'the long job was still running', long.text.length);
+  await long.cancel(); // the client leaves: its slot is freed
+  await waitFor('the slot to be free', 20000, async () =>
+    (await call(E.url, '/health')).json.requests.running === 0);
+  const again = await call(E.url, '/v1/chat/completions', { body: auto('hi') });
+  expectRoute(again, 'local', /^score=/);
+});
+await check('14 tokens_per_hour: past the cap local, budget:tokens_per_hour', async () => {
+  const hour = Math.floor(Date.now() / 3600e3);
+  const used = (await call(E.url, '/health')).json.router.budget.used.tokens_hour;
+  // the fault server reports 17 tokens an answer: two fit under used + 20
+  await reload(E, confE, conf(optsE({ budgetTokens: used + 20 })));
+  const routes = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await call(E.url, '/v1/chat/completions', { body: chat('ok', 'hello') });
+    routes.push(`${r.route} ${r.reason}`);
+  }
+  const h = (await call(E.url, '/health')).json.router.budget;
+  if (Math.floor(Date.now() / 3600e3) !== hour) return; // a new hour: the counts started over
+  expect(JSON.stringify(routes) === JSON.stringify(['cloud:ok model', 'cloud:ok model',
+                                                    'local budget:tokens_per_hour']),
+         'two answered upstream, then local', routes);
+  expect(h.used.tokens_hour === used + 34 && h.limits.tokens_per_hour === used + 20,
+         '/health: 34 more tokens used', h);
 });
 
 // ---- 13. Anthropic Messages and OpenAI Responses forwarded: the upstream
