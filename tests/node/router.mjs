@@ -27,6 +27,14 @@ const DATA = process.env.HEARTH_TEST_DATA;
 const TMP = process.env.ROUTER_TMP;
 const KEY = `hk-marker-${process.pid}-${Date.now().toString(36)}-Zq7`;
 const EMAIL = `jane.doe.${process.pid}@example.org`;
+// more private data, each of its kind; none may reach a log
+const uniq = `${process.pid}${Date.now()}`;
+const PRIVATE = {
+  card: '5555 5555 5555 4444',
+  iban: 'GB82 WEST 1234 5698 7654 32',
+  secret: `sk-${Buffer.from(uniq).toString('base64').replace(/[^A-Za-z0-9]/g, '')}Zq7x9Lm2Pw4`,
+  custom: `HKCASE-${uniq.slice(-6)}`,
+};
 const LOCAL_ID = 'local260K';   // the local model: stories260K under another name
 const CLOUD_ID = 'stories260K'; // the cloud hearthd's model
 const { st, check, xfail, expect } = checker();
@@ -58,7 +66,7 @@ function conf({ state, cooldownFailures = 1000, cooldown = 60, action = 'local',
                 sysfs = join(TMP, 'sysfs'), budgetTokens = 0 }) {
   let s = `[router]\ndefault = local\nstate_dir = ${state}\nsysfs_root = ${sysfs}\n` +
     `cooldown = ${cooldown}\ncooldown_failures = ${cooldownFailures}\nmax_queue_wait = 0\n` +
-    `${router}\n[privacy]\naction = ${action}\n\n[budget]\nrequests_per_hour = ${budget}\n` +
+    `${router}\n[privacy]\naction = ${action}\npattern = \\bHKCASE-[0-9]{6}\\b\n\n[budget]\nrequests_per_hour = ${budget}\n` +
     `tokens_per_hour = ${budgetTokens}\n`;
   for (const name of ups) {
     const url = name === 'real' ? `${cloud.url}/v1`
@@ -446,6 +454,29 @@ await check('9 the echo upstream got Authorization: Bearer <key>; others none', 
   expect(!h.text.includes(KEY), 'no key in /health', h.text);
 });
 
+await check('9 a card, an IBAN, an sk- secret and a custom pattern: kept local, then redacted', async () => {
+  for (const action of ['local', 'redact']) {
+    await reload(A, confA, conf({ ...optsA, cooldownFailures: 2, action }));
+    for (const [kind, value] of Object.entries(PRIVATE)) {
+      await call(fault.url, '/_reset');
+      const text = `Keep this: ${value} and answer.`;
+      const r = await call(A.url, '/v1/chat/completions', { body: chat('echo', text) });
+      const recs = await faultRecords();
+      if (action === 'local') {
+        expectRoute(r, 'local', `privacy:${kind}`);
+        expectLocalAnswer(r, false);
+        expect(recs.length === 0, 'the upstream got nothing', recs);
+        continue;
+      }
+      expectRoute(r, 'cloud:echo', 'model');
+      const sent = recs.length === 1 && recs[0].body.messages[0].content;
+      expect(sent === `Keep this: [${kind.toUpperCase()}_1] and answer.`, 'the placeholder upstream',
+             sent);
+      expect(r.status === 200 && r.json.choices[0].message.content === text, 'restored', r.text);
+    }
+  }
+});
+
 // ---- 10. budget, across a restart
 async function budgetRound() {
   const hour = Math.floor(Date.now() / 3600e3);
@@ -718,14 +749,36 @@ await check('every hearthd exits 0 on SIGTERM, no sanitizer report', async () =>
            log.slice(-3000));
   }
 });
-await check('9 neither the key nor the e-mail address appears in any hearthd log', async () => {
+await check('9 no key, address, card, IBAN, secret or custom match in any hearthd log', async () => {
   for (const f of readdirSync(TMP).filter((x) => x.startsWith('hearthd-'))) {
     const log = readLog(join(TMP, f));
     expect(log.length > 0, `${f} has lines`, '');
     expect(!log.includes(KEY), `no key in ${f}`, 'the key');
     expect(!log.includes(EMAIL), `no address in ${f}`, 'the address');
     expect(!log.includes(EMAIL.split('@')[0]), `no local part in ${f}`, 'the local part');
+    for (const [kind, value] of Object.entries(PRIVATE)) {
+      expect(!log.includes(value) && !log.includes(value.replace(/ /g, '')),
+             `no ${kind} in ${f}`, kind);
+    }
   }
+});
+await check('9 one route decision per request in the log (a fallback adds one, an answer one)', async () => {
+  const per = new Map();
+  for (const f of readdirSync(TMP).filter((x) => x.startsWith('hearthd-'))) {
+    for (const m of readLog(join(TMP, f)).matchAll(/ route: (\S+): (.*)$/gm)) {
+      const k = `${f} ${m[1]}`;
+      const e = per.get(k) || { decided: 0, fallback: 0, answered: 0 };
+      if (/^cloud:\S+ answered /.test(m[2])) e.answered++;
+      else if (m[2] === 'local (cloud-error-fallback)') e.fallback++;
+      else if (/^(local|cloud:\S+|refused) \(/.test(m[2])) e.decided++;
+      else throw new Error(`an unknown route line: ${m[0]}`);
+      per.set(k, e);
+    }
+  }
+  expect(per.size > 100, 'many requests logged', per.size);
+  const bad = [...per].filter(([, e]) => e.decided !== 1 || e.fallback > 1 || e.answered > 1 ||
+                                          (e.fallback && !e.answered));
+  expect(bad.length === 0, 'exactly one decision each', bad.slice(0, 5));
 });
 
 console.log(`# ${Date.now() - t0} ms; logs in ${TMP}`);
