@@ -20,9 +20,17 @@
 //                    content chunk, then nothing until GET /_release, then
 //                    the rest (a whole answer: nothing until released)
 //   gated-500        nothing until GET /_release, then a 500
+// Cut short at one point each (the connection closed, or reset: RST):
+//   cut-status       inside the status line
+//   cut-headers      inside the headers
+//   cut-event        200, one event, then half of the next
+//   short-body       200 with a Content-Length, then fewer bytes (whole
+//                    answers; streamed: the same with SSE)
+//   reset            200, one event (streamed) or half the body, then RST
 //   anything else    404 with an error body
 // Every request is recorded: GET /_requests gives [{method, url, headers,
-// body}] (body parsed when JSON), GET /_reset clears them. GET /_release
+// body, aborted}] (body parsed when JSON; aborted: the connection closed
+// before the answer was complete, and not by a cut behaviour), GET /_reset clears them. GET /_release
 // lets every request held at a gate go on ({released: n}); GET /_held
 // counts them ({held: n}). GET
 // /_expected?kind=chat|completion&usage=0|1 gives the exact bytes of the
@@ -144,6 +152,8 @@ async function generate(req, res, kind, body) {
     res.writeHead(status, { 'Content-Type': 'application/json' });
     res.end(text);
   };
+  // the cut behaviours close the connection themselves: not an abort
+  res.cut = /^(cut-|short-body|reset|drop-mid-stream|empty-200)/.test(model);
   if (STATUS[model]) {
     const [st, type, code, msg] = STATUS[model];
     return reply(st, errorBody(msg, type, code));
@@ -177,6 +187,31 @@ async function generate(req, res, kind, body) {
     const [st, type, code, msg] = STATUS['status-500'];
     if (!res.destroyed) reply(st, errorBody(msg, type, code));
     return;
+  }
+  case 'cut-status':
+    return req.socket.end('HTTP/1.1 20');
+  case 'cut-headers':
+    return req.socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Con');
+  case 'cut-event': {
+    const ev = contentEvents(kind, 2);
+    return req.socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n' +
+                          `Connection: close\r\n\r\n${ev[0]}${ev[1].slice(0, 20)}`);
+  }
+  case 'short-body': {
+    const text = stream ? contentEvents(kind, 2).join('')
+      : JSON.stringify(wholeAnswer(kind, 'fault-ok', OK_TEXT));
+    const type = stream ? 'text/event-stream' : 'application/json';
+    return req.socket.end(`HTTP/1.1 200 OK\r\nContent-Type: ${type}\r\n` +
+                          `Content-Length: ${text.length + 40}\r\n\r\n${text}`);
+  }
+  case 'reset': {
+    const text = stream ? contentEvents(kind, 1)[0]
+      : JSON.stringify(wholeAnswer(kind, 'fault-ok', OK_TEXT)).slice(0, 30);
+    const type = stream ? 'text/event-stream' : 'application/json';
+    req.socket.write(`HTTP/1.1 200 OK\r\nContent-Type: ${type}\r\n` +
+                     `Transfer-Encoding: chunked\r\n\r\n${text.length.toString(16)}\r\n${text}\r\n`);
+    await sleep(20);
+    return req.socket.resetAndDestroy();
   }
   case 'slow-headers':
     await sleep(10000);
@@ -238,7 +273,9 @@ const server = http.createServer((req, res) => {
     }
     let body = raw;
     try { body = JSON.parse(raw); } catch { /* recorded as text */ }
-    records.push({ method: req.method, url: req.url, headers: req.headers, body });
+    const rec = { method: req.method, url: req.url, headers: req.headers, body, aborted: false };
+    records.push(rec);
+    res.on('close', () => { if (!res.writableFinished && !res.cut) rec.aborted = true; });
     const kind = url.pathname === '/v1/chat/completions' ? 'chat'
       : url.pathname === '/v1/completions' ? 'completion' : null;
     if (req.method !== 'POST' || !kind) {

@@ -56,7 +56,8 @@ const BEHAVIOURS = {
   ok: 'ok', echo: 'echo', e500: 'status-500', e401: 'status-401', e429: 'status-429',
   e400: 'status-400', slow: 'slow-headers', drop: 'drop-mid-stream', malformed: 'malformed',
   never: 'never-ends', empty: 'empty-200', cool: 'status-500', gated: 'gated',
-  g500: 'gated-500',
+  g500: 'gated-500', cutStatus: 'cut-status', cutHeaders: 'cut-headers', cutEvent: 'cut-event',
+  short: 'short-body', reset: 'reset',
 };
 
 // A configuration file: [router], [privacy], [budget] and the upstreams.
@@ -272,6 +273,62 @@ for (const n of ['e401', 'e429', 'e400']) {
     });
   }
 }
+
+// the upstream cut at each point: before any byte reached the client the
+// local model answers; after, the stream ends with an error event
+{
+  const before = [['cutStatus', false], ['cutStatus', true], ['cutHeaders', false],
+                  ['cutHeaders', true], ['short', false], ['reset', false]];
+  const results = await Promise.all(before.map(([n, s]) =>
+    call(A.url, '/v1/chat/completions', { body: chat(n, 'Once upon a time', s ? stream : {}) })));
+  for (let i = 0; i < before.length; i++) {
+    const [n, s] = before[i];
+    await check(`5 ${BEHAVIOURS[n]} (${s ? 'stream' : 'non-stream'}): local, cloud-error-fallback`,
+      async () => {
+        expectRoute(results[i], 'local', 'cloud-error-fallback');
+        expectLocalAnswer(results[i], s);
+      });
+  }
+  const firsts = { cutEvent: 1, short: 2, reset: 1 };
+  const after = await Promise.all(Object.keys(firsts).map((n) =>
+    call(A.url, '/v1/chat/completions', { body: chat(n, 'hello', stream) })));
+  for (const [i, n] of Object.keys(firsts).entries()) {
+    await check(`5 ${BEHAVIOURS[n]} (stream): the first chunks, one error event, [DONE]`, async () => {
+      const r = after[i];
+      expectRoute(r, `cloud:${n}`, 'model');
+      const s = parseStream(r.text);
+      expect(r.status === 200 && s.chunks.length === firsts[n] && s.errors.length === 1 &&
+             s.data.length === firsts[n] + 2 && s.done, 'chunks, one error event, [DONE]', r.text);
+    });
+  }
+}
+
+// the client leaves while the upstream holds the answer, or mid-stream:
+// hearthd drops the upstream transfer, and goes on serving
+await check('5 a client that leaves before the answer or mid-stream: the upstream connection is dropped', async () => {
+  for (const s of [false, true]) {
+    await call(fault.url, '/_reset');
+    if (!s) {
+      const ac = new AbortController();
+      const pending = fetch(`${A.url}/v1/chat/completions`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(chat('gated', 'hello')), signal: ac.signal }).catch((e) => e);
+      await waitFor('the request at the upstream', 10000,
+                    async () => (await faultRecords()).length === 1);
+      ac.abort();
+      await pending;
+    } else {
+      const st = await openStream(A.url, '/v1/chat/completions', chat('gated', 'hello', stream));
+      await st.read((t) => /"content":"The"/.test(t), 10000, 'the first chunk');
+      await st.cancel();
+    }
+    await waitFor(`the upstream connection closed (${s ? 'stream' : 'non-stream'})`, 10000,
+                  async () => (await faultRecords())[0].aborted);
+    await call(fault.url, '/_release');
+    const r = await call(A.url, '/v1/chat/completions', { body: chat('ok', 'hello') });
+    expect(r.status === 200 && r.route === 'cloud:ok', 'then serves the next', r);
+  }
+});
 
 // ---- 6. cool-down
 await check('6 cooldown_failures = 2: the third request stays local, reason cooldown', async () => {
