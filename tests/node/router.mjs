@@ -822,8 +822,11 @@ await check('9 no key, address, card, IBAN, secret or custom match in any hearth
 await check('9 one route decision per request in the log (a fallback adds one, an answer one)', async () => {
   const per = new Map();
   for (const f of readdirSync(TMP).filter((x) => x.startsWith('hearthd-'))) {
-    for (const m of readLog(join(TMP, f)).matchAll(/ route: (\S+): (.*)$/gm)) {
-      const k = `${f} ${m[1]}`;
+    // ids are unique within one run of a daemon (B's log holds two runs)
+    let run = 0;
+    for (const m of readLog(join(TMP, f)).matchAll(/ (?:route: (\S+): (.*)|listening on .*)$/gm)) {
+      if (!m[1]) { run++; continue; }
+      const k = `${f} ${run} ${m[1]}`;
       const e = per.get(k) || { decided: 0, fallback: 0, answered: 0 };
       if (/^cloud:\S+ answered /.test(m[2])) e.answered++;
       else if (m[2] === 'local (cloud-error-fallback)') e.fallback++;
