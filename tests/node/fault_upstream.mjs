@@ -26,7 +26,9 @@
 //   cut-event        200, one event, then half of the next
 //   short-body       200 with a Content-Length, then fewer bytes (whole
 //                    answers; streamed: the same with SSE)
-//   reset            200, one event (streamed) or half the body, then RST
+//   reset            200 and half the body, then RST; streamed: 200, one
+//                    event, then RST at GET /_release (data unread when an
+//                    RST arrives is lost: the test lets hearthd read first)
 //   anything else    404 with an error body
 // Every request is recorded: GET /_requests gives [{method, url, headers,
 // body, aborted}] (body parsed when JSON; aborted: the connection closed
@@ -210,7 +212,8 @@ async function generate(req, res, kind, body) {
     const type = stream ? 'text/event-stream' : 'application/json';
     req.socket.write(`HTTP/1.1 200 OK\r\nContent-Type: ${type}\r\n` +
                      `Transfer-Encoding: chunked\r\n\r\n${text.length.toString(16)}\r\n${text}\r\n`);
-    await sleep(20);
+    if (stream) await gate();
+    else await sleep(20);
     return req.socket.resetAndDestroy();
   }
   case 'slow-headers':

@@ -289,7 +289,7 @@ for (const n of ['e401', 'e429', 'e400']) {
         expectLocalAnswer(results[i], s);
       });
   }
-  const firsts = { cutEvent: 1, short: 2, reset: 1 };
+  const firsts = { cutEvent: 1, short: 2 };
   const after = await Promise.all(Object.keys(firsts).map((n) =>
     call(A.url, '/v1/chat/completions', { body: chat(n, 'hello', stream) })));
   for (const [i, n] of Object.keys(firsts).entries()) {
@@ -302,6 +302,16 @@ for (const n of ['e401', 'e429', 'e400']) {
     });
   }
 }
+
+await check('5 reset (stream): an RST after the first chunk reached the client: one error event, [DONE]', async () => {
+  const st = await openStream(A.url, '/v1/chat/completions', chat('reset', 'hello', stream));
+  expect(st.route === 'cloud:reset', 'cloud:reset', st.route);
+  await st.read((t) => /"content":"The"/.test(t), 10000, 'the first chunk');
+  await call(fault.url, '/_release');
+  const s = parseStream(await st.read(() => false, 10000, 'the end of the stream'));
+  expect(s.chunks.length === 1 && s.errors.length === 1 && s.data.length === 3 && s.done,
+         'the chunk, one error event, [DONE]', st.text);
+});
 
 // the client leaves while the upstream holds the answer, or mid-stream:
 // hearthd drops the upstream transfer, and goes on serving
