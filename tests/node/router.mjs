@@ -803,6 +803,33 @@ await check('12 NLL held prefill, scored cloud: forwarded, the prefilled cache k
   expect(cached > 0, 'the held prefill left the prompt in the cache', r.json.usage);
 });
 
+// D3: D1's weights, and engine steps slowed to 1.5 s, so that a prompt of
+// two prefill chunks (256 tokens each) is held for its NLL a while
+const D3 = await startHearthd(HEARTHD, 'D3', [...common, '--config', join(TMP, 'd1.conf'),
+  '--model', localModel], join(TMP, 'hearthd-d3.log'), { HEARTH_DEBUG_STEP_DELAY_MS: '1500' });
+daemons.push(D3);
+await check('12 a client that leaves during the held NLL prefill: cancelled, no decision, still serving', async () => {
+  const lines = (re) => (readLog(D3.log).match(re) || []).length;
+  const routes0 = lines(/ route: /g), gone0 = lines(/client went away, cancelling/g);
+  const ac = new AbortController();
+  const pending = fetch(`${D3.url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, signal: ac.signal,
+    body: JSON.stringify(chat(null, 'Once upon a time there was a dog. '.repeat(30))) })
+    .catch((e) => e);
+  await waitFor('the held job to take its slot', 10000, async () =>
+    (await call(D3.url, '/health')).json.requests.running === 1);
+  expect(lines(/ route: /g) === routes0, 'no decision yet (the prefill is held)', lines(/ route: /g));
+  ac.abort();
+  await pending;
+  await waitFor('the job to be cancelled', 20000, async () =>
+    lines(/client went away, cancelling/g) === gone0 + 1 &&
+    (await call(D3.url, '/health')).json.requests.running === 0);
+  expect(lines(/ route: /g) === routes0, 'and never a decision', lines(/ route: /g));
+  const r = await call(D3.url, '/v1/chat/completions', { body: chat(null, 'hi', { max_tokens: 1 }) });
+  expectRoute(r, 'local', /^score=/);
+  expectLocalAnswer(r, false);
+});
+
 // ---- the end: every daemon stops cleanly, and the logs keep no secret
 const codes = [];
 for (const d of daemons) codes.push([d.name, await stopHearthd(d)]);
