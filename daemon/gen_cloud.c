@@ -12,6 +12,7 @@
  * client falls back to the local model when the policy allows
  * ("cloud-error-fallback"); a 4xx reaches the client as the upstream sent
  * it. Keys, bodies and matched text never reach a log line. */
+#include <jansson.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +21,9 @@
 
 #include "buf.h"
 #include "chat_body.h"
-#include "forward.h"
 #include "gen_internal.h"
 #include "log.h"
+#include "privacy_json.h"
 
 static int cbuf_add(gen_req *gr, const char *d, size_t n)
 {
@@ -97,6 +98,7 @@ static void account(gen_req *gr, const relay_usage *whole)
     const hearth_config *cfg = rt->cfg;
     bool ok = !gr->c_failed && gr->c_status > 0 && gr->c_status < 500;
     upstream_record(gr->up, ok, routing_now_ms(), cfg->cooldown, cfg->cooldown_failures);
+    gr->c_trial = false;
     if (!ok)
         rt->n_cloud_failed++;
     relay_usage u = {0};
@@ -240,48 +242,69 @@ static int on_cloud(http_req *r, void *user)
     return rc;
 }
 
-int gen_cloud_start(gen_req *gr)
+/* What the privacy guard finds in the body going upstream, raw and
+ * decoded: a privacy_kind, -1 for nothing; not fully scanned counts as
+ * custom. */
+static int left_over(const privacy_set *set, const forward_result *fr)
 {
-    gen_service *g = gr->g;
-    routing *rt = g->rt;
-    upstream *u = gr->up;
+    json_t *root = json_loadb(fr->body, fr->len, JSON_ALLOW_NUL, NULL);
+    int kind;
+    privacy_status st = privacy_json_check(set, fr->body, fr->len, root, &kind);
+    json_decref(root);
+    return st == PRIVACY_OK ? kind : PRIVACY_CUSTOM;
+}
+
+int gen_cloud_prepare(gen_req *gr, int *rc)
+{
+    routing *rt = gr->g->rt;
     gen_prep *p = &gr->prep;
     char err[200];
-    if (gr->pol.redact) {
-        gr->map = privacy_map_new();
-        if (!gr->map)
-            return -1;
-    }
+    *rc = -1;
+    if (gr->pol.redact && !gr->map && !(gr->map = privacy_map_new()))
+        return -1;
     /* Messages and Responses go out in the upstream's format */
     char *chat = gen_translating(gr) ? api_chat_body(&p->req) : NULL;
     if (gen_translating(gr) && !chat)
         return -1;
-    forward_result fr;
+    forward_result *fr = &gr->fwd;
+    free(fr->body);
     forward_status fs = forward_body(chat ? chat : p->body, chat ? strlen(chat) : p->body_len,
-                                     u->conf->model, gr->pol.redact ? rt->privacy : NULL,
-                                     gr->map, &fr, err, sizeof err);
+                                     gr->up->conf->model, gr->pol.redact ? rt->privacy : NULL,
+                                     gr->map, fr, err, sizeof err);
     free(chat);
-    if (fs == FORWARD_EBODY)
-        return http_respond_error(gr->r, 400, "invalid_request_error", err, NULL,
-                                  "invalid_json");
+    if (fs == FORWARD_EBODY) {
+        *rc = http_respond_error(gr->r, 400, "invalid_request_error", err, NULL,
+                                 "invalid_json");
+        return -1;
+    }
     if (fs == FORWARD_ENOMEM)
         return -1;
-    privacy_hit hit;
-    size_t n = 0;
-    if (fs == FORWARD_EUNSCANNED ||
-        (gr->pol.redact && /* what the redaction did not reach stays here */
-         (privacy_scan(rt->privacy, fr.body, fr.len, &hit, 1, &n) != PRIVACY_OK || n))) {
-        free(fr.body);
-        log_info("route", "%s: local (privacy:%s outside the messages)", gr->id,
-                 n ? privacy_kind_name(hit.kind) : "unscanned");
-        http_add_header(gr->r, "X-Hearth-Route", "local");
-        http_add_header(gr->r, "X-Hearth-Route-Reason", "privacy");
-        if (!gr->lm || p->failed)
-            return http_respond_error(gr->r, 400, "invalid_request_error",
-                                      "The request holds data the privacy policy keeps "
-                                      "here, outside the messages", NULL, "privacy");
-        return gen_local_start(gr);
-    }
+    int kind = fs == FORWARD_EUNSCANNED ? PRIVACY_CUSTOM
+               : gr->pol.redact          ? left_over(rt->privacy, fr)
+                                         : -1;
+    if (kind < 0)
+        return 0;
+    free(fr->body);
+    *fr = (forward_result){0};
+    /* kept here as the policy keeps a hit in the messages: local when the
+     * local model can answer, else refused */
+    bool local = gr->lm && gr->lm->s && !p->failed && !p->no_local;
+    gr->pol.to = local ? ROUTE_TO_LOCAL : ROUTE_TO_REFUSE;
+    gr->pol.status = local ? 0 : 400;
+    gr->pol.redact = false;
+    snprintf(gr->pol.reason, sizeof gr->pol.reason, "privacy:%s",
+             privacy_kind_name((privacy_kind)kind));
+    return 1;
+}
+
+int gen_cloud_start(gen_req *gr)
+{
+    routing *rt = gr->g->rt;
+    upstream *u = gr->up;
+    gen_prep *p = &gr->prep;
+    char err[200];
+    forward_result fr = gr->fwd;
+    gr->fwd = (forward_result){0};
     gr->client_usage = fr.client_wants_usage;
     if (p->req.stream || fr.stream) {
         /* a translated stream reads the usage itself (api/from_chat.h) */
@@ -301,12 +324,14 @@ int gen_cloud_start(gen_req *gr)
                      .total_timeout_ms = (long)u->conf->timeout * 1000,
                      .ca_file = u->conf->ca_file, .on_data = on_data, .on_done = on_done,
                      .arg = gr};
+    gr->c_trial = upstream_begin(u, routing_now_ms());
     gr->creq = url ? cloud_start(rt->cloud, &co, err, sizeof err) : NULL;
+    bool had_url = url != NULL;
     free(url);
     free(fr.body);
     if (!gr->creq) {
         gr->c_done = gr->c_failed = true;
-        snprintf(gr->c_err, sizeof gr->c_err, "%.150s", url ? err : "out of memory");
+        snprintf(gr->c_err, sizeof gr->c_err, "%.150s", had_url ? err : "out of memory");
     } else
         budget_charge_request(rt->budget, time(NULL));
     gr->r->on_resume = on_cloud;
@@ -329,10 +354,15 @@ void gen_cloud_disconnect(gen_req *gr)
 void gen_cloud_free(gen_req *gr)
 {
     gen_cloud_disconnect(gr);
+    if (gr->c_trial) /* no outcome: the next request tries */
+        upstream_abandon(gr->up);
+    gr->c_trial = false;
     gen_translate_free(gr);
     relay_free(gr->rl);
     privacy_map_free(gr->map);
     free(gr->cbuf);
+    free(gr->fwd.body);
+    gr->fwd = (forward_result){0};
     gr->rl = NULL;
     gr->map = NULL;
     gr->cbuf = NULL;

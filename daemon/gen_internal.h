@@ -10,6 +10,7 @@
 
 #include "cloud.h"
 #include "dialect.h"
+#include "forward.h"
 #include "gen.h"
 #include "gen_prep.h"
 #include "from_chat.h"
@@ -56,6 +57,7 @@ typedef struct gen_req {
     relay *rl;
     api_from_chat *fc;   /* Messages/Responses: the chat answer translated */
     privacy_map *map;    /* redaction: placeholders and originals */
+    forward_result fwd;  /* the body going upstream, from gen_cloud_prepare */
     long c_status;       /* the upstream's HTTP status, 0 until known */
     char *cbuf;          /* non-streamed or error body */
     size_t cbuf_len, cbuf_cap;
@@ -64,6 +66,7 @@ typedef struct gen_req {
     char c_err[160];
     bool c_started;      /* the client's response is queued */
     bool c_accounted;    /* health, budget and log done */
+    bool c_trial;        /* this request tries gr->up after its cool-down */
     bool client_usage;   /* the client asked for usage in the stream */
 } gen_req;
 
@@ -96,6 +99,13 @@ int gen_route(gen_req *gr);
 int gen_route_scored(http_req *r, void *user);
 
 /* gen_cloud.c */
+/* Before a cloud decision is told: the body going upstream (gr->fwd),
+ * rewritten and redacted. 0: ready for gen_cloud_start. 1: what the
+ * redaction did not reach (tools, schemas, keys...) holds data the
+ * privacy guard keeps here: gr->pol now says local or refused, reason
+ * privacy:KIND. -1: *rc holds the handler's result (an error queued, or
+ * -1). */
+int gen_cloud_prepare(gen_req *gr, int *rc);
 int gen_cloud_start(gen_req *gr);
 void gen_cloud_free(gen_req *gr);
 void gen_cloud_disconnect(gen_req *gr);

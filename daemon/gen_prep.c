@@ -8,9 +8,9 @@
 
 #include <jansson.h>
 
-#include "privacy.h"
 #include "messages.h"
 #include "msglimit.h"
+#include "privacy_json.h"
 #include "prompt.h"
 #include "responses.h"
 #include "tools.h"
@@ -224,15 +224,28 @@ static void echo_text(gen_prep *p)
     }
 }
 
-/* What the router needs from the raw body, whatever the parser said: the
- * model name, whether tools or a structured format are asked for. */
-static void raw_facts(gen_prep *p)
+/* The body as a tree, parsed once for what reads it beside the dialect's
+ * parser (the router's facts, the privacy guard, keep_alive); NULL when it
+ * is no JSON object or nothing needs it. NUL characters are allowed, as
+ * router/forward.c allows them in what it forwards. */
+static json_t *body_tree(const gen_prep *p)
 {
-    json_t *root = json_loadb(p->body, p->body_len, 0, NULL);
+    if (!p->body || !(p->keep_body || memmem(p->body, p->body_len, "\"keep_alive\"", 12)))
+        return NULL;
+    json_t *root = json_loadb(p->body, p->body_len, JSON_ALLOW_NUL, NULL);
     if (!json_is_object(root)) {
         json_decref(root);
-        return;
+        return NULL;
     }
+    return root;
+}
+
+/* What the router needs from the raw body, whatever the parser said: the
+ * model name, whether tools or a structured format are asked for. */
+static void raw_facts(gen_prep *p, json_t *root)
+{
+    if (!root)
+        return;
     const char *m = json_string_value(json_object_get(root, "model"));
     if (m && !p->model_name)
         p->model_name = strdup(m);
@@ -241,24 +254,22 @@ static void raw_facts(gen_prep *p)
     const char *rft = json_string_value(json_object_get(rf, "type"));
     p->tools = (json_is_array(tools) && json_array_size(tools) > 0) ||
                json_object_get(root, "functions") || (rft && strcmp(rft, "text") != 0);
-    json_decref(root);
 }
 
-/* The privacy guard reads the whole body: every message, every field. A
+/* The privacy guard reads the whole body: every message, every field, as
+ * sent and decoded (a "\u0040" is an '@' to whoever reads the value). A
  * scan that could not finish counts as a hit (custom). */
-static void privacy_check(gen_prep *p)
+static void privacy_check(gen_prep *p, json_t *root)
 {
     p->privacy_kind = -1;
     const privacy_set *set = p->g->rt->privacy;
     if (!set)
         return;
-    privacy_hit hit;
-    size_t n = 0;
-    privacy_status st = privacy_scan(set, p->body, p->body_len, &hit, 1, &n);
-    if (st != PRIVACY_OK)
+    int kind;
+    if (privacy_json_check(set, p->body, p->body_len, root, &kind) != PRIVACY_OK)
         p->privacy_kind = PRIVACY_CUSTOM;
-    else if (n > 0)
-        p->privacy_kind = (int)hit.kind;
+    else
+        p->privacy_kind = kind;
 }
 
 static bool is_unsupported(const api_err *e)
@@ -310,12 +321,9 @@ static int compile_format(gen_prep *p)
 
 /* keep_alive (Ollama's): seconds as a number, a duration string ("5m"),
  * negative: forever. Read from the raw body, as every dialect takes it. */
-static int keep_alive_of(gen_prep *p)
+static int keep_alive_of(gen_prep *p, json_t *root)
 {
     p->keep_alive = RESIDENT_UNSET;
-    if (!p->body || !memmem(p->body, p->body_len, "\"keep_alive\"", 12))
-        return 0;
-    json_t *root = json_loadb(p->body, p->body_len, 0, NULL);
     json_t *v = json_object_get(root, "keep_alive");
     int rc = 0;
     if (json_is_number(v)) {
@@ -327,7 +335,6 @@ static int keep_alive_of(gen_prep *p)
     } else if (v && !json_is_null(v)) {
         rc = -1;
     }
-    json_decref(root);
     if (rc < 0) {
         p->keep_alive = RESIDENT_UNSET;
         fail(p, 400, NULL, "keep_alive", "invalid_value",
@@ -369,15 +376,17 @@ void gen_prep_parse(gen_prep *p)
         prc = api_parse_chat(p->body, p->body_len, q, &p->err);
         break;
     }
-    if (prc == 0 && keep_alive_of(p) < 0)
+    json_t *root = body_tree(p);
+    if (prc == 0 && keep_alive_of(p, root) < 0)
         prc = -1;
     if (p->keep_body) {
-        raw_facts(p);
-        privacy_check(p);
+        raw_facts(p, root);
+        privacy_check(p, root);
     } else {
         free(p->body);
         p->body = NULL;
     }
+    json_decref(root);
     if (prc < 0) {
         p->failed = true;
         p->unsupported = is_unsupported(&p->err);

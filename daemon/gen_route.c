@@ -119,6 +119,13 @@ static int act(gen_req *gr, double score, bool scored)
     routing *rt = gr->g->rt;
     policy_out *o = &gr->pol;
     char dest[96];
+    if (o->to == ROUTE_TO_CLOUD) {
+        /* the body going upstream first: the privacy guard may keep it
+         * here after all (privacy:KIND), and then that is the decision */
+        int rc;
+        if (gen_cloud_prepare(gr, &rc) < 0)
+            return rc;
+    }
     if (o->to == ROUTE_TO_CLOUD)
         snprintf(dest, sizeof dest, "cloud:%s", gr->up->conf->name);
     else

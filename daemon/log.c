@@ -2,21 +2,32 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
-static enum log_level g_level = LOG_INFO;
-static int g_journal = -1; /* -1: not yet checked */
+/* Any thread logs, and a reload (the loop thread) sets the level while
+ * they do: atomics, relaxed - a line written at the old level just
+ * after a reload is harmless. */
+static atomic_int g_level = LOG_INFO;
+static atomic_int g_journal = -1; /* -1: not yet checked */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 /* syslog priorities: err, warning, info, debug */
 static const int level_prio[] = {3, 4, 6, 7};
 
-void log_set_level(enum log_level lvl) { g_level = lvl; }
-enum log_level log_get_level(void) { return g_level; }
+void log_set_level(enum log_level lvl)
+{
+    atomic_store_explicit(&g_level, (int)lvl, memory_order_relaxed);
+}
+
+enum log_level log_get_level(void)
+{
+    return (enum log_level)atomic_load_explicit(&g_level, memory_order_relaxed);
+}
 
 int log_level_parse(const char *s)
 {
@@ -35,16 +46,19 @@ const char *log_level_name(enum log_level lvl)
 
 void log_msg(enum log_level lvl, const char *component, const char *fmt, ...)
 {
-    if (lvl > g_level)
+    if ((int)lvl > atomic_load_explicit(&g_level, memory_order_relaxed))
         return;
-    if (g_journal < 0)
-        g_journal = getenv("JOURNAL_STREAM") != NULL;
+    int journal = atomic_load_explicit(&g_journal, memory_order_relaxed);
+    if (journal < 0) {
+        journal = getenv("JOURNAL_STREAM") != NULL;
+        atomic_store_explicit(&g_journal, journal, memory_order_relaxed);
+    }
 
     /* Format the whole line first and write it with one call, so lines
      * from different threads never interleave. */
     char line[2048];
     int n;
-    if (g_journal) {
+    if (journal) {
         n = snprintf(line, sizeof line, "<%d>%s %s: ", level_prio[lvl],
                      level_names[lvl], component);
     } else {

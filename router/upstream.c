@@ -126,11 +126,25 @@ char *upstream_url(const upstream *u, const char *endpoint)
 
 bool upstream_available(const upstream *u, uint64_t now_ms)
 {
-    return u->cool_until_ms == 0 || now_ms >= u->cool_until_ms;
+    return u->cool_until_ms == 0 || (now_ms >= u->cool_until_ms && !u->trial);
+}
+
+bool upstream_begin(upstream *u, uint64_t now_ms)
+{
+    if (u->cool_until_ms == 0 || now_ms < u->cool_until_ms)
+        return false;
+    u->trial = true;
+    return true;
+}
+
+void upstream_abandon(upstream *u)
+{
+    u->trial = false;
 }
 
 void upstream_record(upstream *u, bool ok, uint64_t now_ms, int cooldown_s, int max_failures)
 {
+    u->trial = false;
     if (ok) {
         u->n_ok++;
         u->failures = 0;

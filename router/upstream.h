@@ -8,7 +8,9 @@
  * the Authorization header line built here, and nothing in this module
  * prints it. After `failures` consecutive failures (connection error,
  * timeout, 5xx) an upstream cools down: it is skipped for `cooldown`
- * seconds, then tried again; one success resets the count. */
+ * seconds; then one request tries it (the trial) while the others still
+ * skip it, until that one's outcome is recorded: a success resets the
+ * count, a failure starts another cool-down. */
 #ifndef HEARTH_ROUTER_UPSTREAM_H
 #define HEARTH_ROUTER_UPSTREAM_H
 
@@ -38,6 +40,8 @@ typedef struct upstream {
     /* health (loop thread) */
     int failures;           /* consecutive */
     uint64_t cool_until_ms; /* 0: not cooling down */
+    bool trial;             /* the request trying it after a cool-down is
+                               in flight */
     uint64_t n_ok, n_failed;
 } upstream;
 
@@ -51,8 +55,15 @@ void upstream_fini(upstream *u); /* wipes the key */
  * malloc'd. */
 char *upstream_url(const upstream *u, const char *endpoint);
 
+/* Not cooling down; or its cool-down is over and no trial is in flight. */
 bool upstream_available(const upstream *u, uint64_t now_ms);
-/* Record the outcome of one forwarded request. */
+/* A request is sent to it now; true when that request is the trial (its
+ * cool-down is over): others skip it until upstream_record. */
+bool upstream_begin(upstream *u, uint64_t now_ms);
+/* Record the outcome of one forwarded request (and end a trial). */
 void upstream_record(upstream *u, bool ok, uint64_t now_ms, int cooldown_s, int max_failures);
+/* The trial ended without an outcome (its client went away): the next
+ * request may try. */
+void upstream_abandon(upstream *u);
 
 #endif

@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "router/privacy.h"
+#include "router/privacy_json.h"
 #include "tests/testrand.h"
 
 #define NONE ((privacy_kind)-1)
@@ -607,6 +610,163 @@ START_TEST(random_bytes_do_not_crash)
 }
 END_TEST
 
+/* ============================================================ JSON bodies */
+
+/* The kind privacy_json_check finds in a body (parsed as hearthd parses
+ * it), and the kind a raw scan of the same bytes finds alone. */
+static int json_kind(const char *body, int *raw_kind)
+{
+    json_error_t je;
+    json_t *root = json_loads(body, JSON_ALLOW_NUL, &je);
+    ck_assert_msg(root != NULL, "%s: %s", body, je.text);
+    privacy_hit h;
+    size_t n;
+    ck_assert_int_eq(privacy_scan(set, body, strlen(body), &h, 1, &n), PRIVACY_OK);
+    *raw_kind = n ? (int)h.kind : -1;
+    int kind;
+    ck_assert_int_eq(privacy_json_check(set, body, strlen(body), root, &kind), PRIVACY_OK);
+    json_decref(root);
+    return kind;
+}
+
+/* Escapes the raw scan cannot see through: each body hides its kind from
+ * the bytes and shows it once decoded. */
+static const struct {
+    const char *body;
+    privacy_kind kind;
+} escaped_cases[] = {
+    {"{\"messages\":[{\"role\":\"user\",\"content\":\"mail jane\\u0040example.org\"}]}",
+     PRIVACY_EMAIL},
+    {"{\"messages\":[{\"role\":\"user\",\"content\":\"mail jane\\u0040example\\u002eorg\"}]}",
+     PRIVACY_EMAIL},
+    {"{\"prompt\":\"pay 4111\\u00201111\\u00201111\\u00201111 now\"}", PRIVACY_CARD},
+    {"{\"prompt\":\"IBAN DE89\\u00203704\\u00200044\\u00200532\\u00200130\\u002000\"}",
+     PRIVACY_IBAN},
+    {"{\"prompt\":\"call +1\\u0034155552671\"}", PRIVACY_PHONE},
+    {"{\"prompt\":\"key \\u0073k-proj-aaaaaaaaaa1111111111\"}", PRIVACY_SECRET},
+    /* the key block's label written with escaped spaces, its lines with \n */
+    {"{\"prompt\":\"-----BEGIN\\u0020RSA\\u0020PRIVATE\\u0020KEY-----\\nMIIEow\\nIBAAK\\n"
+     "-----END RSA PRIVATE KEY-----\"}", PRIVACY_PRIVATE_KEY},
+    /* object keys are text that is forwarded too */
+    {"{\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":"
+     "{\"type\":\"object\",\"properties\":{\"jane\\u0040example.org\":{}}}}}]}",
+     PRIVACY_EMAIL},
+    {"{\"metadata\":{\"to\\u0040\":\"x\"},\"user\":\"jane\\u0040example.org\"}", PRIVACY_EMAIL},
+    /* a NUL before it does not end the scan */
+    {"{\"prompt\":\"a\\u0000 jane\\u0040example.org\"}", PRIVACY_EMAIL},
+};
+
+START_TEST(json_escaped_text_is_found)
+{
+    int raw;
+    int kind = json_kind(escaped_cases[_i].body, &raw);
+    ck_assert_msg(raw == -1, "%s: the raw bytes already hold a %s", escaped_cases[_i].body,
+                  privacy_kind_name((privacy_kind)raw));
+    ck_assert_msg(kind == (int)escaped_cases[_i].kind, "%s: %s, want %s",
+                  escaped_cases[_i].body, kind < 0 ? "none" : privacy_kind_name((privacy_kind)kind),
+                  privacy_kind_name(escaped_cases[_i].kind));
+}
+END_TEST
+
+START_TEST(json_key_block_with_newline_escapes)
+{
+    /* a key block as JSON carries it: \n between its lines, found raw and
+     * decoded alike */
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"-----BEGIN OPENSSH "
+                       "PRIVATE KEY-----\\nb3BlbnNzaC1rZXktdjEAAAAA\\n-----END OPENSSH "
+                       "PRIVATE KEY-----\"}]}";
+    int raw;
+    ck_assert_int_eq(json_kind(body, &raw), PRIVACY_PRIVATE_KEY);
+    ck_assert_int_eq(raw, PRIVACY_PRIVATE_KEY);
+    json_t *root = json_loads(body, 0, NULL);
+    int kind;
+    ck_assert_int_eq(privacy_json_scan(set, root, &kind), PRIVACY_OK);
+    ck_assert_int_eq(kind, PRIVACY_PRIVATE_KEY);
+    json_decref(root);
+}
+END_TEST
+
+START_TEST(json_first_hit_wins)
+{
+    int raw;
+    /* a raw hit comes before any decoded one, wherever it stands */
+    ck_assert_int_eq(json_kind("{\"a\":\"jane\\u0040example.org\",\"b\":\"+14155552671\"}", &raw),
+                     PRIVACY_PHONE);
+    /* decoded: in document order, a key before its value */
+    json_t *root = json_loads("{\"x\":[\"+1\\u0034155552671\",\"jane\\u0040example.org\"]}", 0,
+                              NULL);
+    int kind;
+    ck_assert_int_eq(privacy_json_scan(set, root, &kind), PRIVACY_OK);
+    ck_assert_int_eq(kind, PRIVACY_PHONE);
+    json_decref(root);
+    root = json_loads("{\"4111\\u00201111\\u00201111\\u00201111\":\"jane\\u0040example.org\"}", 0,
+                      NULL);
+    ck_assert_int_eq(privacy_json_scan(set, root, &kind), PRIVACY_OK);
+    ck_assert_int_eq(kind, PRIVACY_CARD);
+    json_decref(root);
+}
+END_TEST
+
+START_TEST(json_clean_bodies_pass)
+{
+    int raw;
+    /* escapes that decode to look-alikes: no hit either way */
+    ck_assert_int_eq(json_kind("{\"prompt\":\"a\\u0040b and @handle\",\"n\":[1,2.5,null,true]}",
+                               &raw), -1);
+    ck_assert_int_eq(json_kind("{\"prompt\":\"4111\\u00201111\\u00201111\\u00201112\"}", &raw),
+                     -1); /* Luhn fails */
+    ck_assert_int_eq(json_kind("{}", &raw), -1);
+    int kind = 7;
+    ck_assert_int_eq(privacy_json_scan(set, NULL, &kind), PRIVACY_OK);
+    ck_assert_int_eq(kind, -1);
+    ck_assert_int_eq(privacy_json_check(set, NULL, 0, NULL, &kind), PRIVACY_OK);
+    ck_assert_int_eq(kind, -1);
+}
+END_TEST
+
+START_TEST(json_too_deep_is_not_scanned)
+{
+    /* deeper than the walk goes: reported unscanned, never clean */
+    json_t *root = json_array(), *at = root;
+    for (int i = 0; i < PRIVACY_JSON_MAX_DEPTH + 1; i++) {
+        json_t *in = json_array();
+        json_array_append_new(at, in);
+        at = in;
+    }
+    json_array_append_new(at, json_string("nothing here"));
+    int kind;
+    ck_assert_int_eq(privacy_json_scan(set, root, &kind), PRIVACY_EMATCH);
+    ck_assert_int_eq(kind, -1);
+    json_decref(root);
+}
+END_TEST
+
+START_TEST(json_unscanned_pattern_is_reported)
+{
+    /* a custom pattern that may fail while matching a decoded string (the
+     * match limit; with PCRE2's JIT it may also finish): the JSON scan
+     * reports what the plain scan of that string reports, and a failure
+     * never as clean */
+    const char *pat[] = {"(a+)+$"};
+    privacy_set *s;
+    char err[256];
+    ck_assert_int_eq(privacy_set_new(pat, 1, &s, err, sizeof err), PRIVACY_OK);
+    char text[64];
+    memset(text, 'a', sizeof text - 2);
+    text[sizeof text - 2] = '!';
+    text[sizeof text - 1] = '\0';
+    json_t *root = json_pack("{s:s}", "prompt", text);
+    size_t n;
+    privacy_status plain = privacy_scan(s, text, strlen(text), NULL, 0, &n);
+    int kind;
+    ck_assert_int_eq(privacy_json_check(s, "{}", 2, root, &kind), plain);
+    if (plain != PRIVACY_OK)
+        ck_assert_int_eq(kind, -1);
+    json_decref(root);
+    privacy_set_free(s);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("privacy");
@@ -637,6 +797,16 @@ static Suite *suite(void)
     tcase_add_test(tc, redact_rejects_bad_hits);
     tcase_add_test(tc, stream_restore_every_split);
     tcase_add_test(tc, stream_holds_back_only_placeholder_starts);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("json");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    TABLE(json_escaped_text_is_found, escaped_cases);
+    tcase_add_test(tc, json_key_block_with_newline_escapes);
+    tcase_add_test(tc, json_first_hit_wins);
+    tcase_add_test(tc, json_clean_bodies_pass);
+    tcase_add_test(tc, json_too_deep_is_not_scanned);
+    tcase_add_test(tc, json_unscanned_pattern_is_reported);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("random");

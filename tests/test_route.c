@@ -355,11 +355,29 @@ START_TEST(upstream_cooldown)
     ck_assert(upstream_available(&u, t));
     upstream_record(&u, false, t, 30, 3); /* third in a row */
     ck_assert(!upstream_available(&u, t + 29999));
+    ck_assert(!upstream_begin(&u, t + 29999) && !u.trial);
     ck_assert(upstream_available(&u, t + 30000));
-    /* the trial after the cool-down fails: cools down again at once */
+    /* one trial after the cool-down: the others skip it meanwhile */
+    ck_assert(upstream_begin(&u, t + 30000));
+    ck_assert(!upstream_available(&u, t + 30000));
+    ck_assert(!upstream_available(&u, t + 45000));
+    /* the trial fails: cools down again at once */
     upstream_record(&u, false, t + 30000, 30, 3);
+    ck_assert(!u.trial);
     ck_assert(!upstream_available(&u, t + 30001));
+    ck_assert(upstream_available(&u, t + 60000));
+    /* a trial whose client went away: the next request tries */
+    ck_assert(upstream_begin(&u, t + 60000));
+    ck_assert(!upstream_available(&u, t + 60000));
+    upstream_abandon(&u);
+    ck_assert(upstream_available(&u, t + 60000));
+    ck_assert_int_eq(u.failures, 4);
+    /* this trial succeeds: available to all, not cooling down */
+    ck_assert(upstream_begin(&u, t + 60000));
     upstream_record(&u, true, t + 60000, 30, 3);
+    ck_assert(!u.trial && u.cool_until_ms == 0);
+    ck_assert(upstream_available(&u, t + 60000));
+    ck_assert(!upstream_begin(&u, t + 60000)); /* a plain request, no trial */
     ck_assert(upstream_available(&u, t + 60000));
     ck_assert_int_eq(u.failures, 0);
     upstream_record(&u, false, t + 60000, 30, 3);

@@ -16,9 +16,25 @@
 //   malformed        200, one good chunk, then "data: {not json"
 //   never-ends       200, one chunk, then nothing (the connection stays)
 //   empty-200        a 200 head without a body, then the connection closes
+//   gated            the "ok" stream (or answer), held: the role and first
+//                    content chunk, then nothing until GET /_release, then
+//                    the rest (a whole answer: nothing until released)
+//   gated-500        nothing until GET /_release, then a 500
+// Cut short at one point each (the connection closed, or reset: RST):
+//   cut-status       inside the status line
+//   cut-headers      inside the headers
+//   cut-event        200, one event, then half of the next
+//   short-body       200 with a Content-Length, then fewer bytes (whole
+//                    answers; streamed: the same with SSE)
+//   reset            200 and half the body, then RST; streamed: 200, one
+//                    event, then RST at GET /_release (data unread when an
+//                    RST arrives is lost: the test lets hearthd read first)
 //   anything else    404 with an error body
 // Every request is recorded: GET /_requests gives [{method, url, headers,
-// body}] (body parsed when JSON), GET /_reset clears them. GET
+// body, aborted}] (body parsed when JSON; aborted: the connection closed
+// before the answer was complete, and not by a cut behaviour), GET /_reset clears them. GET /_release
+// lets every request held at a gate go on ({released: n}); GET /_held
+// counts them ({held: n}). GET
 // /_expected?kind=chat|completion&usage=0|1 gives the exact bytes of the
 // "ok" stream, for byte-for-byte comparisons.
 import http from 'node:http';
@@ -35,6 +51,8 @@ const STATUS = {
 };
 
 const records = [];
+const gates = []; // the resolve functions of requests held until /_release
+const gate = () => new Promise((resolve) => gates.push(resolve));
 const sockets = new Set();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -136,6 +154,8 @@ async function generate(req, res, kind, body) {
     res.writeHead(status, { 'Content-Type': 'application/json' });
     res.end(text);
   };
+  // the cut behaviours close the connection themselves: not an abort
+  res.cut = /^(cut-|short-body|reset|drop-mid-stream|empty-200)/.test(model);
   if (STATUS[model]) {
     const [st, type, code, msg] = STATUS[model];
     return reply(st, errorBody(msg, type, code));
@@ -149,6 +169,52 @@ async function generate(req, res, kind, body) {
     const pieces = model === 'ok' ? OK_PIECES : cut(text);
     await writeEvents(res, streamEvents(kind, 'fault-ok', pieces, usage), 20);
     return res.end();
+  }
+  case 'gated': {
+    if (!stream) {
+      await gate();
+      if (!res.destroyed) reply(200, JSON.stringify(wholeAnswer(kind, 'fault-ok', OK_TEXT)));
+      return;
+    }
+    startSse(res);
+    const ev = streamEvents(kind, 'fault-ok', OK_PIECES, usage);
+    const first = kind === 'chat' ? 2 : 1; // the role chunk and "The"
+    await writeEvents(res, ev.slice(0, first), 0);
+    await gate();
+    await writeEvents(res, ev.slice(first), 0);
+    return res.end();
+  }
+  case 'gated-500': {
+    await gate();
+    const [st, type, code, msg] = STATUS['status-500'];
+    if (!res.destroyed) reply(st, errorBody(msg, type, code));
+    return;
+  }
+  case 'cut-status':
+    return req.socket.end('HTTP/1.1 20');
+  case 'cut-headers':
+    return req.socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Con');
+  case 'cut-event': {
+    const ev = contentEvents(kind, 2);
+    return req.socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n' +
+                          `Connection: close\r\n\r\n${ev[0]}${ev[1].slice(0, 20)}`);
+  }
+  case 'short-body': {
+    const text = stream ? contentEvents(kind, 2).join('')
+      : JSON.stringify(wholeAnswer(kind, 'fault-ok', OK_TEXT));
+    const type = stream ? 'text/event-stream' : 'application/json';
+    return req.socket.end(`HTTP/1.1 200 OK\r\nContent-Type: ${type}\r\n` +
+                          `Content-Length: ${text.length + 40}\r\n\r\n${text}`);
+  }
+  case 'reset': {
+    const text = stream ? contentEvents(kind, 1)[0]
+      : JSON.stringify(wholeAnswer(kind, 'fault-ok', OK_TEXT)).slice(0, 30);
+    const type = stream ? 'text/event-stream' : 'application/json';
+    req.socket.write(`HTTP/1.1 200 OK\r\nContent-Type: ${type}\r\n` +
+                     `Transfer-Encoding: chunked\r\n\r\n${text.length.toString(16)}\r\n${text}\r\n`);
+    if (stream) await gate();
+    else await sleep(20);
+    return req.socket.resetAndDestroy();
   }
   case 'slow-headers':
     await sleep(10000);
@@ -196,6 +262,12 @@ const server = http.createServer((req, res) => {
       res.writeHead(200, { 'Content-Type': 'application/json' });
       return res.end('{"ok":true}');
     }
+    if (req.method === 'GET' && (url.pathname === '/_release' || url.pathname === '/_held')) {
+      const n = gates.length;
+      if (url.pathname === '/_release') for (const go of gates.splice(0)) go();
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      return res.end(JSON.stringify(url.pathname === '/_release' ? { released: n } : { held: n }));
+    }
     if (req.method === 'GET' && url.pathname === '/_expected') {
       const kind = url.searchParams.get('kind') === 'completion' ? 'completion' : 'chat';
       const usage = url.searchParams.get('usage') === '1';
@@ -204,7 +276,9 @@ const server = http.createServer((req, res) => {
     }
     let body = raw;
     try { body = JSON.parse(raw); } catch { /* recorded as text */ }
-    records.push({ method: req.method, url: req.url, headers: req.headers, body });
+    const rec = { method: req.method, url: req.url, headers: req.headers, body, aborted: false };
+    records.push(rec);
+    res.on('close', () => { if (!res.writableFinished && !res.cut) rec.aborted = true; });
     const kind = url.pathname === '/v1/chat/completions' ? 'chat'
       : url.pathname === '/v1/completions' ? 'completion' : null;
     if (req.method !== 'POST' || !kind) {

@@ -25,6 +25,43 @@ export async function waitFor(what, ms, fn) {
   }
 }
 
+// promise, or a rejection naming `what` after ms.
+export function within(ms, what, promise) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+// A streamed POST read as it arrives: {status, route, reason, read(until,
+// ms)} where read() collects text until until(text) holds (or the stream
+// ends) and gives the text so far; cancel() drops the rest.
+export async function openStream(base, path, body, headers = {}) {
+  const res = await fetch(base + path, {
+    method: 'POST', body: JSON.stringify(body),
+    headers: { 'Content-Type': 'application/json', ...headers },
+  });
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let text = '', ended = false;
+  return {
+    status: res.status, route: res.headers.get('x-hearth-route'),
+    reason: res.headers.get('x-hearth-route-reason'),
+    get text() { return text; },
+    get ended() { return ended; },
+    async read(until, ms, what) {
+      while (!ended && !until(text)) {
+        const { value, done } = await within(ms, what, reader.read());
+        if (done) ended = true;
+        else text += dec.decode(value, { stream: true });
+      }
+      return text;
+    },
+    cancel: () => reader.cancel().catch(() => {}),
+  };
+}
+
 export function readLog(path) {
   try { return readFileSync(path, 'utf8'); } catch { return ''; }
 }
