@@ -449,6 +449,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         return MHD_YES;
     }
     /* The whole request is in. */
+    http_conn_request_in(r->hc);
     if (r->on_resume)
         return r->on_resume(r, s->cfg.user) == 0 ? MHD_YES : MHD_NO;
     int rc;
@@ -473,6 +474,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r)
         return;
     *con_cls = NULL;
+    unwatch(r); /* before the connection's own watch may start on the fd */
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->close && !s->stopping)
         http_conn_wait_again(r->hc); /* kept alive: the next request's headers */
     double ms = (double)(http_now_ns() - r->t_start_ns) / 1e6;
@@ -493,7 +495,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             match_route(s, r, &known, allow, sizeof allow);
         s->cfg.on_done(r, s->cfg.user);
     }
-    unwatch(r);
     if (r->app_free)
         r->app_free(r->app);
     for (int i = 0; i < r->n_extra; i++) {

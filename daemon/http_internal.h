@@ -31,6 +31,13 @@ struct http_conn {
     bool over_limit;   /* accepted beyond max_connections: answered 503 */
     uint64_t t_wait_ns; /* waiting for request headers since; 0: not */
     struct http_conn *prev_wait, *next_wait; /* the server's waiting list */
+    uv_poll_t hup;      /* hang-up watch while the client owes bytes; its
+                           close callback frees the record */
+    bool hup_init;      /* hup is initialized (closed with the record) */
+    bool hup_on;        /* hup is started */
+    int hup_unread;     /* its fires with bytes still unread (http_conn.c) */
+    bool closed;        /* MHD closed the connection; the record waits for
+                           hup's close callback */
 };
 
 struct http_server {
@@ -66,8 +73,11 @@ http_conn *http_conn_of(struct MHD_Connection *conn);
 /* The request's headers are in: its header deadline no longer applies. */
 void http_conn_headers_in(http_conn *c);
 /* A response is done and the connection stays open: the next request's
- * header deadline starts now. */
+ * header deadline and hang-up watch start now. */
 void http_conn_wait_again(http_conn *c);
+/* The request is whole (headers and body): the client owes nothing more,
+ * the hang-up watch stops (a suspended request has its own, http.c). */
+void http_conn_request_in(http_conn *c);
 /* header_timeout changed (or the server stops): arm the timer anew. */
 void http_conn_rearm(http_server *s);
 
