@@ -8,6 +8,15 @@ door_conns.py idle PORT N HEADER_TIMEOUT
     seconds have passed since it was opened (and none much before), and
     that /health then counts only itself.
 
+door_conns.py cut PORT N
+    Opens N connections that each send, in one write, a POST's headers and
+    part of the body they announce (by Content-Length or chunked), or the
+    headers only, and at once shut down their side (half of them) or close.
+    The end of stream comes with the last bytes, in the same read: checks
+    that hearthd closes every one at once (within 3 s, without an answer)
+    and that /health then counts no request and no connection but itself,
+    long before idle_timeout.
+
 door_conns.py limit PORT MAX
     Holds MAX - 1 idle connections (waiting until /health counts them and
     itself: MAX), opens one more, and checks that a request beyond MAX gets
@@ -144,10 +153,55 @@ def idle(port, n, timeout):
     return 0 if ok else 1
 
 
+def cut(port, n):
+    body = b'{"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4}'
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    shapes = [head + b"Content-Length: %d\r\n\r\n" % len(body) + body[:20],
+              head + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(body) + body[:20],
+              head + b"Content-Length: %d\r\n\r\n" % len(body)]
+    shut, still_open, answered = [], 0, 0
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(shapes[i % len(shapes)])
+        if i % 2:
+            s.close()
+        else:
+            s.shutdown(socket.SHUT_WR)
+            shut.append(s)
+    deadline = time.monotonic() + 3
+    for s in shut:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = s.recv(4096)
+        except socket.timeout:
+            data = None
+        except ConnectionResetError:
+            data = b""
+        s.close()
+        still_open += data is None
+        answered += bool(data)
+    if still_open or answered:
+        print(f"FAIL: of {len(shut)} connections cut short and shut, {still_open} still open "
+              f"after 3 s, {answered} answered")
+    while True:
+        _, h, _ = health(port, 5)
+        if h["connections"]["open"] == 1 and h["requests"]["in_flight"] == 1:
+            break
+        if time.monotonic() > deadline:
+            print(f"FAIL: {h['connections']['open']} connections and "
+                  f"{h['requests']['in_flight']} requests open 3 s after {n} were cut short")
+            return 1
+        time.sleep(0.05)
+    print(f"{n} connections cut short: all closed, none counted")
+    return 0 if not still_open and not answered else 1
+
+
 def main():
     port = int(sys.argv[2])
     if sys.argv[1] == "limit":
         return limit(port, int(sys.argv[3]))
+    if sys.argv[1] == "cut":
+        return cut(port, int(sys.argv[3]))
     return idle(port, int(sys.argv[3]), float(sys.argv[4]))
 
 

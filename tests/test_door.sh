@@ -3,7 +3,8 @@
 # a python3 script against real hearthds: the Host check, CORS (streams
 # included), the refusal to listen in the open without a key, the Unix
 # socket and its mode, 1,100 connections that never finish their headers
-# (tests/door_conns.py), the connection limit, max_messages, and streams
+# (tests/door_conns.py), requests cut short (closed at once), the
+# connection limit, max_messages, and streams
 # that wait longer than idle_timeout while suspended. Exit 77 (skip) when
 # stories260K, curl or python3 is missing.
 set -u
@@ -83,6 +84,10 @@ check "5 messages" 400 "$(status -H 'Content-Type: application/json' -d "$(msgs 
     "$base/v1/chat/completions")"
 grep -q '"param":"messages"' "$tmp/body" && grep -q '"code":"too_many_messages"' "$tmp/body" ||
     fail "5 messages: $(cat "$tmp/body")"
+
+# requests cut short, the client's end of stream in the same read as its
+# last bytes: closed at once, not at idle_timeout (60 s here)
+python3 "$here/door_conns.py" cut "$port" 60 || fail "door_conns.py cut"
 
 # 1,100 connections that never finish their headers
 python3 "$here/door_conns.py" idle "$port" 1100 10; rc=$?
