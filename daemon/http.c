@@ -507,6 +507,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         s->inflight--;
     if (s->stopping && s->inflight == 0)
         s->drained = true;
+    http_trim_poke(s);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -713,7 +714,8 @@ int http_start(http_server **out, uv_loop_t *loop, const http_config *cfg,
     uv_timer_init(loop, &s->timer);
     uv_timer_init(loop, &s->hdr_timer);
     s->timer.data = s->hdr_timer.data = s;
-    s->handles_open = 2;
+    http_trim_init(s);
+    s->handles_open = 3;
     fit_file_limit(s, (cfg->host ? 1 : 0) + (cfg->unix_path ? 1 : 0));
     int rc = 0;
     if (cfg->unix_path) {
@@ -803,6 +805,7 @@ void http_stop(http_server *s)
     unix_remove(s);
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
     uv_close((uv_handle_t *)&s->hdr_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&s->trim_timer, on_handle_closed);
 }
 
 int http_bound_port(const http_server *s) { return s->port; }

@@ -186,6 +186,7 @@ void http_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_cont
         if (was_head)
             arm(s);
         c->closed = true;
+        http_trim_poke(s);
         if (c->hup_init) /* MHD closes the socket after this returns */
             uv_close((uv_handle_t *)&c->hup, on_hup_closed);
         else

@@ -44,6 +44,7 @@ struct http_server {
     uv_loop_t *loop;
     uv_timer_t timer;      /* MHD's next deadline, for every listener */
     uv_timer_t hdr_timer;  /* the oldest connection's header deadline */
+    uv_timer_t trim_timer; /* the heap trimmed once quiet (http_trim.c) */
     int handles_open;      /* uv handles not yet closed */
     http_listener lis[HTTP_MAX_LISTENERS];
     int n_lis;
@@ -80,6 +81,12 @@ void http_conn_wait_again(http_conn *c);
 void http_conn_request_in(http_conn *c);
 /* header_timeout changed (or the server stops): arm the timer anew. */
 void http_conn_rearm(http_server *s);
+
+/* http_trim.c */
+void http_trim_init(http_server *s);
+/* Memory was freed (a request ended, a connection closed): once no request
+ * is in flight for a second, the heap's free pages go back to the system. */
+void http_trim_poke(http_server *s);
 
 /* http.c: run every listener's MHD now and rearm the timer. */
 void http_run(http_server *s);
