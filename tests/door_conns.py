@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """door_conns.py - connections against hearthd on 127.0.0.1, for tests/test_door.sh.
 
-door_conns.py idle PORT N HEADER_TIMEOUT
+door_conns.py idle PORT N HEADER_TIMEOUT [PID]
     Opens N connections that each send part of a request's headers and then
     nothing. Checks that /health still answers at once (and counts them all
     open), that the server closes every one of them once HEADER_TIMEOUT
     seconds have passed since it was opened (and none much before), and
-    that /health then counts only itself.
+    that /health then counts only itself. With PID (hearthd's, not under a
+    sanitizer): its resident size comes back within 10% (and 1 MiB) of
+    what it was before, within 5 s (what the connections took is given
+    back once the server is quiet).
 
 door_conns.py cut PORT N
     Opens N connections that each send, in one write, a POST's headers and
@@ -75,7 +78,12 @@ def limit(port, most):
     return 0 if status == 503 and b"too_many_connections" in body else 1
 
 
-def idle(port, n, timeout):
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
+
+
+def idle(port, n, timeout, pid=None):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = n + 64
     if soft < need:
@@ -90,6 +98,7 @@ def idle(port, n, timeout):
               f"limit), {n + 1} needed")
         return 77
 
+    rss0 = rss_kib(pid) if pid else None
     opened = {}
     sel = selectors.DefaultSelector()
     t_first = time.monotonic()
@@ -150,6 +159,14 @@ def idle(port, n, timeout):
     if status != 200 or h["connections"]["open"] != 1:
         print("FAIL: connections left open")
         ok = False
+    if pid:
+        bound, deadline = rss0 * 1.10 + 1024, time.monotonic() + 5
+        while (rss := rss_kib(pid)) > bound and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print(f"RSS {rss0} KiB before, {rss} KiB after")
+        if rss > bound:
+            print(f"FAIL: RSS not back within 10% (and 1 MiB) of {rss0} KiB within 5 s")
+            ok = False
     return 0 if ok else 1
 
 
@@ -202,7 +219,8 @@ def main():
         return limit(port, int(sys.argv[3]))
     if sys.argv[1] == "cut":
         return cut(port, int(sys.argv[3]))
-    return idle(port, int(sys.argv[3]), float(sys.argv[4]))
+    return idle(port, int(sys.argv[3]), float(sys.argv[4]),
+                int(sys.argv[5]) if len(sys.argv) > 5 else None)
 
 
 if __name__ == "__main__":

@@ -89,8 +89,12 @@ grep -q '"param":"messages"' "$tmp/body" && grep -q '"code":"too_many_messages"'
 # last bytes: closed at once, not at idle_timeout (60 s here)
 python3 "$here/door_conns.py" cut "$port" 60 || fail "door_conns.py cut"
 
-# 1,100 connections that never finish their headers
-python3 "$here/door_conns.py" idle "$port" 1100 10; rc=$?
+# 1,100 connections that never finish their headers; the memory they took
+# is given back once they are closed (not checked under a sanitizer, whose
+# allocator is not glibc's)
+rss_pid=$pid
+ldd "$hearthd" 2>/dev/null | grep -q -e libasan -e libtsan && rss_pid=
+python3 "$here/door_conns.py" idle "$port" 1100 10 $rss_pid; rc=$?
 [ $rc -eq 77 ] && echo "SKIP: the idle connections (not enough open files allowed)"
 [ $rc -eq 0 ] || [ $rc -eq 77 ] || fail "door_conns.py idle"
 finish
