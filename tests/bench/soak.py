@@ -8,9 +8,11 @@ It starts HEARTHD on 127.0.0.1 (loopback only) with MODEL and a config file
 of its own (written to a temporary directory: max_queue, header_timeout and
 idle_timeout as given below; parallel and threads are hearthd's defaults),
 waits for /health, warms up (two rounds of as many streams at once as
-hearthd has slots, so that every slot has run), and samples the idle state:
-VmRSS once two samples 0.5 s apart agree within 1%, open descriptors
-(/proc/PID/fd), connections.open from /health. Then, for --seconds:
+hearthd has slots, each as long as the longest the streamers send: every
+slot has run and touched its KV cache that far), and samples the idle state:
+VmRSS once it has held within 1% for 2 s (hearthd gives freed heap back a
+second after its last request), open descriptors (/proc/PID/fd),
+connections.open from /health. Then, for --seconds:
 
   streamers   --clients clients in a loop, each a streamed chat completion
               (stream=true, max_tokens 4-48, a different prompt each time,
@@ -45,7 +47,7 @@ VmRSS once two samples 0.5 s apart agree within 1%, open descriptors
               header_timeout, and it is opened again while time is left.
   health      GET /health every 0.5 s: it must answer within --health-limit.
 
-At the end new requests stop, the streams still running may finish (20 s),
+At the end new requests stop, the streams still running may finish (15 s),
 every connection of this script is closed, and then, each polled until it
 holds or its deadline passes:
 
@@ -94,7 +96,6 @@ CHAT = "/v1/chat/completions"
 HUGE = 9 << 20          # beyond the default max_body_size (8M)
 REQUEST_DEADLINE = 60   # a well-formed request unanswered this long is a failure
 CUT_CLOSE_S = 5.0       # a cut body: hearthd closes within this
-DRAIN_S = 20            # for the streams running when time is up
 now = time.monotonic
 
 
@@ -523,8 +524,8 @@ async def slow_headers(i, port, args, stop):
     head = request("POST", CHAT, CHAT_BODY)
     timeout = args.header_timeout
     while now() + timeout + 6 < stop:
+        t0, sent, got = now(), 0, b""  # before connect, as hearthd's deadline starts at accept
         c = await Conn.open(port)
-        t0, sent, got = now(), 0, b""
         try:
             async with asyncio.timeout(timeout + 5):
                 while True:
@@ -568,6 +569,7 @@ class Idle:
         timeout = self.args.header_timeout
         first = True
         while True:
+            t0 = now()  # before connect: hearthd's header_timeout starts at its accept
             try:
                 c = await Conn.open(self.port)
             except OSError as e:
@@ -581,7 +583,6 @@ class Idle:
             if first:
                 ready.release()
                 first = False
-            t0 = now()
             try:
                 got = await c.r.read(4096)
             except OSError:
@@ -765,29 +766,34 @@ async def poll(fn, deadline, interval=0.5):
 
 
 async def settle_rss(d, deadline):
-    """Poll VmRSS until two samples 0.5 s apart agree within 1%."""
-    last = d.rss_kib()
+    """VmRSS once it has held within 1% for 2 s (hearthd trims its heap a
+    second after its last request), or at the deadline."""
+    window = [d.rss_kib()]
     while now() < deadline:
         await asyncio.sleep(0.5)
-        cur = d.rss_kib()
-        if cur and last and abs(cur - last) <= last / 100:
-            return cur
-        last = cur
-    return last
+        window = (window + [d.rss_kib()])[-5:]
+        if len(window) == 5 and None not in window and max(window) - min(window) <= window[0] / 100:
+            break
+    return window[-1]
 
 
 # ---------------------------------------------------------------- the run
 
 async def warm_up(d, slots):
-    """Two rounds of `slots` short streams at once: every slot has run."""
+    """Two rounds of `slots` streams at once, each as long as the longest
+    the streamers send (a 40-word prompt, max_tokens 48): every slot has run
+    and has touched the memory (KV cache pages) such a request needs."""
+    rng = random.Random(0)
+
     async def one(k):
         c = await Conn.open(d.port)
-        body = {"messages": [{"role": "user", "content": f"Warm up {k}"}], "stream": True,
-                "max_tokens": 16}
+        words = " ".join(rng.choice(WORDS) for _ in range(40))
+        body = {"messages": [{"role": "user", "content": words.capitalize() + "."}],
+                "stream": True, "max_tokens": 48}
         await c.send(request("POST", CHAT, json.dumps(body).encode()))
         status, headers = await c.head()
         T.saw(status)
-        wrong = await check_stream(c, headers, False, 16) if status == 200 else f"HTTP {status}"
+        wrong = await check_stream(c, headers, False, 48) if status == 200 else f"HTTP {status}"
         c.close()
         if wrong:
             T.fail("warm-up", wrong)
@@ -795,92 +801,91 @@ async def warm_up(d, slots):
         await asyncio.gather(*(one(rnd * slots + k) for k in range(slots)))
 
 
-async def soak(args, d, checks, report):
-    t_start = now()
-    hard_end = t_start + args.seconds + 55  # everything below fits before it
+async def setup(args, d, checks, report):
+    """Start hearthd, warm it up, sample the idle state; False when it did not come up."""
     d.start()
-    if not await d.ready(now() + 15):
+    if not await d.ready(now() + 10):
         sys.stderr.write(f"soak.py: hearthd did not come up; its log:\n{d.log_text()[-3000:]}")
-        return 2
+        return False
     _, ms_text, _ = await get(d.port, "/metrics")
     slots = int(metric(parse_metrics(ms_text), "hearth_slots")) or 4
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(15):
         await warm_up(d, slots)
-    idle_rss = await settle_rss(d, now() + 5)
+    idle_rss = await settle_rss(d, now() + 8)
     _, h, _ = await get(d.port, "/health")
-    base_conns, base_fds = h["connections"]["open"], d.fds()
-    report.update(pid=d.proc.pid, port=d.port, slots=slots, cmd=d.cmd,
-                  idle_rss_kib=idle_rss, base_fds=base_fds, base_connections=base_conns,
+    report.update(pid=d.proc.pid, port=d.port, slots=slots, cmd=d.cmd, idle_rss_kib=idle_rss,
+                  base_fds=d.fds(), base_connections=h["connections"]["open"],
                   max_connections=h["connections"]["max"])
     if h["connections"]["max"] < args.idle + args.clients + args.slow + args.garbage + 16:
         checks.append(("max_connections fits the soak", False,
                        f"{h['connections']['max']} (hearthd's open-file limit?)"))
+    return True
 
-    # ---- the run
+
+async def run(args, d, checks, report, drain_end):
+    """Every client for --seconds, then the streams running may finish until drain_end."""
     run_start = now()
     stop = run_start + args.seconds
-    rss_series, health_samples = [(0.0, idle_rss)], []
+    report["rss_series"], report["health_samples"] = [(0.0, report["idle_rss_kib"])], []
     idle = Idle(d.port, args)
-    tasks = [asyncio.create_task(health_monitor(d.port, args, stop, health_samples))]
+    tasks = [asyncio.create_task(health_monitor(d.port, args, stop, report["health_samples"]))]
     async with asyncio.timeout(min(30, args.seconds)):
         await idle.start(stop)
     report["idle_open_s"] = round(now() - run_start, 2)
     tasks += [asyncio.create_task(streamer(i, d.port, args, stop)) for i in range(args.clients)]
     tasks += [asyncio.create_task(garbage(i, d.port, args, stop)) for i in range(args.garbage)]
     tasks += [asyncio.create_task(slow_headers(i, d.port, args, stop)) for i in range(args.slow)]
-    while now() < stop:
+    while now() < stop and d.alive():
         await asyncio.sleep(min(1.0, max(0.0, stop - now())))
-        rss_series.append((round(now() - run_start, 1), d.rss_kib()))
-        if not d.alive():
-            break
-    # ---- drain: no new requests; running ones may finish
-    try:
-        async with asyncio.timeout(DRAIN_S):
+        report["rss_series"].append((round(now() - run_start, 1), d.rss_kib()))
+    try:  # no new requests now
+        async with asyncio.timeout(max(1.0, drain_end - now())):
             await asyncio.gather(*tasks, return_exceptions=True)
     except TimeoutError:
         late = sum(not t.done() for t in tasks)
-        checks.append(("streams finished within the drain", False, f"{late} still running"))
+        checks.append(("clients done within the drain", False, f"{late} still running"))
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     await idle.stop()
-    t_end = now()
-    report["run_s"] = round(t_end - run_start, 1)
+    report["idle_closed"] = len(idle.closed_after)
+    report["run_s"] = round(now() - run_start, 1)
 
-    # ---- the checks
-    alive = d.alive()
-    checks.append(("hearthd alive (pid)", alive, f"pid {d.proc.pid}" if alive
-                   else f"exit status {d.proc.poll()}"))
-    if not alive:
-        return 1
-    check_end = min(hard_end - 15, now() + 20)
+
+async def check_quiet(d, checks, report, deadline):
+    """/health: no request, slot or connection left (polled until the deadline)."""
+    base = report["base_connections"]
 
     async def quiet():
         status, h, _ = await get(d.port, "/health")
         r, c = h["requests"], h["connections"]
         ok = (status == 200 and r["running"] == 0 and r["queued"] == 0 and r["in_flight"] == 1
-              and c["open"] == base_conns)
+              and c["open"] == base)
         return ok, (status, r, c)
-    ok, (status, r, c) = await poll(quiet, check_end)
-    report["health_end"] = {"requests": r, "connections": c, "seconds_after_run": round(now() - t_end, 1)}
+    t0 = now()
+    _, (status, r, c) = await poll(quiet, deadline)
+    report["health_end"] = {"requests": r, "connections": c, "after_s": round(now() - t0, 1)}
     checks.append(("/health 200", status == 200, str(status)))
     checks.append(("no busy slot, queue 0", r["running"] == 0 and r["queued"] == 0,
                    f"running {r['running']}, queued {r['queued']}"))
     checks.append(("requests in flight back to 1 (the probe)", r["in_flight"] == 1,
                    f"{r['in_flight']}"))
-    checks.append(("connections back to baseline", c["open"] == base_conns,
-                   f"{c['open']} open, {base_conns} at idle"))
-    if c["open"] != base_conns:
-        report["server_sockets"] = server_sockets(d.port)
+    checks.append(("connections back to baseline", c["open"] == base,
+                   f"{c['open']} open, {base} at idle"))
+    if c["open"] != base:
+        report["server_sockets"] = server_sockets(d.port) or {}
         report["server_sockets"]["descriptors"] = d.fds()
 
+
+async def check_metrics(d, checks, report):
+    """/metrics against what this script counted."""
     _, ms_text, _ = await get(d.port, "/metrics")
     ms = parse_metrics(ms_text)
-    report["metrics"] = {k: v for k, v in (
-        ("completion_tokens", metric(ms, "hearth_completion_tokens_total")),
-        ("prompt_tokens", metric(ms, "hearth_prompt_tokens_total")),
-        ("forward_passes", metric(ms, "hearth_forward_passes_total")),
-        ("ttft_count", metric(ms, "hearth_time_to_first_token_seconds_count")))}
+    tok = report["metrics"] = {
+        "completion_tokens": metric(ms, "hearth_completion_tokens_total"),
+        "prompt_tokens": metric(ms, "hearth_prompt_tokens_total"),
+        "forward_passes": metric(ms, "hearth_forward_passes_total"),
+        "ttft_count": metric(ms, "hearth_time_to_first_token_seconds_count")}
     gauges = {g: metric(ms, g) for g in ("hearth_http_requests_in_flight", "hearth_queue_depth",
                                          "hearth_requests_running", "hearth_slots_busy")}
     checks.append(("/metrics gauges: in flight 1, queue, running, busy slots 0",
@@ -892,16 +897,14 @@ async def soak(args, d, checks, report):
         lab = dict(ls)
         if n == "hearth_http_requests_total" and lab.get("endpoint") == CHAT:
             by_status[lab["status"]] = by_status.get(lab["status"], 0) + int(v)
-    report["chat_status_metrics"] = by_status
-    report["chat_status_script"] = dict(sorted(T.status.items()))
-    report["chat_unknown"] = T.unknown
+    report.update(chat_status_metrics=by_status, chat_status_script=dict(sorted(T.status.items())),
+                  chat_unknown=T.unknown)
     bad = []
     for s in sorted(set(by_status) | set(T.status)):
         seen, counted = T.status.get(s, 0), by_status.get(s, 0)
         if not seen <= counted <= seen + T.unknown:
             bad.append(f"{s}: metrics {counted}, script {seen} (+{T.unknown} unknown)")
-    total_script = sum(T.status.values()) + T.unknown
-    total_metrics = sum(by_status.values())
+    total_script, total_metrics = sum(T.status.values()) + T.unknown, sum(by_status.values())
     if total_metrics != total_script:
         bad.append(f"total: metrics {total_metrics}, script {total_script}")
     checks.append(("/metrics requests by status match the script's", not bad,
@@ -909,42 +912,61 @@ async def soak(args, d, checks, report):
     health_200 = int(metric(ms, "hearth_http_requests_total", endpoint="/health", status="200"))
     checks.append(("/metrics /health 200s = the script's", health_200 == T.health_ok,
                    f"metrics {health_200}, script {T.health_ok}"))
-    tok = report["metrics"]
     checks.append(("/metrics tokens >= the streams' usage",
                    tok["completion_tokens"] >= T.completion_tokens
                    and tok["prompt_tokens"] >= T.prompt_tokens,
                    f"completion {tok['completion_tokens']:g} >= {T.completion_tokens}, "
                    f"prompt {tok['prompt_tokens']:g} >= {T.prompt_tokens}"))
 
-    # ---- memory and descriptors
-    settle_series = []
+
+async def check_memory(args, d, checks, report, deadline):
+    """RSS back within 10% of idle (polled, the series kept), descriptors back."""
+    idle_rss, series, t0 = report["idle_rss_kib"], [], now()
 
     async def rss_back():
         v = d.rss_kib()
-        settle_series.append((round(now() - t_end, 1), v))
-        return (args.no_rss_bound or (v and v <= idle_rss * 1.10)), v
-    ok, end_rss = await poll(rss_back, min(hard_end - 10, now() + 15), 1.0)
-    peak = max(v for _, v in rss_series + settle_series if v)
-    report.update(rss_series=rss_series, rss_settle=settle_series, peak_rss_kib=peak,
-                  end_rss_kib=end_rss)
-    checks.append((f"RSS within 10% of idle{' (not checked: --no-rss-bound)' if args.no_rss_bound else ''}",
-                   ok, f"idle {idle_rss} KiB, peak {peak}, end {end_rss} "
-                       f"({(end_rss / idle_rss - 1) * 100:+.1f}%)"))
+        series.append((round(now() - t0, 1), v))
+        return bool(v and v <= idle_rss * 1.10), v
+    ok, end_rss = await poll(rss_back, deadline - 5, 1.0)
+    peak = max(v for _, v in report["rss_series"] + series if v)
+    report.update(rss_settle=series, peak_rss_kib=peak, end_rss_kib=end_rss)
+    checks.append(("RSS within 10% of idle" + (" (not held: --no-rss-bound)"
+                                               if args.no_rss_bound else ""),
+                   ok or args.no_rss_bound, f"idle {idle_rss} KiB, peak {peak}, end {end_rss} "
+                   f"({(end_rss / idle_rss - 1) * 100:+.1f}%)"))
 
     async def fds_back():
         n = d.fds()
-        return n == base_fds, n
-    ok, end_fds = await poll(fds_back, min(hard_end - 8, now() + 5))
+        return n == report["base_fds"], n
+    ok, end_fds = await poll(fds_back, deadline)
     report["end_fds"] = end_fds
-    checks.append(("descriptors back to baseline", ok, f"{end_fds} open, {base_fds} at idle"))
+    checks.append(("descriptors back to baseline", ok,
+                   f"{end_fds} open, {report['base_fds']} at idle"))
 
-    lat = sorted(s[1] for s in health_samples)
-    report["health"] = {"probes": len(lat), "p50_ms": round(lat[len(lat) // 2] * 1000, 1) if lat else None,
+
+async def soak(args, d, checks, report):
+    """0 when it ran (the checks tell), 2 when hearthd did not come up. Every
+    phase after the run has its deadline before hard_end, so that with the
+    stop (at most 12 s) it all ends within --seconds + 60 s."""
+    hard_end = now() + args.seconds + 45
+    if not await setup(args, d, checks, report):
+        return 2
+    await run(args, d, checks, report, min(now() + args.seconds + 15, hard_end - 25))
+    alive = d.alive()
+    checks.append(("hearthd alive (pid)", alive,
+                   f"pid {d.proc.pid}" if alive else f"exit status {d.proc.poll()}"))
+    if alive:
+        await check_quiet(d, checks, report, hard_end - 20)
+        await check_metrics(d, checks, report)
+        await check_memory(args, d, checks, report, hard_end)
+    samples = report.pop("health_samples")
+    lat = sorted(s[1] for s in samples)
+    report["health"] = {"probes": len(lat),
+                        "p50_ms": round(lat[len(lat) // 2] * 1000, 1) if lat else None,
                         "max_ms": round(lat[-1] * 1000, 1) if lat else None,
-                        "peak_connections": max((s[3] for s in health_samples), default=None),
-                        "peak_running": max((s[4] for s in health_samples), default=None),
-                        "peak_queued": max((s[5] for s in health_samples), default=None)}
-    report["idle_closed"] = len(idle.closed_after)
+                        "peak_connections": max((s[3] for s in samples), default=None),
+                        "peak_running": max((s[4] for s in samples), default=None),
+                        "peak_queued": max((s[5] for s in samples), default=None)}
     checks.append((f"/health answered within {args.health_limit:g} s throughout",
                    not T.failures.get("health"), f"max {report['health']['max_ms']} ms over "
                    f"{len(lat)} probes"))
