@@ -449,6 +449,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         return MHD_YES;
     }
     /* The whole request is in. */
+    http_conn_request_in(r->hc);
     if (r->on_resume)
         return r->on_resume(r, s->cfg.user) == 0 ? MHD_YES : MHD_NO;
     int rc;
@@ -473,6 +474,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r)
         return;
     *con_cls = NULL;
+    unwatch(r); /* before the connection's own watch may start on the fd */
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->close && !s->stopping)
         http_conn_wait_again(r->hc); /* kept alive: the next request's headers */
     double ms = (double)(http_now_ns() - r->t_start_ns) / 1e6;
@@ -493,7 +495,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             match_route(s, r, &known, allow, sizeof allow);
         s->cfg.on_done(r, s->cfg.user);
     }
-    unwatch(r);
     if (r->app_free)
         r->app_free(r->app);
     for (int i = 0; i < r->n_extra; i++) {
@@ -506,6 +507,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         s->inflight--;
     if (s->stopping && s->inflight == 0)
         s->drained = true;
+    http_trim_poke(s);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -712,7 +714,8 @@ int http_start(http_server **out, uv_loop_t *loop, const http_config *cfg,
     uv_timer_init(loop, &s->timer);
     uv_timer_init(loop, &s->hdr_timer);
     s->timer.data = s->hdr_timer.data = s;
-    s->handles_open = 2;
+    http_trim_init(s);
+    s->handles_open = 3;
     fit_file_limit(s, (cfg->host ? 1 : 0) + (cfg->unix_path ? 1 : 0));
     int rc = 0;
     if (cfg->unix_path) {
@@ -802,6 +805,7 @@ void http_stop(http_server *s)
     unix_remove(s);
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
     uv_close((uv_handle_t *)&s->hdr_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&s->trim_timer, on_handle_closed);
 }
 
 int http_bound_port(const http_server *s) { return s->port; }

@@ -27,6 +27,9 @@
  *   connections wait unanswered in the kernel's queue. So MHD's limit is
  *   set HTTP_CONN_RESERVE above ours, and a connection beyond ours gets a
  *   503 to its first request and is closed.
+ * - hang-ups: a client that closes before its request is whole (a body
+ *   cut short) is closed at once, also when MHD's epoll mode misses it
+ *   (daemon/http_conn.c); a suspended request has its disconnect watch.
  * - max_header_size: MHD's per-connection memory pool holds the request
  *   line and headers, and the response's headers and MHD's buffers; it is
  *   max_header_size plus 4 KiB. Headers that do not fit get MHD's own 431

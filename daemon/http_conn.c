@@ -7,10 +7,26 @@
  * their deadlines, so one timer armed for the head serves them all and
  * each expiry costs O(1). A connection past its deadline is shut down
  * (shutdown(2), not close: the descriptor stays MHD's until MHD closes
- * it); MHD then reads the end of stream and closes the connection itself. */
+ * it); MHD then reads the end of stream and closes the connection itself.
+ *
+ * Hang-ups MHD misses. In its epoll mode MHD takes a read shorter than its
+ * buffer to mean that the socket is drained, and its epoll set is
+ * edge-triggered: when a client's FIN comes in the same read as its last
+ * bytes (a body cut short, a request sent and the socket closed at once,
+ * which a busy loop sees as one), no new edge follows and MHD waits for
+ * bytes that never come, until idle_timeout (for ever with 0), holding the
+ * connection and its request. So while the client owes bytes (headers, a
+ * body, the next request of a kept-alive connection) the connection is
+ * watched here for the hang-up itself (EPOLLRDHUP, level-triggered in
+ * libuv): MHD first reads what came before it, and if the request is
+ * still not whole the socket is shut down, which MHD sees. Once a request
+ * is whole the watch stops: a client may half-close after sending and
+ * still read its answer, and a suspended request has its own watch
+ * (http.c; one fd may have one active uv_poll). */
 #include "http_internal.h"
 
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "log.h"
@@ -89,6 +105,55 @@ static void on_header_deadline(uv_timer_t *t)
     arm(s);
 }
 
+/* ---------------------------------------------------------- hang-ups */
+
+/* Fires of the watch with bytes still unread, after which the connection
+ * is shut down anyway (MHD not reading them would make the watch spin). */
+#define HUP_UNREAD_MAX 64
+
+static void hup_stop(http_conn *c)
+{
+    if (c->hup_on) {
+        uv_poll_stop(&c->hup);
+        c->hup_on = false;
+    }
+}
+
+static void on_hup(uv_poll_t *p, int status, int events)
+{
+    http_conn *c = p->data;
+    if (!c->hup_on || !(status < 0 || (events & UV_DISCONNECT)))
+        return;
+    http_run(c->srv); /* MHD takes what came before the hang-up */
+    if (c->closed || !c->hup_on)
+        return; /* closed by MHD meanwhile, or its request is whole now */
+    int unread = 0;
+    if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0 && ++c->hup_unread < HUP_UNREAD_MAX)
+        return; /* MHD reads on; the watch fires again */
+    hup_stop(c);
+    log_debug("http", "client hung up before its request was whole: closing the connection");
+    shutdown(c->fd, SHUT_RDWR);
+    http_run(c->srv); /* MHD reads the end now */
+}
+
+static void hup_start(http_conn *c)
+{
+    if (c->hup_on || c->fd < 0)
+        return;
+    if (!c->hup_init) {
+        if (uv_poll_init(c->srv->loop, &c->hup, c->fd) != 0)
+            return; /* unwatched: idle_timeout still applies */
+        c->hup.data = c;
+        c->hup_init = true;
+    }
+    c->hup_unread = 0;
+    c->hup_on = uv_poll_start(&c->hup, UV_DISCONNECT, on_hup) == 0;
+}
+
+static void on_hup_closed(uv_handle_t *h) { free(h->data); }
+
+/* ---------------------------------------------------------- accept, close */
+
 void http_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
                       enum MHD_ConnectionNotificationCode toe)
 {
@@ -108,6 +173,7 @@ void http_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_cont
             c->fd = ci->connect_fd;
         c->over_limit = s->n_conns > s->max_conns;
         wait_add(c);
+        hup_start(c);
         return;
     }
     http_conn *c = *socket_context;
@@ -119,7 +185,12 @@ void http_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_cont
         wait_remove(c);
         if (was_head)
             arm(s);
-        free(c);
+        c->closed = true;
+        http_trim_poke(s);
+        if (c->hup_init) /* MHD closes the socket after this returns */
+            uv_close((uv_handle_t *)&c->hup, on_hup_closed);
+        else
+            free(c);
     }
 }
 
@@ -144,6 +215,14 @@ void http_conn_rearm(http_server *s) { arm(s); }
 
 void http_conn_wait_again(http_conn *c)
 {
-    if (c)
+    if (c) {
         wait_add(c);
+        hup_start(c);
+    }
+}
+
+void http_conn_request_in(http_conn *c)
+{
+    if (c)
+        hup_stop(c);
 }

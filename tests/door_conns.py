@@ -1,12 +1,24 @@
 #!/usr/bin/env python3
 """door_conns.py - connections against hearthd on 127.0.0.1, for tests/test_door.sh.
 
-door_conns.py idle PORT N HEADER_TIMEOUT
+door_conns.py idle PORT N HEADER_TIMEOUT [PID]
     Opens N connections that each send part of a request's headers and then
     nothing. Checks that /health still answers at once (and counts them all
     open), that the server closes every one of them once HEADER_TIMEOUT
     seconds have passed since it was opened (and none much before), and
-    that /health then counts only itself.
+    that /health then counts only itself. With PID (hearthd's, not under a
+    sanitizer): its resident size comes back within 10% (and 1 MiB) of
+    what it was before, within 5 s (what the connections took is given
+    back once the server is quiet).
+
+door_conns.py cut PORT N
+    Opens N connections that each send, in one write, a POST's headers and
+    part of the body they announce (by Content-Length or chunked), or the
+    headers only, and at once shut down their side (half of them) or close.
+    The end of stream comes with the last bytes, in the same read: checks
+    that hearthd closes every one at once (within 3 s, without an answer)
+    and that /health then counts no request and no connection but itself,
+    long before idle_timeout.
 
 door_conns.py limit PORT MAX
     Holds MAX - 1 idle connections (waiting until /health counts them and
@@ -66,7 +78,12 @@ def limit(port, most):
     return 0 if status == 503 and b"too_many_connections" in body else 1
 
 
-def idle(port, n, timeout):
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
+
+
+def idle(port, n, timeout, pid=None):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = n + 64
     if soft < need:
@@ -81,6 +98,7 @@ def idle(port, n, timeout):
               f"limit), {n + 1} needed")
         return 77
 
+    rss0 = rss_kib(pid) if pid else None
     opened = {}
     sel = selectors.DefaultSelector()
     t_first = time.monotonic()
@@ -141,14 +159,68 @@ def idle(port, n, timeout):
     if status != 200 or h["connections"]["open"] != 1:
         print("FAIL: connections left open")
         ok = False
+    if pid:
+        bound, deadline = rss0 * 1.10 + 1024, time.monotonic() + 5
+        while (rss := rss_kib(pid)) > bound and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print(f"RSS {rss0} KiB before, {rss} KiB after")
+        if rss > bound:
+            print(f"FAIL: RSS not back within 10% (and 1 MiB) of {rss0} KiB within 5 s")
+            ok = False
     return 0 if ok else 1
+
+
+def cut(port, n):
+    body = b'{"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4}'
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    shapes = [head + b"Content-Length: %d\r\n\r\n" % len(body) + body[:20],
+              head + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(body) + body[:20],
+              head + b"Content-Length: %d\r\n\r\n" % len(body)]
+    shut, still_open, answered = [], 0, 0
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(shapes[i % len(shapes)])
+        if i % 2:
+            s.close()
+        else:
+            s.shutdown(socket.SHUT_WR)
+            shut.append(s)
+    deadline = time.monotonic() + 3
+    for s in shut:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = s.recv(4096)
+        except socket.timeout:
+            data = None
+        except ConnectionResetError:
+            data = b""
+        s.close()
+        still_open += data is None
+        answered += bool(data)
+    if still_open or answered:
+        print(f"FAIL: of {len(shut)} connections cut short and shut, {still_open} still open "
+              f"after 3 s, {answered} answered")
+    while True:
+        _, h, _ = health(port, 5)
+        if h["connections"]["open"] == 1 and h["requests"]["in_flight"] == 1:
+            break
+        if time.monotonic() > deadline:
+            print(f"FAIL: {h['connections']['open']} connections and "
+                  f"{h['requests']['in_flight']} requests open 3 s after {n} were cut short")
+            return 1
+        time.sleep(0.05)
+    print(f"{n} connections cut short: all closed, none counted")
+    return 0 if not still_open and not answered else 1
 
 
 def main():
     port = int(sys.argv[2])
     if sys.argv[1] == "limit":
         return limit(port, int(sys.argv[3]))
-    return idle(port, int(sys.argv[3]), float(sys.argv[4]))
+    if sys.argv[1] == "cut":
+        return cut(port, int(sys.argv[3]))
+    return idle(port, int(sys.argv[3]), float(sys.argv[4]),
+                int(sys.argv[5]) if len(sys.argv) > 5 else None)
 
 
 if __name__ == "__main__":
