@@ -37,7 +37,8 @@ int gen_error(gen_req *gr, unsigned status, const char *type, const char *messag
 static api_stream *stream_of(gen_req *gr)
 {
     gr->st.q = &gr->prep.req;
-    gr->st.h = (api_head){.id = gr->id, .model = gr->g->model_id, .created = gr->created};
+    gr->st.h = (api_head){.id = gr->id, .model = gr->g->model_id, .created = gr->created,
+                          .system_fingerprint = gr->g->fingerprint[0] ? gr->g->fingerprint : NULL};
     return &gr->st;
 }
 
@@ -643,7 +644,7 @@ static int handle(gen_service *g, http_req *r, api_kind kind, bool count_only)
     r->app = gr;
     r->app_free = gen_req_free;
     g->n_requests++;
-    api_format_id(gr->id, kind, ((uint64_t)time(NULL) << 20) ^ (g->n_requests * 0x9e3779b97f4a7c15ull));
+    api_format_id(gr->id, kind, ids_next());
     gr->created = (int64_t)time(NULL);
 
     /* refused before any work when nothing could take the job; the

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "chat.h"
+#include "daemon/ids.h"
 #include "http.h"
 #include "model.h"
 #include "routing.h"
@@ -41,7 +42,9 @@ typedef struct gen_service {
     uv_loop_t *loop;
     routing *rt;               /* never NULL */
     struct metrics *metrics;   /* GET /metrics (daemon/metrics.h); may be NULL */
-    uint64_t n_requests;       /* for response ids */
+    uint64_t n_requests;       /* requests handled */
+    char fingerprint[IDS_FP_MAX]; /* system_fingerprint (daemon/ids.h), set
+                                     with the model; "": none (JSON null) */
 } gen_service;
 
 int gen_chat(gen_service *g, http_req *r);

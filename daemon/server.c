@@ -436,6 +436,7 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
     struct stat st;
     hs->model_created = stat(path, &st) == 0 ? (long long)st.st_mtime : 0;
     hs->gen.model_id = hs->model_id;
+    ids_fingerprint(hs->gen.fingerprint, PACKAGE_VERSION, path);
     hs->gen.m = hs->model;
     hs->gen.v = hs->vocab;
     hs->gen.tmpl = hs->tmpl;
