@@ -247,11 +247,31 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static uint64_t now_ms(void)
+static uint64_t clock_ms(clockid_t c)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(c, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
+
+/* A hang is DEADLINE_MS of this process's CPU time (the loop busy without
+ * an end) or twelve times that on the clock: on a loaded machine a niced
+ * fuzzer may get little of the clock's time, and a wall-clock deadline
+ * alone then reports hangs that are not. */
+typedef struct deadline {
+    uint64_t cpu, wall;
+} deadline;
+
+static deadline deadline_in(uint64_t ms)
+{
+    return (deadline){clock_ms(CLOCK_PROCESS_CPUTIME_ID) + ms, now_ms() + 12 * ms};
+}
+
+static int deadline_passed(const deadline *d)
+{
+    return clock_ms(CLOCK_PROCESS_CPUTIME_ID) >= d->cpu || now_ms() >= d->wall;
 }
 
 /* ------------------------------------------------------------ the request */
@@ -362,19 +382,17 @@ static int exchange(const buf *out, size_t split, int half_close, buf *in)
     check(rc == 0 || errno == EINPROGRESS, "connect");
     size_t sent = 0;
     int shut = 0, closed = 0, passes = 0, waiting = 0;
-    uint64_t deadline = now_ms() + DEADLINE_MS;
+    deadline dl = deadline_in(DEADLINE_MS);
     while (!closed && !waiting) {
-        uint64_t now = now_ms();
-        check(now < deadline, "the server neither answered nor closed within 5 s");
+        check(!deadline_passed(&dl), "the server neither answered nor closed within 5 s");
         size_t limit = sent < split && passes < 2 ? split : out->len;
         struct pollfd p[2] = {
             {.fd = uv_backend_fd(&loop), .events = POLLIN},
             {.fd = fd, .events = POLLIN | (sent < limit ? POLLOUT : 0)},
         };
         int t = uv_backend_timeout(&loop);
-        int left = (int)(deadline - now);
-        if (t < 0 || t > left)
-            t = left;
+        if (t < 0 || t > DEADLINE_MS)
+            t = DEADLINE_MS;
         int quiet_cap = sent == out->len && t >= QUIET_MS;
         if (quiet_cap)
             t = QUIET_MS;
@@ -409,9 +427,9 @@ static int exchange(const buf *out, size_t split, int half_close, buf *in)
     }
     close(fd);
     /* let the server finish with the connection before the next input */
-    uint64_t settle = now_ms() + DEADLINE_MS;
+    deadline settle = deadline_in(DEADLINE_MS);
     while (http_inflight(srv) || http_connections(srv)) {
-        check(now_ms() < settle, "a connection stayed open after the client left");
+        check(!deadline_passed(&settle), "a connection stayed open after the client left");
         struct pollfd p = {.fd = uv_backend_fd(&loop), .events = POLLIN};
         int t = uv_backend_timeout(&loop);
         poll(&p, 1, t < 0 || t > 100 ? 100 : t);
