@@ -23,6 +23,7 @@
 
 #include "gguf.h"
 #include "tok.h"
+#include "utf8.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -123,41 +124,6 @@ static char *decode(const tok_vocab *v, const int32_t *ids, int n,
     s[need] = '\0';
     *len = (size_t)need;
     return s;
-}
-
-/* well-formed UTF-8 (shortest forms, no surrogates, <= U+10FFFF) */
-static bool valid_utf8(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        size_t k;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            k = 1, cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2, cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3, cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (i + k >= n)
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((p[i + j] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i + j] & 0x3F);
-        }
-        if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-            return false;
-        i += k + 1;
-    }
-    return true;
 }
 
 static void print_escaped(const char *s, size_t n)
@@ -935,7 +901,7 @@ START_TEST(test_stream_bpe_matches_decode)
         char p[64];
         int pl = tok_piece(v, ids[i], false, p, sizeof p);
         ck_assert_int_ge(pl, 0);
-        partial += !valid_utf8(p, (size_t)pl);
+        partial += !utf8_valid(p, (size_t)pl);
     }
     ck_assert_int_gt(partial, 0);
     char out[256];

@@ -140,41 +140,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* well-formed UTF-8: shortest forms, no surrogates, at most U+10FFFF */
-static bool valid_utf8(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        size_t k;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            k = 1, cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2, cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3, cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (i + k >= n)
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((p[i + j] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i + j] & 0x3F);
-        }
-        if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-            return false;
-        i += k + 1;
-    }
-    return true;
-}
-
 static char *decode(const tok_vocab *v, const int32_t *ids, int n, bool special, size_t *len,
                     const char *name)
 {
@@ -248,7 +213,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
           "a short buffer got other ids than a long one", name);
     in_range(v, ids, n, true, add_bos, name);
 
-    bool valid = valid_utf8(text, len);
+    bool valid = utf8_valid(text, len);
     /* SentencePiece writes a space as U+2581 and reads U+2581 back as a
      * space, so text with U+2581 in it cannot come back (llama.cpp's
      * SentencePiece does the same) */
@@ -256,7 +221,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t dl, sl;
     char *dec = decode(v, ids, n, false, &dl, name);
     char *str = stream(v, ids, n, &sl, name);
-    check(valid_utf8(str, sl), "the stream gave text that is not UTF-8", name);
+    check(utf8_valid(str, sl), "the stream gave text that is not UTF-8", name);
     if (valid && vocabs[k].lossless && !spm_space) {
         check(dl == len && memcmp(dec, text, len) == 0,
               "decode(encode(text)) is not the text", name);
