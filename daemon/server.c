@@ -352,7 +352,7 @@ static int model_open(hearth_server *hs, char *err, size_t errlen)
     char why[512];
     uint64_t t0 = http_now_ns();
     if (model_load(path, &hs->model, why, sizeof why) < 0) {
-        snprintf(err, errlen, "model %s: %s", path, why);
+        snprintf(err, errlen, "cannot load the model: %s", why); /* it names the path */
         return -1;
     }
     if (tok_load(model_gguf(hs->model), &hs->vocab, why, sizeof why) < 0) {

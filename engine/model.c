@@ -623,15 +623,13 @@ int model_load(const char *path, model **out, char *err, size_t errlen)
 {
     *out = NULL;
     gguf_file *f = NULL;
-    char gerr[256];
-    if (gguf_open(path, &f, gerr, sizeof gerr) != 0) {
-        seterr(err, errlen, "%s: %s", path, gerr);
+    /* gguf_open's message names the path already */
+    if (gguf_open(path, &f, err, errlen) != 0)
         return -1;
-    }
     char merr[256];
     model *m;
     if (model_load_gguf(f, &m, merr, sizeof merr) != 0) {
-        seterr(err, errlen, "%s: %s", path, merr);
+        seterr(err, errlen, "%s (in '%s')", merr, path);
         gguf_close(f);
         return -1;
     }
@@ -1283,11 +1281,8 @@ int model_quantize(const char *in, const char *out, uint32_t type,
         return MODEL_QUANTIZE_ERROR;
     }
     gguf_file *f = NULL;
-    char gerr[256];
-    if (gguf_open(in, &f, gerr, sizeof gerr) != 0) {
-        seterr(err, errlen, "%s: %s", in, gerr);
+    if (gguf_open(in, &f, err, errlen) != 0) /* its message names the path */
         return MODEL_QUANTIZE_ERROR;
-    }
     int rc = check_requantize(f, in, type, flags, err, errlen);
     if (rc != MODEL_QUANTIZE_OK) {
         gguf_close(f);
@@ -1377,6 +1372,7 @@ int model_quantize(const char *in, const char *out, uint32_t type,
         seterr(err, errlen, "out of memory copying metadata");
         goto done;
     }
+    char gerr[256];
     if (gguf_writer_write(w, out, gerr, sizeof gerr) != 0) {
         seterr(err, errlen, "%s: %s", out, gerr);
         goto done;

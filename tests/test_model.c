@@ -601,6 +601,42 @@ START_TEST(refuse_unsupported_type)
 }
 END_TEST
 
+/* A file that cannot be loaded is named once in the message, whichever
+ * layer refused it (gguf_open names it; model_load adds it to its own). */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+START_TEST(load_error_names_path_once)
+{
+    char err[512], path[128];
+    model *m = NULL;
+    snprintf(path, sizeof path, "/tmp/hearth-broken-%d.gguf", (int)getpid());
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs("this is not a GGUF file", f);
+    fclose(f);
+    ck_assert_int_ne(model_load(path, &m, err, sizeof err), 0);
+    ck_assert_msg(count_of(err, path) == 1, "%s", err);
+    ck_assert_msg(strstr(err, "not a GGUF file"), "%s", err);
+    unlink(path);
+    ck_assert_int_ne(model_load(path, &m, err, sizeof err), 0); /* gone now */
+    ck_assert_msg(count_of(err, path) == 1, "%s", err);
+    ck_assert_msg(strstr(err, "No such file"), "%s", err);
+    /* a GGUF file the model refuses */
+    tiny_opts o = {.bad_type_name = "output_norm.weight", .bad_type = QT_F16};
+    write_tiny(&o, path, sizeof path);
+    ck_assert_int_ne(model_load(path, &m, err, sizeof err), 0);
+    unlink(path);
+    ck_assert_msg(count_of(err, path) == 1, "%s", err);
+    ck_assert_msg(strstr(err, "output_norm.weight"), "%s", err);
+}
+END_TEST
+
 START_TEST(refuse_f16_norm)
 {
     tiny_opts o = {.bad_type_name = "output_norm.weight", .bad_type = QT_F16};
@@ -1577,6 +1613,7 @@ static Suite *model_suite(void)
     tcase_add_test(t, refuse_wrong_shape);
     tcase_add_test(t, refuse_unsupported_type);
     tcase_add_test(t, refuse_f16_norm);
+    tcase_add_test(t, load_error_names_path_once);
     tcase_add_test(t, tiny_models_run);
     tcase_add_test(t, rope_scaling_variants);
     tcase_add_test(t, refuse_unsupported_rope_scaling);

@@ -613,7 +613,7 @@ static int cmd_info(int argc, char **argv)
     char err[512];
     gguf_file *f = NULL;
     if (gguf_open(path, &f, err, sizeof err) != 0)
-        return fail("info", "%s: %s", path, err);
+        return fail("info", "%s", err); /* it names the path */
 
     char b1[64], b2[64];
     fmt_bytes(b1, sizeof b1, gguf_file_size(f));
@@ -785,7 +785,7 @@ static int cmd_tokenize(int argc, char **argv)
     char err[512];
     gguf_file *f = NULL;
     if (gguf_open(path, &f, err, sizeof err) != 0)
-        return fail("tokenize", "%s: %s", path, err);
+        return fail("tokenize", "%s", err); /* it names the path */
     tok_vocab *v = NULL;
     if (tok_load(f, &v, err, sizeof err) != 0) {
         gguf_close(f);
