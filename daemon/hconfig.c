@@ -606,29 +606,49 @@ int config_reload(hearth_config *c, int argc, char **argv, char *restart_keys,
     return 0;
 }
 
+/* The flag column of key i ("-p, --port VALUE", "    --host VALUE"). */
+static void help_left(size_t i, char *left, size_t n)
+{
+    if (keys[i].short_opt)
+        snprintf(left, n, "-%c, --%s VALUE", keys[i].short_opt, keys[i].flag);
+    else
+        snprintf(left, n, "    --%s VALUE", keys[i].flag);
+}
+
 void config_print_help(const char *prog, void *stream)
 {
     FILE *f = stream;
+    /* every description starts in one column, past the longest flag */
+    static const char *const fixed[][2] = {
+        {"-c, --config FILE", "configuration file (INI); default " HEARTH_SYSCONFDIR
+                              "/hearth/hearth.conf when it exists"},
+        {"-h, --help", "show this help and exit"},
+        {"-V, --version", "show the version and exit"},
+    };
+    int w = 0;
+    char left[64];
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if ((int)strlen(fixed[i][0]) > w)
+            w = (int)strlen(fixed[i][0]);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        help_left(i, left, sizeof left);
+        if ((int)strlen(left) > w)
+            w = (int)strlen(left);
+    }
     fprintf(f,
             "Usage: %s [OPTIONS]\n"
             "hearth daemon: serves the OpenAI API for local models.\n\n"
             "Values come from built-in defaults, then the configuration file,\n"
-            "then these flags.\n\n"
-            "  -c, --config FILE        configuration file (INI); default "
-            HEARTH_SYSCONFDIR "/hearth/hearth.conf when it exists\n",
+            "then these flags.\n\n",
             prog);
+    fprintf(f, "  %-*s  %s\n", w, fixed[0][0], fixed[0][1]);
     for (size_t i = 0; i < N_KEYS; i++) {
-        char left[64];
-        if (keys[i].short_opt)
-            snprintf(left, sizeof left, "-%c, --%s VALUE", keys[i].short_opt,
-                     keys[i].flag);
-        else
-            snprintf(left, sizeof left, "    --%s VALUE", keys[i].flag);
-        fprintf(f, "  %-24s %s [%s] %s\n", left, keys[i].help, keys[i].section,
+        help_left(i, left, sizeof left);
+        fprintf(f, "  %-*s  %s [%s] %s\n", w, left, keys[i].help, keys[i].section,
                 keys[i].name);
     }
-    fprintf(f, "  -h, --help               show this help and exit\n"
-               "  -V, --version            show the version and exit\n\n"
-               "Signals: SIGTERM/SIGINT finish in-flight requests and exit;\n"
+    for (size_t i = 1; i < sizeof fixed / sizeof fixed[0]; i++)
+        fprintf(f, "  %-*s  %s\n", w, fixed[i][0], fixed[i][1]);
+    fprintf(f, "\nSignals: SIGTERM/SIGINT finish in-flight requests and exit;\n"
                "SIGHUP re-reads the configuration file.\n");
 }
