@@ -481,19 +481,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int waiting = exchange(&out, split, !(mode & 32), &in);
     check_answer(&in);
     /* A request the harness framed whole, with plain header lines, is
-     * answered: the server never waits for more of it. */
-    if (!(mode & 16) && !memchr(rest, '\r', hlen) && !memchr(rest, '\0', hlen) &&
-        !names(rest, hlen, "content-length") && !names(rest, hlen, "transfer-encoding") &&
-        !names(rest, hlen, "expect"))
+     * answered (the server never waits for more of it), and the body a
+     * handler got is the body sent. Not checked when the fuzzer's header
+     * text frames the body itself (Content-Length, Transfer-Encoding,
+     * Expect), or holds a CR or a NUL: MHD 0.9.75 ends the header block at
+     * a line that starts with a NUL, so the harness's framing that
+     * follows is read as the start of another request. */
+    int plain = !(mode & 16) && !memchr(rest, '\r', hlen) && !memchr(rest, '\0', hlen) &&
+                !names(rest, hlen, "content-length") && !names(rest, hlen, "transfer-encoding") &&
+                !names(rest, hlen, "expect");
+    if (plain)
         check(!waiting || in.len > 0, "the server waits for more of a complete request");
-    if (getenv("FUZZ_HTTP_SHOW"))
-        fprintf(stderr, "--- mode %02x: %zu bytes sent, %zu back in %llu ms%s\n%.*s\n", mode,
-                out.len, in.len, (unsigned long long)(now_ms() - t0),
-                waiting ? " (the server waits for more)" : "", (int)in.len, in.p);
-    /* the body a handler got is the body sent, when the harness framed
-     * it alone (the fuzzer's own framing headers make that ambiguous) */
-    if (!(mode & 16) && seen.calls == 1 && !names(rest, hlen, "content-length") &&
-        !names(rest, hlen, "transfer-encoding") && !names(rest, hlen, "expect"))
+    if (plain && seen.calls == 1)
         check(seen.len == blen && memcmp(seen.body, body, blen) == 0,
               "the handler got another body than the one sent");
     free(out.p);
