@@ -14,6 +14,7 @@
 #include "gen_prep.h"
 #include "messages.h"
 #include "log.h"
+#include "daemon/ids.h"
 #include "daemon/metrics.h"
 #include "request.h"
 #include "response.h"
@@ -37,12 +38,19 @@ int gen_error(gen_req *gr, unsigned status, const char *type, const char *messag
 static api_stream *stream_of(gen_req *gr)
 {
     gr->st.q = &gr->prep.req;
-    gr->st.h = (api_head){.id = gr->id, .model = gr->g->model_id, .created = gr->created,
-                          .system_fingerprint = gr->g->fingerprint[0] ? gr->g->fingerprint : NULL};
+    gr->st.h = (api_head){.id = gr->id, .model = gr->lm ? gr->lm->name : NULL,
+                          .created = gr->created,
+                          .system_fingerprint = gr->lm ? gr->lm->fingerprint : NULL};
     return &gr->st;
 }
 
 static void on_timer_closed(uv_handle_t *h) { free(h); }
+
+void gen_cancel_job(gen_req *gr)
+{
+    if (gr->job && gr->lm && gr->lm->s) /* s is NULL once the server stopped */
+        sched_cancel(gr->lm->s, gr->job);
+}
 
 static void gen_req_free(void *arg)
 {
@@ -66,9 +74,11 @@ static void gen_req_free(void *arg)
         }
         metrics_job_end(gr->g->metrics, gr->job, gr->r ? gr->r->t_start_ns : 0);
         gr->job->notify = NULL;
-        sched_cancel(gr->g->s, gr->job);
+        gen_cancel_job(gr);
         sched_job_unref(gr->job);
     }
+    resident_cancel_wait(gr->g->res, &gr->wait);
+    resident_release(gr->g->res, gr->lm, gr->prep.keep_alive);
     gen_cloud_free(gr);
     if (gr->ping)
         uv_close((uv_handle_t *)gr->ping, on_timer_closed);
@@ -101,7 +111,7 @@ static void on_disconnect(http_req *r)
     gen_req *gr = r->app;
     log_info("gen", "%s: client went away, cancelling", gr->id);
     if (gr->job)
-        sched_cancel(gr->g->s, gr->job);
+        gen_cancel_job(gr);
     gen_cloud_disconnect(gr);
     /* MHD learns of the closed socket once the connection runs again */
     http_resume(r);
@@ -239,7 +249,7 @@ static int respond_full(http_req *r, void *user)
         ch[i].logprobs = gr->prep.req.logprobs;
         ch[i].text_offset = gr->prep.echo_len;
         if (c && gr->prep.req.logprobs &&
-            lp_build_range(&lb[i], gr->g->v, c->lp, 0, c->n_lp, gr->prep.req.top_logprobs) == 0) {
+            lp_build_range(&lb[i], gr->lm->v, c->lp, 0, c->n_lp, gr->prep.req.top_logprobs) == 0) {
             ch[i].lp = lb[i].lp;
             ch[i].n_lp = c->n_lp;
         }
@@ -343,7 +353,7 @@ static int stream_fill(gen_req *gr)
                              .text_offset = gr->prep.echo_len + c->sent};
             lp_build lb = {0};
             if (gr->prep.req.logprobs &&
-                lp_build_range(&lb, gr->g->v, c->lp, c->lp_sent, c->n_lp,
+                lp_build_range(&lb, gr->lm->v, c->lp, c->lp_sent, c->n_lp,
                                gr->prep.req.top_logprobs) == 0) {
                 ac.lp = lb.lp;
                 ac.n_lp = c->n_lp - c->lp_sent;
@@ -436,7 +446,7 @@ static void on_deadline(uv_timer_t *t)
         return;
     log_warn("gen", "%s: request_timeout reached, cancelling", gr->id);
     gr->timed_out = true;
-    sched_cancel(gr->g->s, gr->job);
+    gen_cancel_job(gr);
     http_resume(gr->r);
 }
 
@@ -542,7 +552,7 @@ int gen_local_submit(gen_req *gr, bool hold)
         }
     }
     if (gr->prep.kind == API_CHAT)
-        j->stop_token = g->turn_end;
+        j->stop_token = gr->lm->turn_end;
     /* [TOOL_CALLS] and <|python_tag|> are control tokens */
     j->special_text = p->tool_format == API_TOOLS_MISTRAL ||
                       p->tool_format == API_TOOLS_MISTRAL_ARGS ||
@@ -551,7 +561,7 @@ int gen_local_submit(gen_req *gr, bool hold)
     j->notify_arg = gr;
     gr->t_local_ns = http_now_ns();
     char err[256];
-    switch (sched_submit(g->s, j, err, sizeof err)) {
+    switch (sched_submit(gr->lm->s, j, err, sizeof err)) {
     case SCHED_OK:
         return 1;
     case SCHED_BUSY:
@@ -590,7 +600,7 @@ int gen_local_start(gen_req *gr)
     return rc == 1 ? gen_local_respond(gr) : rc;
 }
 
-/* Resumed once preparation is back (or the client left meanwhile). */
+/* Resumed once the prompt is rendered (or the client left meanwhile). */
 static int on_prepared(http_req *r, void *user)
 {
     (void)user;
@@ -616,10 +626,16 @@ static int on_prepared(http_req *r, void *user)
     return gen_route(gr);
 }
 
-static void prep_work(uv_work_t *w)
+static void parse_work(uv_work_t *w)
 {
     gen_req *gr = w->data;
-    gen_prep_run(&gr->prep);
+    gen_prep_parse(&gr->prep);
+}
+
+static void render_work(uv_work_t *w)
+{
+    gen_req *gr = w->data;
+    gen_prep_render(&gr->prep);
 }
 
 static void prep_done(uv_work_t *w, int status)
@@ -634,6 +650,89 @@ static void prep_done(uv_work_t *w, int status)
     http_resume(gr->r);
 }
 
+static int queue_prep(gen_req *gr, uv_work_cb work, http_handler next)
+{
+    gr->work.data = gr;
+    if (uv_queue_work(gr->g->loop, &gr->work, work, prep_done) != 0)
+        return gen_error(gr, 500, "server_error", "cannot queue the request's preparation",
+                         NULL, NULL);
+    gr->preparing = true;
+    gr->r->on_resume = next;
+    http_suspend(gr->r);
+    return 0;
+}
+
+/* The model is resident (or there is none for this request): render. */
+static int render(gen_req *gr)
+{
+    char err[160];
+    gr->prep.lm = gr->lm;
+    /* refused before the rendering when nothing could take the job; the
+     * submit checks again, as the queue may fill meanwhile. With an
+     * upstream configured the router may forward instead. */
+    if (gr->lm && !gr->prep.count_only && !gr->g->rt->n_ups &&
+        sched_is_full(gr->lm->s, err, sizeof err))
+        return gen_error(gr, 429, "rate_limit_error", err, NULL, "queue_full");
+    return queue_prep(gr, render_work, on_prepared);
+}
+
+/* Resumed when the model's load ended. */
+static int on_loaded(http_req *r, void *user)
+{
+    (void)user;
+    gen_req *gr = r->app;
+    if (r->client_gone)
+        return -1;
+    if (gr->load_err[0])
+        return gen_error(gr, 503, "service_unavailable", gr->load_err, "model",
+                         "model_load_failed");
+    if (!gr->lm) { /* woken early: wait on */
+        http_suspend(r);
+        return 0;
+    }
+    return render(gr);
+}
+
+static void model_ready(resident_wait *w, resident_model *m, const char *err)
+{
+    gen_req *gr = (gen_req *)((char *)w - offsetof(gen_req, wait));
+    gr->lm = m;
+    if (!m)
+        snprintf(gr->load_err, sizeof gr->load_err, "%s", err ? err : "the model did not load");
+    http_resume(gr->r);
+}
+
+/* Resumed once the body is parsed: the model it names. */
+static int on_parsed(http_req *r, void *user)
+{
+    (void)user;
+    gen_req *gr = r->app;
+    if (r->client_gone)
+        return -1;
+    if (gr->preparing) {
+        http_suspend(r);
+        return 0;
+    }
+    r->on_resume = NULL;
+    if (gr->prep.failed) /* the router may still forward it */
+        return on_prepared(r, NULL);
+    char err[700];
+    gr->wait.done = model_ready;
+    switch (resident_acquire(gr->g->res, gr->prep.model_name, false, &gr->lm, &gr->wait, err,
+                             sizeof err)) {
+    case RESIDENT_GOT:
+    case RESIDENT_NONE:
+        return render(gr);
+    case RESIDENT_WAIT:
+        r->on_resume = on_loaded;
+        http_suspend(r);
+        return 0;
+    case RESIDENT_FAILED:
+    default:
+        return gen_error(gr, 503, "service_unavailable", err, "model", "model_load_failed");
+    }
+}
+
 static int handle(gen_service *g, http_req *r, api_kind kind, bool count_only)
 {
     gen_req *gr = calloc(1, sizeof *gr);
@@ -646,30 +745,16 @@ static int handle(gen_service *g, http_req *r, api_kind kind, bool count_only)
     g->n_requests++;
     api_format_id(gr->id, kind, ids_next());
     gr->created = (int64_t)time(NULL);
-
-    /* refused before any work when nothing could take the job; the
-     * submit checks again, as the queue may fill meanwhile. With an
-     * upstream configured the router may forward instead. */
-    char err[160];
-    if (g->s && !count_only && !g->rt->n_ups && sched_is_full(g->s, err, sizeof err))
-        return gen_error(gr, 429, "rate_limit_error", err, NULL, "queue_full");
     /* The body moves to the preparation, which runs on libuv's thread
      * pool; the connection waits suspended. */
     gr->prep = (gen_prep){.g = g, .kind = kind, .body = r->body, .body_len = r->body_len,
-                          .count_only = count_only,
+                          .count_only = count_only, .keep_alive = RESIDENT_UNSET,
                           /* with upstreams, the privacy guard reads it */
                           .keep_body = g->rt->n_ups > 0};
     r->body = NULL;
     r->body_len = r->body_cap = 0;
-    gr->work.data = gr;
-    if (uv_queue_work(g->loop, &gr->work, prep_work, prep_done) != 0)
-        return gen_error(gr, 500, "server_error",
-                                  "cannot queue the request's preparation", NULL, NULL);
-    gr->preparing = true;
-    r->on_resume = on_prepared;
     r->on_disconnect = on_disconnect;
-    http_suspend(r);
-    return 0;
+    return queue_prep(gr, parse_work, on_parsed);
 }
 
 int gen_chat(gen_service *g, http_req *r) { return handle(g, r, API_CHAT, false); }

@@ -2,9 +2,11 @@
  * POST /v1/completions, streamed (SSE) or not.
  *
  * The connection is suspended while gen_prep.c parses and validates the
- * body (api/), applies the chat template, tokenizes and checks the context
- * on libuv's thread pool. Back on the loop thread, a job goes to the
- * scheduler, then the connection either waits until the job is done (one
+ * body (api/) on libuv's thread pool. Back on the loop thread, the model
+ * the request names is acquired (daemon/resident.h: loaded first when it
+ * is not resident, the request waiting meanwhile); then the chat template
+ * is applied, the prompt tokenized and the context checked on the pool
+ * again. Back on the loop thread, a job goes to the model's scheduler, then the connection either waits until the job is done (one
  * JSON response) or streams its text as it is generated, suspending
  * whenever there is nothing to send. A client that goes away cancels its
  * job (or drops the preparation's result). A full scheduler is refused
@@ -16,8 +18,8 @@
 #include <uv.h>
 
 #include "chat.h"
-#include "daemon/ids.h"
 #include "http.h"
+#include "daemon/resident.h"
 #include "model.h"
 #include "routing.h"
 #include "scheduler.h"
@@ -25,26 +27,16 @@
 #include "toolcall.h"
 
 typedef struct gen_service {
-    /* the local model; all NULL (s too) when none is loaded and upstreams
-     * are configured */
-    const char *model_id;
-    const model *m;
-    const tok_vocab *v;
-    const chat_template *tmpl; /* never NULL when a model is loaded */
-    int32_t turn_end;          /* the template's end-of-turn token, or -1 */
-    api_tool_format tool_format; /* how the template's model writes tool
-                                    calls; NONE: tools are refused */
-    sched *s;
-    int n_ctx;
-    int n_slots;
+    /* the local models, by name (daemon/resident.h); a request acquires
+     * one for its lifetime */
+    resident *res;
     const int *ping_interval;  /* seconds; points into the live config */
     const int *request_timeout; /* seconds, 0: none; live config */
+    const int *max_messages;    /* per request, 0: no limit; live config */
     uv_loop_t *loop;
     routing *rt;               /* never NULL */
     struct metrics *metrics;   /* GET /metrics (daemon/metrics.h); may be NULL */
     uint64_t n_requests;       /* requests handled */
-    char fingerprint[IDS_FP_MAX]; /* system_fingerprint (daemon/ids.h), set
-                                     with the model; "": none (JSON null) */
 } gen_service;
 
 int gen_chat(gen_service *g, http_req *r);

@@ -118,7 +118,8 @@ static void account(gen_req *gr, const relay_usage *whole)
 static bool may_fall_back(const gen_req *gr)
 {
     bool failed = gr->c_failed || gr->c_status >= 500 || gr->c_status == 0;
-    return failed && gr->g->rt->cfg->cloud_fallback && gr->g->s && !gr->prep.failed &&
+    return failed && gr->g->rt->cfg->cloud_fallback && gr->lm && gr->lm->s &&
+           !gr->prep.failed &&
            gr->pol.reason[0] != 'p'; /* never privacy-kept */
 }
 
@@ -275,7 +276,7 @@ int gen_cloud_start(gen_req *gr)
                  n ? privacy_kind_name(hit.kind) : "unscanned");
         http_add_header(gr->r, "X-Hearth-Route", "local");
         http_add_header(gr->r, "X-Hearth-Route-Reason", "privacy");
-        if (!g->s || p->failed)
+        if (!gr->lm || p->failed)
             return http_respond_error(gr->r, 400, "invalid_request_error",
                                       "The request holds data the privacy policy keeps "
                                       "here, outside the messages", NULL, "privacy");

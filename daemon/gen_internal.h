@@ -25,6 +25,9 @@ typedef struct gen_req {
     gen_service *g;
     http_req *r;
     gen_prep prep;       /* the parsed request (prep.req) and its prompt */
+    resident_model *lm;  /* the local model acquired, NULL: none */
+    resident_wait wait;  /* while the model loads */
+    char load_err[700];  /* the model failed to load */
     uv_work_t work;      /* the preparation, on libuv's thread pool */
     bool preparing;      /* work queued and not back yet */
     bool orphaned;       /* the connection ended while preparing */
@@ -65,6 +68,8 @@ typedef struct gen_req {
 } gen_req;
 
 /* gen.c */
+/* Cancel the request's job, if any (harmless once the server stopped). */
+void gen_cancel_job(gen_req *gr);
 int gen_pend_add(gen_req *gr, const char *s, size_t n);
 /* Queue rendered bytes and free them (NULL: out of memory, -1). */
 int gen_pend_take(gen_req *gr, char *bytes);

@@ -10,6 +10,7 @@
 
 #include "privacy.h"
 #include "messages.h"
+#include "msglimit.h"
 #include "prompt.h"
 #include "responses.h"
 #include "tools.h"
@@ -50,7 +51,7 @@ static void context_fail(gen_prep *p, size_t n_prompt)
     fail(p, 400, NULL, param[p->kind], "context_length_exceeded",
          "This model's context is %d tokens, but the prompt has %zu tokens "
          "(at least one more is needed to generate). Shorten the prompt.",
-         p->g->n_ctx, n_prompt);
+         p->lm->n_ctx, n_prompt);
 }
 
 /* Tools in play: the template must know them; a forced call (tool_choice
@@ -61,14 +62,14 @@ static int tools_setup(gen_prep *p, char **prefix)
     api_request *q = &p->req;
     if (q->n_tools == 0 || q->tool_choice == API_TOOL_NONE)
         return 0;
-    if (p->g->tool_format == API_TOOLS_NONE) {
+    if (p->lm->tool_format == API_TOOLS_NONE) {
         p->unsupported = true;
         fail(p, 400, NULL, "tools", API_CODE_UNSUPPORTED_PARAM,
              "this model's chat template does not support tools; configure one that "
              "does ([model] chat_template, docs/tools.md)");
         return -1;
     }
-    p->tool_format = p->g->tool_format;
+    p->tool_format = p->lm->tool_format;
     if (q->tool_choice != API_TOOL_REQUIRED && q->tool_choice != API_TOOL_NAMED)
         return 0;
     if (q->json_object || q->json_schema) {
@@ -96,7 +97,7 @@ static int tools_setup(gen_prep *p, char **prefix)
 static int append_markup(gen_prep *p, const char *text)
 {
     int32_t *more = NULL;
-    int n = *text ? tok_encode_alloc(p->g->v, text, strlen(text), false, true, &more) : 0;
+    int n = *text ? tok_encode_alloc(p->lm->v, text, strlen(text), false, true, &more) : 0;
     if (n < 0) {
         fail(p, 500, NULL, NULL, NULL, "the tool call's opening could not be tokenized");
         return -1;
@@ -118,7 +119,7 @@ static int append_markup(gen_prep *p, const char *text)
 /* Render the chat template and tokenize the result. */
 static int chat_prompt(gen_prep *p)
 {
-    const gen_service *g = p->g;
+    const resident_model *g = p->lm;
     const api_request *q = &p->req;
     char err[512];
     char *prefix = NULL;
@@ -172,7 +173,7 @@ out:
 /* A completion's prompt: text or token ids. */
 static int completion_prompt(gen_prep *p)
 {
-    const gen_service *g = p->g;
+    const resident_model *g = p->lm;
     const api_request *q = &p->req;
     if (!q->prompt_tokens) {
         p->n_ids = tok_encode_alloc(g->v, q->prompt, q->prompt_len,
@@ -214,10 +215,10 @@ static void echo_text(gen_prep *p)
         p->echo_len = p->echo ? q->prompt_len : 0;
         return;
     }
-    long need = tok_decode(p->g->v, p->ids, (size_t)p->n_ids, false, NULL, 0);
+    long need = tok_decode(p->lm->v, p->ids, (size_t)p->n_ids, false, NULL, 0);
     p->echo = need >= 0 ? malloc((size_t)need + 1) : NULL;
     if (p->echo) {
-        tok_decode(p->g->v, p->ids, (size_t)p->n_ids, false, p->echo, (size_t)need + 1);
+        tok_decode(p->lm->v, p->ids, (size_t)p->n_ids, false, p->echo, (size_t)need + 1);
         p->echo[need] = '\0';
         p->echo_len = (size_t)need;
     }
@@ -270,7 +271,7 @@ static bool is_unsupported(const api_err *e)
 static void features(gen_prep *p)
 {
     score_input in = {.req = p->failed && !p->context ? NULL : &p->req, .tools = p->tools,
-                      .n_prompt = p->n_ids, .n_ctx = p->g->n_ctx};
+                      .n_prompt = p->n_ids, .n_ctx = p->lm ? p->lm->n_ctx : 0};
     score_features(&in, p->x);
 }
 
@@ -307,12 +308,51 @@ static int compile_format(gen_prep *p)
     return -1;
 }
 
-void gen_prep_run(gen_prep *p)
+/* keep_alive (Ollama's): seconds as a number, a duration string ("5m"),
+ * negative: forever. Read from the raw body, as every dialect takes it. */
+static int keep_alive_of(gen_prep *p)
 {
-    const gen_service *g = p->g;
+    p->keep_alive = RESIDENT_UNSET;
+    if (!p->body || !memmem(p->body, p->body_len, "\"keep_alive\"", 12))
+        return 0;
+    json_t *root = json_loadb(p->body, p->body_len, 0, NULL);
+    json_t *v = json_object_get(root, "keep_alive");
+    int rc = 0;
+    if (json_is_number(v)) {
+        double secs = json_number_value(v);
+        p->keep_alive = secs < 0 ? RESIDENT_FOREVER
+                        : secs > 9e12 ? (int64_t)9e15 : (int64_t)(secs * 1000.0);
+    } else if (json_is_string(v)) {
+        rc = resident_parse_duration(json_string_value(v), &p->keep_alive);
+    } else if (v && !json_is_null(v)) {
+        rc = -1;
+    }
+    json_decref(root);
+    if (rc < 0) {
+        p->keep_alive = RESIDENT_UNSET;
+        fail(p, 400, NULL, "keep_alive", "invalid_value",
+             "keep_alive: a number of seconds, a duration such as \"5m\" or \"1h30m\", "
+             "or -1 (keep loaded)");
+    }
+    return rc;
+}
+
+void gen_prep_parse(gen_prep *p)
+{
     api_request *q = &p->req;
     p->privacy_kind = -1;
     int prc;
+    const char *key;
+    long n_msgs = msglimit_over(p->body, p->body_len, p->kind,
+                                p->g->max_messages ? *p->g->max_messages : 0, &key);
+    if (n_msgs) {
+        fail(p, 400, NULL, key, "too_many_messages",
+             "'%s' has %ld entries; this server accepts at most %d (max_messages)", key,
+             n_msgs, *p->g->max_messages);
+        free(p->body);
+        p->body = NULL;
+        return;
+    }
     switch (p->kind) {
     case API_COMPLETION:
         prc = api_parse_completion(p->body, p->body_len, q, &p->err);
@@ -329,6 +369,8 @@ void gen_prep_run(gen_prep *p)
         prc = api_parse_chat(p->body, p->body_len, q, &p->err);
         break;
     }
+    if (prc == 0 && keep_alive_of(p) < 0)
+        prc = -1;
     if (p->keep_body) {
         raw_facts(p);
         privacy_check(p);
@@ -346,7 +388,15 @@ void gen_prep_run(gen_prep *p)
     p->parsed = true;
     if (q->model && !p->model_name)
         p->model_name = strdup(q->model);
-    if (!g->v) { /* no local model: the router forwards or refuses */
+}
+
+void gen_prep_render(gen_prep *p)
+{
+    const resident_model *g = p->lm;
+    api_request *q = &p->req;
+    if (p->failed)
+        return;
+    if (!g) { /* no local model: the router forwards or refuses */
         p->no_local = true;
         features(p);
         return;

@@ -3,10 +3,10 @@
  * Parsing up to max_body_size of JSON, rendering the chat template and
  * tokenizing the result take milliseconds to seconds; on the loop thread
  * they would stall every stream and /health meanwhile. gen.c runs
- * gen_prep_run on libuv's thread pool (uv_queue_work). It reads only what
- * the loaded model makes immutable (the gen_service's model, vocabulary,
- * template, context) and writes only the gen_prep, so any number run at
- * once. The chat template renders under limits that scale with the body,
+ * gen_prep_parse, then gen_prep_render once the model is resident, on
+ * libuv's thread pool (uv_queue_work). They read only what the acquired
+ * model makes immutable (its vocabulary, template, context) and write only
+ * the gen_prep, so any number run at once. The chat template renders under limits that scale with the body,
  * so one request cannot spend more than its own size warrants. */
 #ifndef HEARTH_GEN_PREP_H
 #define HEARTH_GEN_PREP_H
@@ -24,6 +24,7 @@
 typedef struct gen_prep {
     /* in */
     const gen_service *g;
+    const resident_model *lm; /* the local model (render); NULL: none */
     api_kind kind;
     char *body;          /* owned; freed by gen_prep_run unless keep_body */
     size_t body_len;
@@ -45,6 +46,7 @@ typedef struct gen_prep {
     size_t echo_len;
     /* out: for the router */
     char *model_name;    /* the request's "model", even when parsing failed */
+    int64_t keep_alive;  /* the request's keep_alive (ms), RESIDENT_UNSET */
     bool unsupported;    /* failed on a feature the local server lacks */
     bool context;        /* failed: the prompt does not fit the context */
     bool no_local;       /* no local model: only parsed */
@@ -58,8 +60,12 @@ typedef struct gen_prep {
     api_err err;
 } gen_prep;
 
-/* Parse, check, render and tokenize (any thread). */
-void gen_prep_run(gen_prep *p);
+/* Parse and check the body (any thread). */
+void gen_prep_parse(gen_prep *p);
+/* Then, unless parsing failed, render and tokenize for p->lm (any
+ * thread; p->lm NULL: there is no local model, only the router's
+ * features are computed). */
+void gen_prep_render(gen_prep *p);
 /* The request's response_format compiled: *out NULL for plain text.
  * JGRAM_OK (0), or a jgram_status with err. */
 int gen_prep_grammar(const api_request *q, jgram **out, char *err, size_t errlen);

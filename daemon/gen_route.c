@@ -43,7 +43,7 @@ static int mode_of(gen_req *gr, route_mode *mode, const char **source, upstream 
         *mode = ROUTE_AUTO;
         return 0;
     }
-    if (name && g->model_id && strcmp(name, g->model_id) == 0) {
+    if (name && ((gr->lm && strcmp(name, gr->lm->name) == 0) || resident_has(g->res, name))) {
         *mode = ROUTE_LOCAL;
         return 0;
     }
@@ -54,12 +54,12 @@ static int mode_of(gen_req *gr, route_mode *mode, const char **source, upstream 
     /* Anthropic's and the Responses API's clients name their own models
      * ("claude-..."): an unknown name there takes the default route */
     bool lenient = gr->prep.kind == API_MESSAGES || gr->prep.kind == API_RESPONSES;
-    if (name && !lenient) {
+    bool any_local = resident_first(g->res) || resident_default(g->res);
+    if (name && !lenient && (any_local || rt->n_ups)) {
         char msg[400];
-        snprintf(msg, sizeof msg, "The model '%.200s' does not exist; this server has %s%s%s%s",
-                 name, g->model_id ? "'" : "", g->model_id ? g->model_id : "",
-                 g->model_id ? "'" : "no local model",
-                 rt->n_ups ? ", 'auto' and its upstreams (GET /v1/models)" : "");
+        snprintf(msg, sizeof msg, "The model '%.200s' does not exist here%s (GET /v1/models "
+                 "lists the models; `hearth pull` adds one to the store)", name,
+                 rt->n_ups ? "; 'auto' and the upstreams' names route" : "");
         *rc = gen_error(gr, 404, "invalid_request_error", msg, "model",
                                  "model_not_found");
         return -1;
@@ -71,13 +71,13 @@ static int mode_of(gen_req *gr, route_mode *mode, const char **source, upstream 
 
 /* The local queue's wait, estimated: when every slot is busy, the jobs
  * ahead times the mean job time, over the slots. */
-static double queue_wait(gen_service *g)
+static double queue_wait(gen_service *g, const resident_model *lm)
 {
-    if (!g->s)
+    if (!lm || !lm->s)
         return 0;
     sched_counters c;
-    sched_stats(g->s, &c);
-    int slots = g->n_slots > 0 ? g->n_slots : 1;
+    sched_stats(lm->s, &c);
+    int slots = lm->n_slots > 0 ? lm->n_slots : 1;
     if (c.running < slots)
         return 0;
     double per = g->rt->job_secs > 0 ? g->rt->job_secs : 2.0;
@@ -87,7 +87,7 @@ static double queue_wait(gen_service *g)
 static local_state local_of(const gen_req *gr)
 {
     const gen_prep *p = &gr->prep;
-    if (p->no_local || !gr->g->s)
+    if (p->no_local || !gr->lm || !gr->lm->s)
         return LOCAL_NONE;
     if (p->context)
         return LOCAL_CONTEXT;
@@ -104,7 +104,7 @@ static void state_input(gen_req *gr, score_input *in)
         device_get(rt->device, (int64_t)routing_now_ms(), &d);
     bool low = d.on_battery && d.battery_percent >= 0 && d.battery_percent < rt->cfg->battery_min;
     *in = (score_input){.battery_low = low, .thermal = d.thermal,
-                        .queue_wait_s = queue_wait(gr->g),
+                        .queue_wait_s = queue_wait(gr->g, gr->lm),
                         .queue_wait_max = rt->cfg->max_queue_wait};
 }
 
@@ -140,10 +140,12 @@ static int act(gen_req *gr, double score, bool scored)
             if (gr->prep.failed)
                 return gen_prep_error(gr);
             return gen_error(gr, 503, "service_unavailable",
-                                      "No local model is loaded", NULL, "model_not_loaded");
+                             "No local model is loaded: name a model of the store (`hearth "
+                             "pull` adds one; GET /v1/models lists them), or start hearthd "
+                             "with --model", NULL, "model_not_loaded");
         }
         if (gr->job) { /* held for its NLL: go on */
-            sched_release(gr->g->s, gr->job);
+            sched_release(gr->lm->s, gr->job);
             return gen_local_respond(gr);
         }
         return gen_local_start(gr);
@@ -185,7 +187,7 @@ static void fill_policy(gen_req *gr, policy_in *in, route_mode mode, const char 
     *in = (policy_in){
         .mode = mode, .mode_source = source, .local = local_of(gr),
         .queue_over = (cfg->max_queue_wait > 0 && si.queue_wait_s > cfg->max_queue_wait) ||
-                      (gr->g->s && sched_is_full(gr->g->s, NULL, 0)), /* 429 otherwise */
+                      (gr->lm && gr->lm->s && sched_is_full(gr->lm->s, NULL, 0)),
         .cloud_configured = rt->n_ups > 0, .cloud_available = gr->up != NULL,
         .fallback = cfg->cloud_fallback != 0,
         /* the budget's windows are clock hours and days: wall time, not
@@ -216,9 +218,10 @@ static double score_now(gen_req *gr, const sched_job *j)
     routing *rt = gr->g->rt;
     score_input si;
     state_input(gr, &si);
-    if (j && j->nll_n > 0 && rt->nll_ref > 0) {
+    double ref = gr->lm ? gr->lm->nll_ref : 0;
+    if (j && j->nll_n > 0 && ref > 0) {
         si.has_nll = true;
-        si.nll_ratio = (j->nll_sum / j->nll_n) / rt->nll_ref;
+        si.nll_ratio = (j->nll_sum / j->nll_n) / ref;
     }
     score_set_state(&si, gr->prep.x);
     return score_combine(&rt->weights, gr->prep.x, NULL);
@@ -241,7 +244,7 @@ int gen_route(gen_req *gr)
     /* the score decides. Measure the prompt's NLL on the way when it is
      * worth its cost: a held job prefills, then the score is final. */
     routing *rt = gr->g->rt;
-    bool nll = rt->nll_ref > 0 && rt->weights.w[SF_NLL] != 0 && p->max_tokens > 0 &&
+    bool nll = gr->lm && gr->lm->nll_ref > 0 && rt->weights.w[SF_NLL] != 0 && p->max_tokens > 0 &&
                p->n_ids <= rt->cfg->nll_max_tokens;
     if (nll) {
         rc = gen_local_submit(gr, true);
@@ -287,7 +290,7 @@ int gen_route_scored(http_req *r, void *user)
     if (gr->pol.to != ROUTE_TO_LOCAL) {
         /* the prompt stays in the slot's cache as history */
         j->notify = NULL;
-        sched_cancel(gr->g->s, j);
+        gen_cancel_job(gr);
         sched_job_unref(j);
         gr->job = NULL;
     }

@@ -115,6 +115,21 @@ static const config_key keys[] = {
      0, false, "override the model's chat template with a built-in one (chatml, "
      "llama2, llama3, mistral, phi3, gemma, zephyr, deepseek) or a Jinja file (a "
      "path with a '/') (default: the model's; chatml when it has none)", NULL},
+    {"model", "default", "default-model", 0, K_STR, OFF(model_default), 0, 0, false,
+     "model of the store that requests naming no model get, when no path is set "
+     "(default: the most recently used, else the store's only model)", NULL},
+    {"model", "keep_alive", "keep-alive", 0, K_STR, OFF(keep_alive), 0, 0, false,
+     "how long a model loaded on demand stays after its last request: 30s, 5m, "
+     "1h, -1 = until memory is needed, 0 = unload at once (default 5m)", NULL},
+    {"model", "memory_budget", "memory-budget", 0, K_STR, OFF(memory_budget), 0, 0, false,
+     "memory the resident models may take (weights and KV cache), e.g. 8G; least "
+     "recently used idle models are unloaded to stay within it; auto = three "
+     "quarters of the machine's (or the service's MemoryMax), 0 = no limit "
+     "(default auto)", NULL},
+    {"store", "dir", "store", 0, K_STR, OFF(store_dir), 0, 0, false,
+     "the model store `hearth pull` fills and requests name models from (default "
+     "$STATE_DIRECTORY/models under systemd, else $XDG_DATA_HOME/hearth/models or "
+     "~/.local/share/hearth/models)", NULL},
     {"log", "level", "log-level", 'l', K_LEVEL, OFF(log_level), 0, 0, true,
      "error, warn, info or debug (default info)", NULL},
     {"router", "default", "route", 0, K_CHOICE, OFF(route_default), 0, 0, true,
@@ -179,6 +194,8 @@ void config_init(hearth_config *c)
     c->max_messages = 4096;
     c->metrics = -1;
     c->context = 4096;
+    c->keep_alive = strdup("5m");
+    c->memory_budget = strdup("auto");
     c->parallel = 4;
     c->log_level = LOG_INFO;
     c->route_default = strdup("local");
@@ -199,6 +216,10 @@ void config_free(hearth_config *c)
     free(c->host);
     free(c->model_path);
     free(c->chat_template);
+    free(c->model_default);
+    free(c->keep_alive);
+    free(c->memory_budget);
+    free(c->store_dir);
     free(c->api_key);
     free(c->api_key_file);
     free(c->allowed_hosts);
@@ -214,7 +235,7 @@ void config_free(hearth_config *c)
 }
 
 /* Parse "123", "64k", "8M", "1G" (binary units) into bytes. */
-static int parse_size(const char *s, long long *out)
+int config_parse_size(const char *s, long long *out)
 {
     char *end;
     errno = 0;
@@ -294,7 +315,7 @@ static int key_set(hearth_config *c, const config_key *k, const char *val,
     }
     case K_SIZE: {
         long long v;
-        if (parse_size(val, &v) < 0 || v < k->min || v > k->max) {
+        if (config_parse_size(val, &v) < 0 || v < k->min || v > k->max) {
             snprintf(err, errlen,
                      "%s: '%s' is not a size between %lld and %lld bytes "
                      "(suffixes k, M, G allowed)",

@@ -43,6 +43,11 @@ typedef struct hearth_config {
     int context;            /* tokens per sequence; 0: the model's own */
     int parallel;           /* sequences generated at once (slots) */
     char *chat_template;    /* builtin template name; NULL: the model's */
+    char *model_default;    /* a store model for requests naming none */
+    char *keep_alive;       /* duration (daemon/resident.h) */
+    char *memory_budget;    /* "auto", "0" or a size */
+    /* [store] */
+    char *store_dir;        /* NULL: the default (daemon/store.h) */
     /* [log] */
     int log_level;          /* enum log_level */
     /* [router] (docs/router.md) */
@@ -76,6 +81,8 @@ enum config_status {
 };
 
 void config_init(hearth_config *c); /* defaults */
+/* "123", "64k", "8M", "1G" (binary units) into bytes; -1 when malformed. */
+int config_parse_size(const char *s, long long *out);
 void config_free(hearth_config *c);
 
 /* Defaults, then the file (--config PATH, else the default path when it

@@ -183,20 +183,11 @@ long msglimit_count(const char *body, size_t len, const char *key)
     }
 }
 
-int msglimit_check(http_req *r, api_kind kind, int max)
+long msglimit_over(const char *body, size_t len, api_kind kind, int max, const char **key)
 {
+    *key = kind == API_RESPONSES ? "input" : "messages";
     if (max <= 0 || kind == API_COMPLETION)
         return 0;
-    const char *key = kind == API_RESPONSES ? "input" : "messages";
-    long n = msglimit_count(r->body, r->body_len, key);
-    if (n <= max)
-        return 0;
-    char msg[200];
-    snprintf(msg, sizeof msg, "'%s' has %ld entries; this server accepts at most %d "
-             "(max_messages)", key, n, max);
-    char *json = api_dialect_of(kind)->error(400, "invalid_request_error", msg, key,
-                                             "too_many_messages");
-    int rc = json ? http_respond_json(r, 400, json) : -1;
-    free(json);
-    return rc == 0 ? 1 : -1;
+    long n = msglimit_count(body, len, *key);
+    return n > max ? n : 0;
 }

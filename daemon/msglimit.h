@@ -1,9 +1,9 @@
 /* msglimit.h - [server] max_messages: how many messages one generation
  * request may carry, refused with 400 before the body is parsed.
  *
- * The body is parsed on libuv's thread pool (daemon/gen_prep.h); this
- * check runs before that, on the loop thread, so it does not parse: it
- * walks the JSON's structure (strings, brackets, commas) once, without
+ * gen_prep.c runs this check on libuv's thread pool before the parser, so
+ * that a body of a million messages is refused without building them: it
+ * does not parse, it walks the JSON's structure (strings, brackets, commas) once, without
  * allocating, and counts the elements of the top-level array that holds
  * the messages. A body it cannot follow is not its business: it lets it
  * through and the parser reports what is wrong. Keys are compared after
@@ -14,7 +14,6 @@
 
 #include <stddef.h>
 
-#include "http.h"
 #include "request.h"
 
 /* Elements of the array under `key` (ASCII) at the top level of the JSON
@@ -22,10 +21,9 @@
  * not a JSON object the walk can follow. */
 long msglimit_count(const char *body, size_t len, const char *key);
 
-/* The request's messages (`input` for the Responses API) against max
- * (0: no limit): 0 to go on, 1 when answered 400 (the dialect's error
- * shape, param naming the field, code "too_many_messages"), -1 when the
- * answer could not be queued. */
-int msglimit_check(http_req *r, api_kind kind, int max);
+/* The count of the request's messages (`input` for the Responses API,
+ * named in *key) when it is above max, else 0 (also when max is 0: no
+ * limit, and for completions, which have no messages). */
+long msglimit_over(const char *body, size_t len, api_kind kind, int max, const char **key);
 
 #endif

@@ -39,7 +39,6 @@ typedef struct routing {
     score_weights weights;
     budget *budget;
     device_cache *device;
-    double nll_ref;           /* the local model's NLL on plain prose; 0: unknown */
     double job_secs;          /* moving mean of local request durations */
     /* counters, for /health */
     uint64_t n_local, n_cloud, n_fallback, n_refused, n_cloud_failed;

@@ -23,7 +23,9 @@
 #include "log.h"
 #include "daemon/metrics.h"
 #include "model.h"
-#include "msglimit.h"
+#include "daemon/resident.h"
+#include "daemon/resident_json.h"
+#include "daemon/store.h"
 #include "routing.h"
 #include "scheduler.h"
 #include "tok.h"
@@ -42,14 +44,7 @@ typedef struct hearth_server {
     metrics *metrics;   /* GET /metrics (daemon/metrics.h) */
     uint64_t t_start_ns;
     bool stopping;
-    /* model */
-    char *model_id;     /* file name without .gguf */
-    long long model_created;
-    model *model;
-    tok_vocab *vocab;
-    chat_template *tmpl;
-    const char *tmpl_source; /* "model", "builtin NAME", "default chatml" */
-    sched *sched;
+    resident *res;      /* the models, by name (daemon/resident.h) */
     gen_service gen;
     routing rt;
 } hearth_server;
@@ -132,62 +127,31 @@ static int on_health(http_req *r, void *user)
 {
     hearth_server *hs = user;
     double up = (double)(http_now_ns() - hs->t_start_ns) / 1e9;
-    json_t *mj = hs->model_id
-        ? json_pack("{s:b, s:s}", "loaded", 1, "id", hs->model_id)
-        : json_pack("{s:b}", "loaded", 0);
-    sched_counters n = {0};
-    if (hs->sched)
-        sched_stats(hs->sched, &n);
+    const char *dflt = resident_default(hs->res);
+    resident_model *first = resident_first(hs->res);
+    json_t *mj = first ? json_pack("{s:b, s:s}", "loaded", 1, "id", dflt ? dflt : first->name)
+                       : json_pack("{s:b}", "loaded", 0);
+    sched_counters n;
+    resident_stats(hs->res, &n);
+    json_t *models = resident_json_list(hs->res);
     json_t *router = routing_health(&hs->rt);
     json_object_set_new(router, "nll_rows", json_integer((json_int_t)n.nll_rows));
     json_object_set_new(router, "nll_seconds", json_real((double)n.nll_ns / 1e9));
     return reply_json(r, 200,
-                      json_pack("{s:s, s:f, s:o, s:{s:i, s:i, s:i}, s:{s:i, s:i}, s:o}",
+                      json_pack("{s:s, s:f, s:o, s:o, s:{s:i, s:i, s:i}, s:{s:i, s:i}, s:o}",
                                 "status", hs->stopping ? "stopping" : "ok",
-                                "uptime_seconds", up, "model", mj,
+                                "uptime_seconds", up, "model", mj, "models", models,
                                 "requests", "running", n.running, "queued", n.queued,
                                 "in_flight", (int)http_inflight(hs->http), "connections",
                                 "open", (int)http_connections(hs->http), "max",
                                 (int)http_max_connections(hs->http), "router", router));
 }
 
-/* The models this daemon serves: the local one, then auto and the
- * upstreams when the router has any. */
-static json_t *model_list(hearth_server *hs)
-{
-    json_t *data = json_array();
-    if (hs->model_id) {
-        const model_hparams *hp = model_hparams_of(hs->model);
-        json_array_append_new(
-            data, json_pack("{s:s, s:s, s:I, s:s, s:i, s:{s:s, s:i, s:i, s:I, s:i}}",
-                            "id", hs->model_id, "object", "model", "created",
-                            (json_int_t)hs->model_created, "owned_by", "hearth",
-                            "context_length", hs->gen.n_ctx, "meta", "architecture",
-                            hp->arch_name, "n_ctx_train", hp->n_ctx_train, "n_vocab",
-                            hp->n_vocab, "n_params", (json_int_t)model_n_params(hs->model),
-                            "n_embd", hp->n_embd));
-    }
-    if (hs->rt.n_ups) {
-        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id", "auto", "object",
-                                              "model", "created", (json_int_t)0,
-                                              "owned_by", "hearth-router"));
-        for (size_t i = 0; i < hs->rt.n_ups; i++) {
-            char owner[96];
-            snprintf(owner, sizeof owner, "cloud:%s", hs->rt.ups[i].conf->name);
-            json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s, s:s}", "id",
-                                                  hs->rt.ups[i].conf->name, "object", "model",
-                                                  "created", (json_int_t)0, "owned_by", owner,
-                                                  "upstream_model", hs->rt.ups[i].conf->model));
-        }
-    }
-    return data;
-}
-
 static int on_models(http_req *r, void *user)
 {
     hearth_server *hs = user;
     return reply_json(r, 200,
-                      json_pack("{s:s, s:o}", "object", "list", "data", model_list(hs)));
+                      json_pack("{s:s, s:o}", "object", "list", "data", resident_json_models(hs->res, &hs->rt)));
 }
 
 /* GET /v1/models/{id}: one entry of the list, or 404. */
@@ -196,7 +160,7 @@ static int on_model(http_req *r, void *user)
     hearth_server *hs = user;
     const char *id = r->url + strlen("/v1/models/");
     size_t n = strcspn(id, "?");
-    json_t *data = model_list(hs), *v;
+    json_t *data = resident_json_models(hs->res, &hs->rt), *v;
     size_t i;
     json_array_foreach(data, i, v)
     {
@@ -213,54 +177,34 @@ static int on_model(http_req *r, void *user)
     return http_respond_error(r, 404, "invalid_request_error", msg, "model", "model_not_found");
 }
 
-static int no_model(http_req *r)
-{
-    return http_respond_error(r, 503, "service_unavailable",
-                              "No model is loaded: start hearthd with --model or "
-                              "set [model] path in the configuration",
-                              NULL, "model_not_loaded");
-}
-
-/* [server] max_messages, before the body is parsed: 0 to go on. */
-#define MESSAGE_LIMIT(hs, r, kind)                                          \
-    do {                                                                    \
-        int lim_ = msglimit_check((r), (kind), (hs)->cfg.max_messages);     \
-        if (lim_)                                                           \
-            return lim_ > 0 ? 0 : -1;                                       \
-    } while (0)
-
 static int on_chat(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    MESSAGE_LIMIT(hs, r, API_CHAT);
-    return hs->sched || hs->rt.n_ups ? gen_chat(&hs->gen, r) : no_model(r);
+    return gen_chat(&hs->gen, r);
 }
 
 static int on_completion(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    return hs->sched || hs->rt.n_ups ? gen_completion(&hs->gen, r) : no_model(r);
+    return gen_completion(&hs->gen, r);
 }
 
 static int on_messages(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    MESSAGE_LIMIT(hs, r, API_MESSAGES);
-    return hs->sched || hs->rt.n_ups ? gen_messages(&hs->gen, r) : no_model(r);
+    return gen_messages(&hs->gen, r);
 }
 
 static int on_count_tokens(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    MESSAGE_LIMIT(hs, r, API_MESSAGES);
-    return hs->sched ? gen_count_tokens(&hs->gen, r) : no_model(r);
+    return gen_count_tokens(&hs->gen, r);
 }
 
 static int on_responses(http_req *r, void *user)
 {
     hearth_server *hs = user;
-    MESSAGE_LIMIT(hs, r, API_RESPONSES);
-    return hs->sched || hs->rt.n_ups ? gen_responses(&hs->gen, r) : no_model(r);
+    return gen_responses(&hs->gen, r);
 }
 
 /* The chat page and its files (daemon/webui.h); a 404 when [server] webui
@@ -282,9 +226,11 @@ static int on_metrics(http_req *r, void *user)
     if (!door_auto_on(hs->cfg.metrics, hs->cfg.host))
         return http_respond_not_found(r);
     sched_counters n;
-    if (hs->sched)
-        sched_stats(hs->sched, &n);
-    metrics_now now = {.sched = hs->sched ? &n : NULL, .n_slots = hs->gen.n_slots,
+    resident_stats(hs->res, &n);
+    int slots = 0;
+    for (resident_model *lm = resident_first(hs->res); lm; lm = lm->next)
+        slots += lm->state == RESIDENT_READY ? lm->n_slots : 0;
+    metrics_now now = {.sched = resident_first(hs->res) ? &n : NULL, .n_slots = slots,
                        .in_flight = http_inflight(hs->http), .rt = &hs->rt};
     size_t len = 0;
     char *text = metrics_render(hs->metrics, &now, &len);
@@ -320,166 +266,42 @@ static const http_route routes[] = {
 
 /* ---------------------------------------------------------- model */
 
-static void reference_nll(hearth_server *hs);
-
-/* A chat template from a file (at most 1 MiB), malloc'd; NULL with err. */
-static char *read_template(const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = f ? malloc((1u << 20) + 1) : NULL;
-    size_t n = buf ? fread(buf, 1, (1u << 20) + 1, f) : 0;
-    bool bad = !f || !buf || ferror(f) || n > (1u << 20) || memchr(buf, 0, n);
-    if (f)
-        fclose(f);
-    if (bad) {
-        snprintf(err, errlen, "chat_template %s: %s", path,
-                 !f ? "cannot be opened" : !buf ? "out of memory"
-                 : n > (1u << 20) ? "larger than 1 MiB" : "cannot be read as text");
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
-/* Load the model, its tokenizer and chat template, and start the
- * scheduler (after the loop exists: it wakes the loop). */
+/* The registry of models, with --model's loaded. */
 static int model_open(hearth_server *hs, char *err, size_t errlen)
 {
-    const char *path = hs->cfg.model_path;
-    if (!path)
-        return 0;
-    char why[512];
-    uint64_t t0 = http_now_ns();
-    if (model_load(path, &hs->model, why, sizeof why) < 0) {
-        snprintf(err, errlen, "cannot load the model: %s", why); /* it names the path */
-        return -1;
+    const hearth_config *c = &hs->cfg;
+    resident_params p = {.path = c->model_path, .chat_template = c->chat_template,
+                         .default_name = c->model_default, .context = c->context,
+                         .parallel = c->parallel, .threads = c->threads,
+                         .max_queue = c->max_queue, .want_nll = hs->rt.n_ups > 0,
+                         .loop = &hs->loop, .metrics = hs->metrics};
+    if (resident_parse_duration(c->keep_alive, &p.keep_alive_ms) < 0) {
+        snprintf(err, errlen, "[model] keep_alive: '%s' is not a duration (30s, 5m, 1h, "
+                 "-1 or 0)", c->keep_alive);
+        return -2;
     }
-    if (tok_load(model_gguf(hs->model), &hs->vocab, why, sizeof why) < 0) {
-        snprintf(err, errlen, "model %s: tokenizer: %s", path, why);
-        return -1;
-    }
-    /* chat template: the config's override, else the model's, else ChatML */
-    const char *src = NULL;
-    gguf_str gs;
-    char *owned = NULL;
-    if (hs->cfg.chat_template && strchr(hs->cfg.chat_template, '/')) {
-        owned = read_template(hs->cfg.chat_template, err, errlen);
-        if (!owned)
-            return -1;
-        src = owned;
-        hs->tmpl_source = "from a file";
-    } else if (hs->cfg.chat_template) {
-        src = chat_template_builtin(hs->cfg.chat_template);
-        if (!src) {
-            snprintf(err, errlen, "chat_template: '%s' is not a built-in template (or a "
-                     "path: it has no '/')", hs->cfg.chat_template);
-            return -1;
-        }
-        hs->tmpl_source = "configured";
-    } else if (gguf_get_str(model_gguf(hs->model), "tokenizer.chat_template", &gs) == 0 &&
-               gs.len > 0) {
-        owned = strndup(gs.ptr, gs.len);
-        src = owned;
-        hs->tmpl_source = "the model's";
+    long long bytes = 0;
+    if (strcmp(c->memory_budget, "auto") == 0) {
+        p.budget_bytes = resident_auto_budget();
+    } else if (config_parse_size(c->memory_budget, &bytes) < 0 || bytes < 0) {
+        snprintf(err, errlen, "[model] memory_budget: '%s' is not a size (8G, 512M), 0 or "
+                 "auto", c->memory_budget);
+        return -2;
     } else {
-        src = chat_template_builtin("chatml");
-        hs->tmpl_source = "default (chatml)";
+        p.budget_bytes = (uint64_t)bytes;
     }
-    int trc = src ? chat_template_parse(src, &hs->tmpl, why, sizeof why) : -1;
-    /* The token that ends an assistant turn, when the model has it and does
-     * not already count it as end of generation (ChatML on a model whose
-     * EOS is another token, for one). */
-    int32_t turn_end = -1;
-    const char *stop_text = trc == 0 ? chat_template_stop(src) : NULL;
-    if (stop_text) {
-        int32_t id = tok_find(hs->vocab, stop_text);
-        if (id >= 0 && !tok_is_eog(hs->vocab, id))
-            turn_end = id;
-    }
-    hs->gen.tool_format = trc == 0 ? api_tool_format_of(src) : API_TOOLS_NONE;
-    if (trc < 0 && owned && hs->cfg.chat_template) { /* a file the config names */
-        snprintf(err, errlen, "chat_template %s: %s", hs->cfg.chat_template, why);
-        free(owned);
-        return -1;
-    }
-    if (trc < 0 && owned) {
-        log_warn("model", "the model's chat template cannot be used (%s); using chatml", why);
-        trc = chat_template_parse(chat_template_builtin("chatml"), &hs->tmpl, why, sizeof why);
-        hs->tmpl_source = "default (chatml), the model's failed to parse";
-        hs->gen.tool_format = api_tool_format_of(chat_template_builtin("chatml"));
-    }
-    free(owned);
-    if (trc < 0) {
-        snprintf(err, errlen, "chat template: %s", why);
-        return -1;
-    }
-
-    const model_hparams *hp = model_hparams_of(hs->model);
-    int n_ctx = hs->cfg.context;
-    if (n_ctx <= 0 || n_ctx > hp->n_ctx_train)
-        n_ctx = hp->n_ctx_train;
-    sched_params sp = {.n_slots = hs->cfg.parallel, .n_ctx = n_ctx,
-                       .max_queue = hs->cfg.max_queue, .batch = 256,
-                       .threads = hs->cfg.threads};
-    if (sched_new(&hs->sched, hs->model, hs->vocab, &sp, &hs->loop, why, sizeof why) < 0) {
-        snprintf(err, errlen, "model %s: %s", path, why);
-        return -1;
-    }
-
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    size_t n = strlen(base);
-    if (n > 5 && strcmp(base + n - 5, ".gguf") == 0)
-        n -= 5;
-    hs->model_id = strndup(base, n);
-    struct stat st;
-    hs->model_created = stat(path, &st) == 0 ? (long long)st.st_mtime : 0;
-    hs->gen.model_id = hs->model_id;
-    ids_fingerprint(hs->gen.fingerprint, PACKAGE_VERSION, path);
-    hs->gen.m = hs->model;
-    hs->gen.v = hs->vocab;
-    hs->gen.tmpl = hs->tmpl;
-    hs->gen.turn_end = turn_end;
-    hs->gen.s = hs->sched;
-    hs->gen.n_ctx = n_ctx;
-    hs->gen.n_slots = sp.n_slots;
-    if (hs->rt.n_ups)
-        reference_nll(hs);
-    metrics_model_loaded(hs->metrics, hs->model_id, (double)(http_now_ns() - t0) / 1e9);
-    log_info("model", "loaded %s: %s, %d layers, %.1fM parameters, context %d x %d "
-             "slots, chat template %s, %s kernels, in %.0f ms",
-             path, hp->arch_name, hp->n_layer, (double)model_n_params(hs->model) / 1e6,
-             n_ctx, sp.n_slots, hs->tmpl_source, kern_get()->name,
-             (double)(http_now_ns() - t0) / 1e6);
-    return 0;
-}
-
-/* The model's NLL on plain prose, which the router's nll feature is
- * measured against (router/score.h). Without it the feature is off. */
-static void reference_nll(hearth_server *hs)
-{
-    model_ctx *c = NULL;
-    char why[256];
-    if (model_ctx_new(hs->model, 64, &c, why, sizeof why) != 0) {
-        log_warn("router", "no reference NLL: %s", why);
-        return;
-    }
-    hs->rt.nll_ref = score_reference_nll(hs->model, c, hs->tmpl, hs->vocab);
-    model_ctx_free(c);
-    log_info("router", "reference NLL of the local model: %.3f nats/token", hs->rt.nll_ref);
-}
-
-static void model_close(hearth_server *hs)
-{
-    sched_free(hs->sched); /* before the loop closes: it owns a uv_async */
-    hs->sched = NULL;
-    chat_template_free(hs->tmpl);
-    tok_free(hs->vocab);
-    model_free(hs->model);
-    hs->tmpl = NULL;
-    hs->vocab = NULL;
-    hs->model = NULL;
+    char dir[1024];
+    p.store_dir = c->store_dir ? c->store_dir : store_default_dir(dir, sizeof dir);
+    if (p.store_dir)
+        log_info("store", "models by name from %s; memory budget %.0f MiB", p.store_dir,
+                 (double)p.budget_bytes / 1048576.0);
+    int rc = resident_new(&hs->res, &p, err, errlen);
+    if (rc == 0 && c->model_default && !c->model_path &&
+        !resident_has(hs->res, c->model_default))
+        log_warn("model", "[model] default '%s' is not in the store (%s): requests naming "
+                 "no model get 503 until it is pulled", c->model_default,
+                 p.store_dir ? p.store_dir : "none");
+    return rc;
 }
 
 /* ---------------------------------------------------------- lifecycle */
@@ -500,9 +322,7 @@ static void finish(void *arg)
     uv_timer_stop(&hs->watchdog);
     http_stop(hs->http); /* cancels the jobs of what is still open */
     hs->http = NULL;
-    sched_free(hs->sched);
-    hs->sched = NULL;
-    hs->gen.s = NULL; /* preparations still running end without a job */
+    resident_stop(hs->res); /* preparations still running end without a job */
     routing_fini(&hs->rt); /* closes the cloud client's handles */
     uv_close((uv_handle_t *)&hs->sig_int, on_closed);
     uv_close((uv_handle_t *)&hs->sig_term, on_closed);
@@ -591,7 +411,8 @@ int server_main(int argc, char **argv)
     uv_loop_init(&hs.loop);
     hs.metrics = metrics_new();
     hs.gen = (gen_service){.ping_interval = &hs.cfg.ping_interval,
-                           .request_timeout = &hs.cfg.request_timeout, .loop = &hs.loop,
+                           .request_timeout = &hs.cfg.request_timeout,
+                           .max_messages = &hs.cfg.max_messages, .loop = &hs.loop,
                            .rt = &hs.rt, .metrics = hs.metrics};
     if (!hs.metrics) {
         fprintf(stderr, "hearthd: out of memory\n");
@@ -605,15 +426,19 @@ int server_main(int argc, char **argv)
         status = 2;
         goto out;
     }
+    int mrc = 0;
     if (routing_init(&hs.rt, &hs.cfg, &hs.loop, err, sizeof err) < 0 ||
-        model_open(&hs, err, sizeof err) < 0) {
+        (mrc = model_open(&hs, err, sizeof err)) < 0) {
         fprintf(stderr, "hearthd: %s\n", err);
-        model_close(&hs);
+        if (mrc == -2)
+            status = 2;
+        resident_stop(hs.res);
         routing_fini(&hs.rt);
         uv_run(&hs.loop, UV_RUN_NOWAIT); /* let closed handles finish */
         uv_loop_close(&hs.loop);
         goto out;
     }
+    hs.gen.res = hs.res;
     int listen_fd = listen_fd_from_systemd(err, sizeof err);
     http_config hc = {
         .host = hs.cfg.tcp ? hs.cfg.host : NULL, .port = hs.cfg.port,
@@ -627,7 +452,7 @@ int server_main(int argc, char **argv)
     };
     if (listen_fd < 0 || http_start(&hs.http, &hs.loop, &hc, err, sizeof err) < 0) {
         fprintf(stderr, "hearthd: %s\n", err);
-        model_close(&hs);
+        resident_stop(hs.res);
         routing_fini(&hs.rt);
         uv_run(&hs.loop, UV_RUN_NOWAIT);
         uv_loop_close(&hs.loop);
@@ -654,7 +479,8 @@ int server_main(int argc, char **argv)
         snprintf(where + wn, sizeof where - (size_t)wn, "%sunix:%s", wn ? " and " : "",
                  hs.cfg.socket_path);
     log_info("server", "hearthd %s listening on %s (model: %s, chat page: %s, metrics: %s)",
-             PACKAGE_VERSION, where, hs.model_id ? hs.model_id : "none",
+             PACKAGE_VERSION, where,
+             resident_default(hs.res) ? resident_default(hs.res) : "by name",
              door_auto_on(hs.cfg.webui, hs.cfg.host) ? "on" : "off",
              door_auto_on(hs.cfg.metrics, hs.cfg.host) ? "on" : "off");
     uint64_t wd_ms = watchdog_interval_ms();
@@ -668,10 +494,9 @@ int server_main(int argc, char **argv)
     log_info("server", "stopped");
     status = 0;
 out:
-    model_close(&hs);
+    resident_free(hs.res);
     door_free(hs.door);
     metrics_free(hs.metrics);
-    free(hs.model_id);
     config_free(&hs.cfg);
     return status;
 }
