@@ -1199,6 +1199,37 @@ START_TEST(test_invalid_utf8_input)
 }
 END_TEST
 
+/* SentencePiece writes a space as U+2581 ("\xe2\x96\x81") and reads it back
+ * as a space, so text holding U+2581 is tokenized as if it held a space
+ * there and decodes with a space (as llama.cpp does): the one valid UTF-8
+ * text that does not round-trip on a lossless SentencePiece vocabulary
+ * (tests/fuzz/fuzz_tok.c excepts it; its first finding). */
+START_TEST(test_spm_space_character)
+{
+    const char *names[] = {"models/vocab/ggml-vocab-llama-spm.gguf",
+                           "models/vocab/ggml-vocab-phi-3.gguf"};
+    for (int k = 0; k < 2; k++) {
+        char path[1024];
+        if (!data_path(names[k], path, sizeof path))
+            continue;
+        tok_vocab *v = load_vocab(path);
+        int na, nb;
+        int32_t *a = encode(v, "a\xe2\x96\x81" "b", 5, false, false, &na);
+        int32_t *b = encode(v, "a b", 3, false, false, &nb);
+        ck_assert_int_eq(na, nb);
+        ck_assert_mem_eq(a, b, (size_t)na * sizeof *a);
+        size_t len;
+        char *back = decode(v, a, na, &len);
+        ck_assert_uint_eq(len, 3);
+        ck_assert_mem_eq(back, "a b", 3);
+        free(back);
+        free(a);
+        free(b);
+        tok_free(v);
+    }
+}
+END_TEST
+
 /* ------------------------------------------------------------ WordPiece */
 
 /* What BERT's basic tokenizer makes of ASCII text, written independently
@@ -1430,6 +1461,7 @@ static Suite *tok_suite(void)
     tcase_add_test(tc, test_encode_plain_spans);
     tcase_add_loop_test(tc, test_no_control_without_special, 0, N_VOCABS);
     tcase_add_test(tc, test_invalid_utf8_input);
+    tcase_add_test(tc, test_spm_space_character);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("stream");
