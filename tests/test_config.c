@@ -136,6 +136,7 @@ START_TEST(config_bad_chat_template)
     hearth_config c;
     ck_assert_int_eq(load(&c, args), CONFIG_ERROR);
     ck_assert_msg(strstr(err, "--chat-template") && strstr(err, "(chatml, llama2,"), "%s", err);
+    config_free(&c);
     const char *ok[] = {"--chat-template", "llama3", NULL};
     ck_assert_int_eq(load(&c, ok), CONFIG_OK);
     ck_assert_str_eq(c.chat_template, "llama3");
