@@ -1,7 +1,7 @@
 /* test_ids.c - response ids and system_fingerprint (daemon/ids.h): ids
  * never repeat within a process and differ in every hex digit; the
  * fingerprint names the build and the model file. The same across two
- * hearthd runs: tests/test_identity.sh. */
+ * hearthd runs: tests/test_new_user.sh. */
 #include <check.h>
 #include <stdint.h>
 #include <stdio.h>
