@@ -1199,6 +1199,38 @@ START_TEST(test_invalid_utf8_input)
 }
 END_TEST
 
+/* A byte a byte-level BPE vocabulary has no character for: Falcon lacks
+ * 0x03 and others, StarCoder and Refact 0xF1 (lead byte of U+40000 and
+ * up), and their unknown token is <|endoftext|>, a control token. The
+ * byte is dropped (as llama.cpp does), never turned into the end of text
+ * (found by tests/fuzz/fuzz_tok.c). */
+START_TEST(test_bpe_missing_byte_no_control)
+{
+    static const struct {
+        const char *vocab, *text;
+    } cases[] = {
+        {"falcon", "a\x03" "b"},
+        {"starcoder", "a\xf1\x80\x80\x80" "b"},
+        {"refact", "x \xf1\x80\x80\x80 y"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char rel[256], path[1024];
+        snprintf(rel, sizeof rel, "models/vocab/ggml-vocab-%s.gguf", cases[k].vocab);
+        if (!data_path(rel, path, sizeof path))
+            continue;
+        tok_vocab *v = load_vocab(path);
+        int n;
+        int32_t *ids = encode(v, cases[k].text, strlen(cases[k].text), false, false, &n);
+        ck_assert_int_gt(n, 0);
+        for (int i = 0; i < n; i++)
+            ck_assert_msg(!tok_is_control(v, ids[i]), "vocab %s: id %d (control) at %d",
+                          cases[k].vocab, (int)ids[i], i);
+        free(ids);
+        tok_free(v);
+    }
+}
+END_TEST
+
 /* SentencePiece writes a space as U+2581 ("\xe2\x96\x81") and reads it back
  * as a space, so text holding U+2581 is tokenized as if it held a space
  * there and decodes with a space (as llama.cpp does): the one valid UTF-8
@@ -1462,6 +1494,7 @@ static Suite *tok_suite(void)
     tcase_add_loop_test(tc, test_no_control_without_special, 0, N_VOCABS);
     tcase_add_test(tc, test_invalid_utf8_input);
     tcase_add_test(tc, test_spm_space_character);
+    tcase_add_test(tc, test_bpe_missing_byte_no_control);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("stream");
