@@ -56,3 +56,10 @@ char *api_error_json(unsigned status, const char *type, const char *message,
     json_decref(root);
     return s;
 }
+
+const char *api_json_error_text(const json_error_t *je)
+{
+    if (json_error_code(je) == json_error_null_character)
+        return "\\u0000 (the NUL character) is not allowed in strings";
+    return je->text;
+}

@@ -12,4 +12,10 @@ const char *api_error_type_for_status(unsigned status);
 char *api_error_json(unsigned status, const char *type, const char *message,
                      const char *param, const char *code);
 
+/* What a jansson parse error says, for an "invalid JSON: ..." message:
+ * jansson's own text, except where that names a flag of jansson's API
+ * rather than the problem (a \u0000 escape in a string). */
+struct json_error_t;
+const char *api_json_error_text(const struct json_error_t *je);
+
 #endif

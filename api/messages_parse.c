@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
+
 /* ------------------------------------------------------------ errors */
 
 /* A 400 whose message starts with the field's path (none for errors about
@@ -477,8 +479,8 @@ static json_t *load_object(const char *body, size_t len, api_err *err)
     json_t *root = json_loadb(body, len, JSON_DECODE_ANY, &je);
     if (!root) {
         bad(err, NULL, API_CODE_INVALID_JSON,
-            "invalid JSON: %s at line %d column %d", je.text, je.line,
-            je.column);
+            "invalid JSON: %s at line %d column %d", api_json_error_text(&je),
+            je.line, je.column);
     } else if (!json_is_object(root)) {
         bad(err, NULL, API_CODE_INVALID_TYPE,
             "the request body must be a JSON object (got %s)",

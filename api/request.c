@@ -845,8 +845,8 @@ static int parse(api_kind kind, const char *body, size_t len, api_request *r,
     json_t *root = json_loadb(body, len, JSON_DECODE_ANY, &je);
     if (!root)
         return fail(err, 400, NULL, API_CODE_INVALID_JSON,
-                    "invalid JSON: %s at line %d column %d", je.text, je.line,
-                    je.column);
+                    "invalid JSON: %s at line %d column %d",
+                    api_json_error_text(&je), je.line, je.column);
     int rc = -1;
     if (!json_is_object(root)) {
         fail(err, 400, NULL, API_CODE_INVALID_TYPE,

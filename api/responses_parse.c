@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
+
 /* Deepest nesting accepted (the same guard as the chat parser's: jansson
  * before 2.14 reads nesting recursively without a limit). */
 #define RSP_MAX_DEPTH 64
@@ -446,8 +448,8 @@ int api_parse_responses(const char *body, size_t len, api_request *out,
     json_t *root = json_loadb(body, len, JSON_DECODE_ANY, &je);
     if (!root)
         return rsp_fail(err, NULL, API_CODE_INVALID_JSON,
-                        "invalid JSON: %s at line %d column %d", je.text,
-                        je.line, je.column);
+                        "invalid JSON: %s at line %d column %d",
+                        api_json_error_text(&je), je.line, je.column);
     int rc = rsp_parse(root, out, err);
     json_decref(root);
     if (rc < 0) {

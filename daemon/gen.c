@@ -14,6 +14,7 @@
 #include "gen_prep.h"
 #include "messages.h"
 #include "log.h"
+#include "daemon/ids.h"
 #include "daemon/metrics.h"
 #include "request.h"
 #include "response.h"
@@ -38,7 +39,8 @@ static api_stream *stream_of(gen_req *gr)
 {
     gr->st.q = &gr->prep.req;
     gr->st.h = (api_head){.id = gr->id, .model = gr->lm ? gr->lm->name : NULL,
-                          .created = gr->created};
+                          .created = gr->created,
+                          .system_fingerprint = gr->lm ? gr->lm->fingerprint : NULL};
     return &gr->st;
 }
 
@@ -741,7 +743,7 @@ static int handle(gen_service *g, http_req *r, api_kind kind, bool count_only)
     r->app = gr;
     r->app_free = gen_req_free;
     g->n_requests++;
-    api_format_id(gr->id, kind, ((uint64_t)time(NULL) << 20) ^ (g->n_requests * 0x9e3779b97f4a7c15ull));
+    api_format_id(gr->id, kind, ids_next());
     gr->created = (int64_t)time(NULL);
     /* The body moves to the preparation, which runs on libuv's thread
      * pool; the connection waits suspended. */

@@ -36,7 +36,7 @@ typedef struct gen_service {
     uv_loop_t *loop;
     routing *rt;               /* never NULL */
     struct metrics *metrics;   /* GET /metrics (daemon/metrics.h); may be NULL */
-    uint64_t n_requests;       /* for response ids */
+    uint64_t n_requests;       /* requests handled */
 } gen_service;
 
 int gen_chat(gen_service *g, http_req *r);

@@ -13,13 +13,16 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "chat.h"
 #include "hconfig_lists.h"
 #include "log.h"
 #include "daemon/paths.h"
 
 /* K_AUTO_BOOL: a K_BOOL that may also be "auto", stored as -1. */
+/* K_TEMPLATE: a K_STR naming a built-in chat template, or a path (it has
+ * a '/'; read when the model is opened). */
 enum key_type { K_STR, K_INT, K_SIZE, K_LEVEL, K_HOST, K_REAL, K_BOOL, K_AUTO_BOOL, K_CHOICE,
-                K_LONG, K_MODE };
+                K_LONG, K_MODE, K_TEMPLATE };
 
 typedef struct config_key {
     const char *section;
@@ -35,6 +38,13 @@ typedef struct config_key {
 } config_key;
 
 #define OFF(f) offsetof(hearth_config, f)
+
+/* The key's field is a char * (the others are numbers). */
+static bool key_is_string(const config_key *k)
+{
+    return k->type == K_STR || k->type == K_HOST || k->type == K_CHOICE ||
+           k->type == K_TEMPLATE;
+}
 
 static const config_key keys[] = {
     {"server", "host", "host", 0, K_HOST, OFF(host), 0, 0, false,
@@ -101,7 +111,7 @@ static const config_key keys[] = {
      "capped at the model's)", NULL},
     {"model", "parallel", "parallel", 'P', K_INT, OFF(parallel), 1, 256, false,
      "sequences generated at once, batched together (default 4)", NULL},
-    {"model", "chat_template", "chat-template", 0, K_STR, OFF(chat_template), 0,
+    {"model", "chat_template", "chat-template", 0, K_TEMPLATE, OFF(chat_template), 0,
      0, false, "override the model's chat template with a built-in one (chatml, "
      "llama2, llama3, mistral, phi3, gemma, zephyr, deepseek) or a Jinja file (a "
      "path with a '/') (default: the model's; chatml when it has none)", NULL},
@@ -275,6 +285,17 @@ static int key_set(hearth_config *c, const config_key *k, const char *val,
             snprintf(err, errlen,
                      "%s: '%s' is not an IPv4/IPv6 address or 'localhost'",
                      k->name, val);
+            return -1;
+        }
+        /* fall through */
+    case K_TEMPLATE:
+        if (k->type == K_TEMPLATE && *val && !strchr(val, '/') && !chat_template_builtin(val)) {
+            int n = snprintf(err, errlen, "%s: '%s' is not a built-in template (", k->name, val);
+            const char *const *names = chat_template_builtin_names();
+            for (int i = 0; names[i] && n >= 0 && (size_t)n < errlen; i++)
+                n += snprintf(err + n, errlen - (size_t)n, "%s%s", i ? ", " : "", names[i]);
+            if (n >= 0 && (size_t)n < errlen)
+                snprintf(err + n, errlen - (size_t)n, ") nor a file (a path has a '/')");
             return -1;
         }
         /* fall through */
@@ -580,7 +601,7 @@ int config_reload(hearth_config *c, int argc, char **argv, char *restart_keys,
         const config_key *k = &keys[i];
         char *a = (char *)c + k->off, *b = (char *)&fresh + k->off;
         bool differs;
-        if (k->type == K_STR || k->type == K_HOST || k->type == K_CHOICE) {
+        if (key_is_string(k)) {
             const char *sa = *(char **)(void *)a, *sb = *(char **)(void *)b;
             differs = (sa == NULL) != (sb == NULL) || (sa && strcmp(sa, sb) != 0);
         } else if (k->type == K_SIZE || k->type == K_LONG) {
@@ -598,8 +619,7 @@ int config_reload(hearth_config *c, int argc, char **argv, char *restart_keys,
             _Static_assert(sizeof(double) <= sizeof tmp, "double fits");
             size_t sz = (k->type == K_SIZE || k->type == K_LONG) ? sizeof(long long)
                         : k->type == K_REAL                      ? sizeof(double)
-                        : (k->type == K_STR || k->type == K_HOST || k->type == K_CHOICE)
-                            ? sizeof(char *)
+                        : key_is_string(k) ? sizeof(char *)
                             : sizeof(int);
             memcpy(tmp, a, sz);
             memcpy(a, b, sz);
@@ -616,29 +636,49 @@ int config_reload(hearth_config *c, int argc, char **argv, char *restart_keys,
     return 0;
 }
 
+/* The flag column of key i ("-p, --port VALUE", "    --host VALUE"). */
+static void help_left(size_t i, char *left, size_t n)
+{
+    if (keys[i].short_opt)
+        snprintf(left, n, "-%c, --%s VALUE", keys[i].short_opt, keys[i].flag);
+    else
+        snprintf(left, n, "    --%s VALUE", keys[i].flag);
+}
+
 void config_print_help(const char *prog, void *stream)
 {
     FILE *f = stream;
+    /* every description starts in one column, past the longest flag */
+    static const char *const fixed[][2] = {
+        {"-c, --config FILE", "configuration file (INI); default " HEARTH_SYSCONFDIR
+                              "/hearth/hearth.conf when it exists"},
+        {"-h, --help", "show this help and exit"},
+        {"-V, --version", "show the version and exit"},
+    };
+    int w = 0;
+    char left[64];
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if ((int)strlen(fixed[i][0]) > w)
+            w = (int)strlen(fixed[i][0]);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        help_left(i, left, sizeof left);
+        if ((int)strlen(left) > w)
+            w = (int)strlen(left);
+    }
     fprintf(f,
             "Usage: %s [OPTIONS]\n"
             "hearth daemon: serves the OpenAI API for local models.\n\n"
             "Values come from built-in defaults, then the configuration file,\n"
-            "then these flags.\n\n"
-            "  -c, --config FILE        configuration file (INI); default "
-            HEARTH_SYSCONFDIR "/hearth/hearth.conf when it exists\n",
+            "then these flags.\n\n",
             prog);
+    fprintf(f, "  %-*s  %s\n", w, fixed[0][0], fixed[0][1]);
     for (size_t i = 0; i < N_KEYS; i++) {
-        char left[64];
-        if (keys[i].short_opt)
-            snprintf(left, sizeof left, "-%c, --%s VALUE", keys[i].short_opt,
-                     keys[i].flag);
-        else
-            snprintf(left, sizeof left, "    --%s VALUE", keys[i].flag);
-        fprintf(f, "  %-24s %s [%s] %s\n", left, keys[i].help, keys[i].section,
+        help_left(i, left, sizeof left);
+        fprintf(f, "  %-*s  %s [%s] %s\n", w, left, keys[i].help, keys[i].section,
                 keys[i].name);
     }
-    fprintf(f, "  -h, --help               show this help and exit\n"
-               "  -V, --version            show the version and exit\n\n"
-               "Signals: SIGTERM/SIGINT finish in-flight requests and exit;\n"
+    for (size_t i = 1; i < sizeof fixed / sizeof fixed[0]; i++)
+        fprintf(f, "  %-*s  %s\n", w, fixed[i][0], fixed[i][1]);
+    fprintf(f, "\nSignals: SIGTERM/SIGINT finish in-flight requests and exit;\n"
                "SIGHUP re-reads the configuration file.\n");
 }

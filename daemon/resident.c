@@ -354,7 +354,8 @@ int resident_new(resident **out, const resident_params *p, char *err, size_t err
     char why[512];
     if (resident_load_files(lm, p->chat_template, p->want_nll, why, sizeof why) < 0 ||
         resident_load_sched(lm, &rs->p, why, sizeof why) < 0) {
-        snprintf(err, errlen, "model %s: %s", p->path, why);
+        /* as an on-demand load says it; model_load's reasons name the file */
+        snprintf(err, errlen, "the model '%.100s' cannot be loaded: %s", lm->name, why);
         resident_load_free(lm);
         return -1;
     }

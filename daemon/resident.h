@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "chat.h"
+#include "daemon/ids.h"
 #include "model.h"
 #include "scheduler.h"
 #include "tok.h"
@@ -44,6 +45,7 @@ typedef enum resident_state {
 typedef struct resident_model {
     char *name;            /* what requests call it */
     char *path;            /* the GGUF file */
+    char fingerprint[IDS_FP_MAX]; /* system_fingerprint (daemon/ids.h) */
     long long created;     /* the file's mtime */
     model *m;
     tok_vocab *v;

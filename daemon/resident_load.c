@@ -104,6 +104,7 @@ int resident_load_files(resident_model *lm, const char *configured, bool want_nl
         snprintf(err, errlen, "%s", why);
         return -1;
     }
+    ids_fingerprint(lm->fingerprint, PACKAGE_VERSION, lm->path);
     if (tok_load(model_gguf(lm->m), &lm->v, why, sizeof why) < 0) {
         snprintf(err, errlen, "tokenizer: %s", why);
         return -1;

@@ -623,15 +623,13 @@ int model_load(const char *path, model **out, char *err, size_t errlen)
 {
     *out = NULL;
     gguf_file *f = NULL;
-    char gerr[256];
-    if (gguf_open(path, &f, gerr, sizeof gerr) != 0) {
-        seterr(err, errlen, "%s: %s", path, gerr);
+    /* gguf_open's message names the path already */
+    if (gguf_open(path, &f, err, errlen) != 0)
         return -1;
-    }
     char merr[256];
     model *m;
     if (model_load_gguf(f, &m, merr, sizeof merr) != 0) {
-        seterr(err, errlen, "%s: %s", path, merr);
+        seterr(err, errlen, "%s (in '%s')", merr, path);
         gguf_close(f);
         return -1;
     }
@@ -1141,6 +1139,24 @@ static uint32_t file_type_of(uint32_t type)
     }
 }
 
+const char *model_file_type_name(uint32_t file_type)
+{
+    /* by number; 4 to 6 and 33 to 35 are types llama.cpp dropped (Q4_1
+     * with F16 embeddings, Q4_2, Q4_3, the Q4_0 repackings), still named
+     * so that an old file says what it is */
+    static const char *const names[] = {
+        "ALL_F32", "MOSTLY_F16", "MOSTLY_Q4_0", "MOSTLY_Q4_1", "MOSTLY_Q4_1_SOME_F16",
+        "MOSTLY_Q4_2", "MOSTLY_Q4_3", "MOSTLY_Q8_0", "MOSTLY_Q5_0", "MOSTLY_Q5_1",
+        "MOSTLY_Q2_K", "MOSTLY_Q3_K_S", "MOSTLY_Q3_K_M", "MOSTLY_Q3_K_L", "MOSTLY_Q4_K_S",
+        "MOSTLY_Q4_K_M", "MOSTLY_Q5_K_S", "MOSTLY_Q5_K_M", "MOSTLY_Q6_K", "MOSTLY_IQ2_XXS",
+        "MOSTLY_IQ2_XS", "MOSTLY_Q2_K_S", "MOSTLY_IQ3_XS", "MOSTLY_IQ3_XXS", "MOSTLY_IQ1_S",
+        "MOSTLY_IQ4_NL", "MOSTLY_IQ3_S", "MOSTLY_IQ3_M", "MOSTLY_IQ2_S", "MOSTLY_IQ2_M",
+        "MOSTLY_IQ4_XS", "MOSTLY_IQ1_M", "MOSTLY_BF16", "MOSTLY_Q4_0_4_4", "MOSTLY_Q4_0_4_8",
+        "MOSTLY_Q4_0_8_8", "MOSTLY_TQ1_0", "MOSTLY_TQ2_0", "MOSTLY_MXFP4_MOE",
+    };
+    return file_type < sizeof names / sizeof names[0] ? names[file_type] : NULL;
+}
+
 static bool can_write(uint32_t type)
 {
     if (type == QT_F32 || type == QT_F16)
@@ -1283,11 +1299,8 @@ int model_quantize(const char *in, const char *out, uint32_t type,
         return MODEL_QUANTIZE_ERROR;
     }
     gguf_file *f = NULL;
-    char gerr[256];
-    if (gguf_open(in, &f, gerr, sizeof gerr) != 0) {
-        seterr(err, errlen, "%s: %s", in, gerr);
+    if (gguf_open(in, &f, err, errlen) != 0) /* its message names the path */
         return MODEL_QUANTIZE_ERROR;
-    }
     int rc = check_requantize(f, in, type, flags, err, errlen);
     if (rc != MODEL_QUANTIZE_OK) {
         gguf_close(f);
@@ -1377,6 +1390,7 @@ int model_quantize(const char *in, const char *out, uint32_t type,
         seterr(err, errlen, "out of memory copying metadata");
         goto done;
     }
+    char gerr[256];
     if (gguf_writer_write(w, out, gerr, sizeof gerr) != 0) {
         seterr(err, errlen, "%s: %s", out, gerr);
         goto done;

@@ -150,6 +150,11 @@ typedef struct model_quantize_stats {
     uint32_t file_type;             /* general.file_type written */
 } model_quantize_stats;
 
+/* The name of a general.file_type value, llama.cpp's enum llama_ftype
+ * without its LLAMA_FTYPE_ prefix ("MOSTLY_Q4_K_M" for 15, "ALL_F32" for
+ * 0), or NULL for a number it does not define. */
+const char *model_file_type_name(uint32_t file_type);
+
 /* model_quantize flags */
 #define MODEL_QUANTIZE_ALLOW_REQUANTIZE 1u /* convert quantized matrices too */
 

@@ -515,7 +515,13 @@ static int emit_symbol(const tok_vocab *v, const char *p, size_t n,
     if (id >= 0)
         return tok_ids_push(out, id);
     /* Not a token (a vocabulary without some merge result): fall back to
-     * one token per character, i.e. per original byte. */
+     * one token per character, i.e. per original byte. A byte the
+     * vocabulary has no character for (Falcon lacks some control bytes,
+     * StarCoder 0xF1) becomes the unknown token, or is dropped, as
+     * llama.cpp drops it, when that is a control token (their
+     * <|endoftext|> is unknown, BOS and EOS at once): text never ends the
+     * sequence. */
+    int32_t unk = v->unk >= 0 && !tok_is_control(v, v->unk) ? v->unk : -1;
     size_t i = 0;
     while (i < n) {
         size_t l = tok_utf8_len((const unsigned char *)p + i, n - i);
@@ -523,7 +529,7 @@ static int emit_symbol(const tok_vocab *v, const char *p, size_t n,
             l = 1;
         id = tok_lookup_text(v, p + i, l);
         if (id < 0)
-            id = v->unk;
+            id = unk;
         if (id >= 0 && tok_ids_push(out, id))
             return -1;
         i += l;

@@ -337,6 +337,23 @@ START_TEST(parse_invalid_json_position)
 }
 END_TEST
 
+/* A \u0000 in a string is said plainly, not as jansson's flag name. */
+START_TEST(parse_invalid_json_nul)
+{
+    const char *body = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000\"}]}";
+    ck_assert_int_eq(chat(body), -1);
+    ck_assert_uint_eq(err.status, 400);
+    ck_assert_str_eq(err.code, "invalid_json");
+    ck_assert_msg(strstr(err.message, "JSON_ALLOW_NUL") == NULL, "%s", err.message);
+    ck_assert_str_eq(err.message, "invalid JSON: \\u0000 (the NUL character) is not allowed "
+                                  "in strings at line 1 column 59");
+    /* a raw NUL byte: jansson's own words, which say what is wrong */
+    const char raw[] = "{\"prompt\":\"a\0b\"}";
+    ck_assert_int_eq(api_parse_completion(raw, sizeof raw - 1, &req, &err), -1);
+    ck_assert_msg(strstr(err.message, "control character 0x0"), "%s", err.message);
+}
+END_TEST
+
 START_TEST(parse_error_json)
 {
     ck_assert_int_eq(chat(CHAT("\"top_p\":7")), -1);
@@ -1303,6 +1320,7 @@ static Suite *suite(void)
     tcase_add_test(tc, parse_range_message);
     tcase_add_test(tc, parse_stop_length_cap);
     tcase_add_test(tc, parse_invalid_json_position);
+    tcase_add_test(tc, parse_invalid_json_nul);
     tcase_add_test(tc, parse_error_json);
     tcase_add_test(tc, parse_chat_defaults);
     tcase_add_test(tc, parse_chat_all_fields);

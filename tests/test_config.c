@@ -124,6 +124,29 @@ END_TEST
 START_TEST(config_bad_webui)
 { expect_bad("[server]\nwebui = maybe\n", "2", "webui: 'maybe' is not auto or yes/no"); }
 END_TEST
+/* A chat template that is neither built in nor a path: a usage error
+ * (hearthd exits 2) that lists the built-in names, from the file and the
+ * flag alike; a name or a path is taken. */
+START_TEST(config_bad_chat_template)
+{
+    expect_bad("[model]\nchat_template = foo\n", "2",
+               "chat_template: 'foo' is not a built-in template (chatml, llama2, llama3, "
+               "mistral, phi3, gemma, zephyr, deepseek) nor a file (a path has a '/')");
+    const char *args[] = {"--chat-template", "foo", NULL};
+    hearth_config c;
+    ck_assert_int_eq(load(&c, args), CONFIG_ERROR);
+    ck_assert_msg(strstr(err, "--chat-template") && strstr(err, "(chatml, llama2,"), "%s", err);
+    config_free(&c);
+    const char *ok[] = {"--chat-template", "llama3", NULL};
+    ck_assert_int_eq(load(&c, ok), CONFIG_OK);
+    ck_assert_str_eq(c.chat_template, "llama3");
+    config_free(&c);
+    const char *file[] = {"--chat-template", "./my.jinja", NULL};
+    ck_assert_int_eq(load(&c, file), CONFIG_OK);
+    ck_assert_str_eq(c.chat_template, "./my.jinja");
+    config_free(&c);
+}
+END_TEST
 START_TEST(config_bad_log_level)
 { expect_bad("[log]\nlevel = loud\n", "2", "level: 'loud' is not one of error, warn, info, debug"); }
 END_TEST
@@ -421,6 +444,7 @@ static Suite *suite(void)
     tcase_add_test(t, config_bad_size_zero);
     tcase_add_test(t, config_bad_threads);
     tcase_add_test(t, config_bad_webui);
+    tcase_add_test(t, config_bad_chat_template);
     tcase_add_test(t, config_webui_auto_yes_no);
     tcase_add_test(t, config_metrics_auto_yes_no);
     tcase_add_test(t, config_bad_metrics);

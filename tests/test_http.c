@@ -953,6 +953,24 @@ START_TEST(startup_help)
                            "--idle-timeout", "--max-header-size", "--max-messages"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         ck_assert_msg(strstr(out, flags[i]) != NULL, "--help lacks %s", flags[i]);
+    /* every flag's description starts in the same column, the longest
+     * flag's included: a flag line is "  -x, --flag VALUE  text" */
+    int col = -1, lines = 0;
+    for (char *l = out; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l)) {
+        if (strncmp(l, "  -", 3) != 0 && strncmp(l, "      --", 8) != 0)
+            continue;
+        const char *flag = strstr(l, "--");
+        const char *end = flag + strcspn(flag, " \n");
+        if (strncmp(end, " VALUE", 6) == 0 || strncmp(end, " FILE", 5) == 0)
+            end = strchr(end + 1, ' ') ? strchr(end + 1, ' ') : end;
+        int c = (int)(end - l) + (int)strspn(end, " ");
+        ck_assert_msg(strspn(end, " ") >= 2, "no two spaces after the flag: %.60s", l);
+        if (col < 0)
+            col = c;
+        ck_assert_msg(c == col, "description at column %d, not %d: %.80s", c, col, l);
+        lines++;
+    }
+    ck_assert_int_ge(lines, (int)(sizeof flags / sizeof flags[0]));
 }
 END_TEST
 

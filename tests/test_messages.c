@@ -65,6 +65,10 @@ static const bad_case bad_cases[] = {
     /* the body */
     {"", "", "invalid_json", "empty"},
     {"{\"model\":", "", "invalid_json", "invalid JSON"},
+    /* said plainly, not as jansson's JSON_ALLOW_NUL */
+    {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":"
+     "\"a\\u0000b\"}]}", "", "invalid_json",
+     "invalid JSON: \\u0000 (the NUL character) is not allowed in strings at line 1"},
     {"[1,2]", "", "invalid_type", "must be a JSON object (got an array)"},
     {"\"hi\"", "", "invalid_type", "must be a JSON object (got a string)"},
     /* model: required */

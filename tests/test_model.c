@@ -601,6 +601,59 @@ START_TEST(refuse_unsupported_type)
 }
 END_TEST
 
+/* A file that cannot be loaded is named once in the message, whichever
+ * layer refused it (gguf_open names it; model_load adds it to its own). */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+START_TEST(load_error_names_path_once)
+{
+    char err[512], path[128];
+    model *m = NULL;
+    snprintf(path, sizeof path, "/tmp/hearth-broken-%d.gguf", (int)getpid());
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs("this is not a GGUF file", f);
+    fclose(f);
+    ck_assert_int_ne(model_load(path, &m, err, sizeof err), 0);
+    ck_assert_msg(count_of(err, path) == 1, "%s", err);
+    ck_assert_msg(strstr(err, "not a GGUF file"), "%s", err);
+    unlink(path);
+    ck_assert_int_ne(model_load(path, &m, err, sizeof err), 0); /* gone now */
+    ck_assert_msg(count_of(err, path) == 1, "%s", err);
+    ck_assert_msg(strstr(err, "No such file"), "%s", err);
+    /* a GGUF file the model refuses */
+    tiny_opts o = {.bad_type_name = "output_norm.weight", .bad_type = QT_F16};
+    write_tiny(&o, path, sizeof path);
+    ck_assert_int_ne(model_load(path, &m, err, sizeof err), 0);
+    unlink(path);
+    ck_assert_msg(count_of(err, path) == 1, "%s", err);
+    ck_assert_msg(strstr(err, "output_norm.weight"), "%s", err);
+}
+END_TEST
+
+/* general.file_type by llama.cpp's names (hearth info prints them). */
+START_TEST(file_type_names)
+{
+    ck_assert_str_eq(model_file_type_name(0), "ALL_F32");
+    ck_assert_str_eq(model_file_type_name(1), "MOSTLY_F16");
+    ck_assert_str_eq(model_file_type_name(7), "MOSTLY_Q8_0");
+    ck_assert_str_eq(model_file_type_name(14), "MOSTLY_Q4_K_S");
+    ck_assert_str_eq(model_file_type_name(15), "MOSTLY_Q4_K_M");
+    ck_assert_str_eq(model_file_type_name(18), "MOSTLY_Q6_K");
+    ck_assert_str_eq(model_file_type_name(30), "MOSTLY_IQ4_XS");
+    ck_assert_str_eq(model_file_type_name(32), "MOSTLY_BF16");
+    ck_assert_str_eq(model_file_type_name(37), "MOSTLY_TQ2_0");
+    ck_assert_ptr_null(model_file_type_name(1000));
+    ck_assert_ptr_null(model_file_type_name(UINT32_MAX));
+}
+END_TEST
+
 START_TEST(refuse_f16_norm)
 {
     tiny_opts o = {.bad_type_name = "output_norm.weight", .bad_type = QT_F16};
@@ -1005,6 +1058,9 @@ START_TEST(quantize_round_trip)
         ck_assert_int_eq(gguf_get_u32(f, "general.file_type", &ft), 0);
         /* q4_k: every matrix falls back (rows of 64), most to Q5_0 */
         ck_assert_uint_eq(ft, types[k] == QT_Q8_0 ? 7 : types[k] == QT_Q4_0 ? 2 : 8);
+        ck_assert_str_eq(model_file_type_name(ft), types[k] == QT_Q8_0   ? "MOSTLY_Q8_0"
+                                                   : types[k] == QT_Q4_0 ? "MOSTLY_Q4_0"
+                                                                         : "MOSTLY_Q5_0");
         ck_assert_uint_eq(st.file_type, ft);
         const gguf_tensor *t = gguf_find_tensor(f, "blk.0.ffn_down.weight");
         ck_assert_uint_eq(t->type, QT_F16); /* rows of 172 */
@@ -1577,6 +1633,8 @@ static Suite *model_suite(void)
     tcase_add_test(t, refuse_wrong_shape);
     tcase_add_test(t, refuse_unsupported_type);
     tcase_add_test(t, refuse_f16_norm);
+    tcase_add_test(t, load_error_names_path_once);
+    tcase_add_test(t, file_type_names);
     tcase_add_test(t, tiny_models_run);
     tcase_add_test(t, rope_scaling_variants);
     tcase_add_test(t, refuse_unsupported_rope_scaling);

@@ -141,6 +141,8 @@ typedef struct bad_case {
 static const bad_case bad_cases[] = {
     {"", 400, "", "invalid_json", "empty"},
     {"{", 400, "", "invalid_json", "invalid JSON"},
+    {"{\"input\":\"a\\u0000b\"}", 400, "", "invalid_json",
+     "invalid JSON: \\u0000 (the NUL character) is not allowed in strings at line 1"},
     {"[1]", 400, "", "invalid_type", "JSON object"},
     {"{}", 400, "input", "missing_required_parameter", "'input' is required"},
     {"{\"input\":null}", 400, "input", "missing_required_parameter", "required"},

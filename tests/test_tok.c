@@ -23,6 +23,7 @@
 
 #include "gguf.h"
 #include "tok.h"
+#include "utf8.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -123,41 +124,6 @@ static char *decode(const tok_vocab *v, const int32_t *ids, int n,
     s[need] = '\0';
     *len = (size_t)need;
     return s;
-}
-
-/* well-formed UTF-8 (shortest forms, no surrogates, <= U+10FFFF) */
-static bool valid_utf8(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        size_t k;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            k = 1, cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2, cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3, cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (i + k >= n)
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((p[i + j] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i + j] & 0x3F);
-        }
-        if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-            return false;
-        i += k + 1;
-    }
-    return true;
 }
 
 static void print_escaped(const char *s, size_t n)
@@ -935,7 +901,7 @@ START_TEST(test_stream_bpe_matches_decode)
         char p[64];
         int pl = tok_piece(v, ids[i], false, p, sizeof p);
         ck_assert_int_ge(pl, 0);
-        partial += !valid_utf8(p, (size_t)pl);
+        partial += !utf8_valid(p, (size_t)pl);
     }
     ck_assert_int_gt(partial, 0);
     char out[256];
@@ -1233,6 +1199,69 @@ START_TEST(test_invalid_utf8_input)
 }
 END_TEST
 
+/* A byte a byte-level BPE vocabulary has no character for: Falcon lacks
+ * 0x03 and others, StarCoder and Refact 0xF1 (lead byte of U+40000 and
+ * up), and their unknown token is <|endoftext|>, a control token. The
+ * byte is dropped (as llama.cpp does), never turned into the end of text
+ * (found by tests/fuzz/fuzz_tok.c). */
+START_TEST(test_bpe_missing_byte_no_control)
+{
+    static const struct {
+        const char *vocab, *text;
+    } cases[] = {
+        {"falcon", "a\x03" "b"},
+        {"starcoder", "a\xf1\x80\x80\x80" "b"},
+        {"refact", "x \xf1\x80\x80\x80 y"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char rel[256], path[1024];
+        snprintf(rel, sizeof rel, "models/vocab/ggml-vocab-%s.gguf", cases[k].vocab);
+        if (!data_path(rel, path, sizeof path))
+            continue;
+        tok_vocab *v = load_vocab(path);
+        int n;
+        int32_t *ids = encode(v, cases[k].text, strlen(cases[k].text), false, false, &n);
+        ck_assert_int_gt(n, 0);
+        for (int i = 0; i < n; i++)
+            ck_assert_msg(!tok_is_control(v, ids[i]), "vocab %s: id %d (control) at %d",
+                          cases[k].vocab, (int)ids[i], i);
+        free(ids);
+        tok_free(v);
+    }
+}
+END_TEST
+
+/* SentencePiece writes a space as U+2581 ("\xe2\x96\x81") and reads it back
+ * as a space, so text holding U+2581 is tokenized as if it held a space
+ * there and decodes with a space (as llama.cpp does): the one valid UTF-8
+ * text that does not round-trip on a lossless SentencePiece vocabulary
+ * (tests/fuzz/fuzz_tok.c excepts it; its first finding). */
+START_TEST(test_spm_space_character)
+{
+    const char *names[] = {"models/vocab/ggml-vocab-llama-spm.gguf",
+                           "models/vocab/ggml-vocab-phi-3.gguf"};
+    for (int k = 0; k < 2; k++) {
+        char path[1024];
+        if (!data_path(names[k], path, sizeof path))
+            continue;
+        tok_vocab *v = load_vocab(path);
+        int na, nb;
+        int32_t *a = encode(v, "a\xe2\x96\x81" "b", 5, false, false, &na);
+        int32_t *b = encode(v, "a b", 3, false, false, &nb);
+        ck_assert_int_eq(na, nb);
+        ck_assert_mem_eq(a, b, (size_t)na * sizeof *a);
+        size_t len;
+        char *back = decode(v, a, na, &len);
+        ck_assert_uint_eq(len, 3);
+        ck_assert_mem_eq(back, "a b", 3);
+        free(back);
+        free(a);
+        free(b);
+        tok_free(v);
+    }
+}
+END_TEST
+
 /* ------------------------------------------------------------ WordPiece */
 
 /* What BERT's basic tokenizer makes of ASCII text, written independently
@@ -1464,6 +1493,8 @@ static Suite *tok_suite(void)
     tcase_add_test(tc, test_encode_plain_spans);
     tcase_add_loop_test(tc, test_no_control_without_special, 0, N_VOCABS);
     tcase_add_test(tc, test_invalid_utf8_input);
+    tcase_add_test(tc, test_spm_space_character);
+    tcase_add_test(tc, test_bpe_missing_byte_no_control);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("stream");

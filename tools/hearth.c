@@ -607,7 +607,7 @@ static int cmd_info(int argc, char **argv)
     gguf_file *f = NULL;
     path = hearth_model_file(path, mbuf, sizeof mbuf);
     if (gguf_open(path, &f, err, sizeof err) != 0)
-        return fail("info", "%s: %s", path, err);
+        return fail("info", "%s", err); /* it names the path */
     hearth_info_print(path, f);
     gguf_close(f);
     return 0;
@@ -704,8 +704,10 @@ void hearth_info_print(const char *path, const gguf_file *f)
     }
     printf("%s\n", first ? " none" : "");
     uint32_t ft;
-    if (gguf_get_u32(f, "general.file_type", &ft) == 0)
-        printf("%-16s %u\n", "file type", ft);
+    if (gguf_get_u32(f, "general.file_type", &ft) == 0) {
+        const char *ftn = model_file_type_name(ft);
+        printf("%-16s %s (%u)\n", "file type", ftn ? ftn : "unknown", ft);
+    }
 
     tok_vocab *v = NULL;
     if (tok_load(f, &v, err, sizeof err) == 0) {
@@ -798,7 +800,7 @@ static int cmd_tokenize(int argc, char **argv)
     gguf_file *f = NULL;
     path = hearth_model_file(path, mbuf, sizeof mbuf);
     if (gguf_open(path, &f, err, sizeof err) != 0)
-        return fail("tokenize", "%s: %s", path, err);
+        return fail("tokenize", "%s", err); /* it names the path */
     tok_vocab *v = NULL;
     if (tok_load(f, &v, err, sizeof err) != 0) {
         gguf_close(f);
@@ -937,12 +939,12 @@ static int cmd_quantize(int argc, char **argv)
                 "from %s through F32; requantizing loses quality\n",
                 st.n_requantized, from);
     }
-    char bi[64], bo[64], ft[64] = "";
+    char bi[64], bo[64], ft[96] = "";
     fmt_bytes(bi, sizeof bi, st.bytes_in);
     fmt_bytes(bo, sizeof bo, st.bytes_out);
     if (st.main_type != (uint32_t)type)
-        snprintf(ft, sizeof ft, "; most matrices %s (file type %u)",
-                 qt_name(st.main_type), st.file_type);
+        snprintf(ft, sizeof ft, "; most matrices %s, file type %s (%u)",
+                 qt_name(st.main_type), model_file_type_name(st.file_type), st.file_type);
     printf("%s -> %s (%s): %d tensors (%d %s, %d fell back, %d kept%s), "
            "%s -> %s (%.1f%%) in %.2f s\n", pos[0], pos[1], tr->name,
            st.n_tensors, st.n_quantized, tr->name, st.n_fallback, st.n_kept, ft,

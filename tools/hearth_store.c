@@ -346,16 +346,26 @@ static const char list_help[] =
 
 /* The quant column: the main tensor type's name, "?" for a file the GGUF
  * reader refuses. */
-static const char *quant_of(const char *path)
+/* The quant a person would name: general.file_type without "MOSTLY_"
+ * (Q4_K_M), else the tensor type holding the most bytes. buf holds it. */
+static const char *quant_of(const char *path, char *buf, size_t len)
 {
     gguf_file *f = NULL;
     char err[256];
     if (gguf_open(path, &f, err, sizeof err) != 0)
         return "?";
-    hearth_tensor_stats s;
-    hearth_tensor_stats_of(f, &s);
+    uint32_t ft;
+    const char *name = gguf_get_u32(f, "general.file_type", &ft) == 0
+                           ? model_file_type_name(ft) : NULL;
+    if (name) {
+        snprintf(buf, len, "%s", strncmp(name, "MOSTLY_", 7) == 0 ? name + 7 : name);
+    } else {
+        hearth_tensor_stats s;
+        hearth_tensor_stats_of(f, &s);
+        snprintf(buf, len, "%s", s.main_type < QT_TYPE_MAX ? qt_name(s.main_type) : "-");
+    }
     gguf_close(f);
-    return s.main_type < QT_TYPE_MAX ? qt_name(s.main_type) : "-";
+    return buf;
 }
 
 int hearth_cmd_list(int argc, char **argv)
@@ -373,13 +383,15 @@ int hearth_cmd_list(int argc, char **argv)
         return fail("list", "%s", err);
     if (a.json) {
         json_t *models = json_array();
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+            char q[48];
             json_array_append_new(
                 models, json_pack("{s:s, s:s, s:I, s:s, s:s?, s:s?, s:I}", "name", e[i].name,
                                   "path", e[i].path, "size", (json_int_t)e[i].size, "quant",
-                                  quant_of(e[i].path), "source", e[i].source, "sha256",
+                                  quant_of(e[i].path, q, sizeof q), "source", e[i].source, "sha256",
                                   e[i].sha256[0] ? e[i].sha256 : NULL, "modified",
                                   (json_int_t)e[i].mtime));
+        }
         json_print(json_pack("{s:s, s:o}", "store", dir, "models", models));
     } else if (n == 0) {
         fprintf(stderr, "no models in %s ('hearth pull REF' adds one)\n", dir);
@@ -389,9 +401,9 @@ int hearth_cmd_list(int argc, char **argv)
             w = strlen(e[i].name) > w ? strlen(e[i].name) : w;
         printf("%-*s  %10s  %-7s  %s\n", (int)w, "NAME", "SIZE", "QUANT", "SOURCE");
         for (size_t i = 0; i < n; i++) {
-            char size[32];
+            char size[32], q[48];
             fmt_bytes(size, sizeof size, e[i].size);
-            printf("%-*s  %10s  %-7s  %s\n", (int)w, e[i].name, size, quant_of(e[i].path),
+            printf("%-*s  %10s  %-7s  %s\n", (int)w, e[i].name, size, quant_of(e[i].path, q, sizeof q),
                    e[i].source ? e[i].source : "-");
         }
     }
@@ -441,7 +453,8 @@ static const char show_help[] =
     "description 'hearth info' gives of the file.\n"
     "\n"
     "  --json         one object: name, path, size, sha256, source, modified,\n"
-    "                 architecture, parameters, quant, file_type, context_length,\n"
+    "                 architecture, parameters, quant (Q4_K_M...), file_type,\n"
+    "                 context_length,\n"
     "                 chat_template, runnable (and why not)\n"
     "  --store DIR    the store (default: [store] dir, else ~/.local/share/hearth/models)\n"
     "  -c, --config FILE  read [store] from FILE (default " DEFAULT_CONFIG ")\n"
@@ -457,14 +470,14 @@ static json_t *show_json(const store_entry *e, const gguf_file *f)
     uint32_t ft = 0;
     bool has_ft = gguf_get_u32(f, "general.file_type", &ft) == 0;
     model *m = NULL;
-    char err[512];
+    char err[512], q[48];
     bool runnable = model_load_gguf_flags(f, MODEL_LOAD_INSPECT, &m, err, sizeof err) == 0;
     json_t *o = json_pack(
         "{s:s, s:s, s:I, s:s?, s:s?, s:I, s:s%, s:I, s:s, s:o, s:o, s:b, s:b}", "name", e->name,
         "path", e->path, "size", (json_int_t)e->size, "sha256",
         e->sha256[0] ? e->sha256 : NULL, "source", e->source, "modified", (json_int_t)e->mtime,
         "architecture", has_arch ? arch.ptr : "", has_arch ? arch.len : 0, "parameters",
-        (json_int_t)s.n_params, "quant", s.main_type < QT_TYPE_MAX ? qt_name(s.main_type) : "-",
+        (json_int_t)s.n_params, "quant", quant_of(e->path, q, sizeof q),
         "file_type", has_ft ? json_integer(ft) : json_null(), "context_length",
         runnable ? json_integer(model_hparams_of(m)->n_ctx_train) : json_null(),
         "chat_template", has_tmpl, "runnable", runnable);
