@@ -5,6 +5,7 @@
  * messages, the refused features, then sampling, stop_sequences and
  * stream), so the first error reported for a body is always the same one.
  */
+#include "json_read.h"
 #include "messages.h"
 #include "messages_tools.h"
 
@@ -41,37 +42,6 @@ static int bad(api_err *err, const char *path, const char *code,
     return -1;
 }
 
-static int oom(api_err *err)
-{
-    bad(err, NULL, NULL, "out of memory while reading the request");
-    err->status = 500;
-    return -1;
-}
-
-/* What a JSON value is, for "(got ...)". */
-static const char *kind_of(const json_t *v)
-{
-    if (json_is_object(v))
-        return "an object";
-    if (json_is_array(v))
-        return "an array";
-    if (json_is_string(v))
-        return "a string";
-    if (json_is_integer(v))
-        return "an integer";
-    if (json_is_real(v))
-        return "a number";
-    if (json_is_boolean(v))
-        return "a boolean";
-    return "null";
-}
-
-/* The value of key, NULL when absent or null. */
-static json_t *given(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_null(v) ? NULL : v;
-}
 
 /* ------------------------------------------------------------ scalars */
 
@@ -80,13 +50,13 @@ static json_t *given(json_t *obj, const char *key)
 static int read_number(json_t *root, const char *key, double lo, double hi,
                        double *out, api_err *err)
 {
-    json_t *v = given(root, key);
+    json_t *v = json_read_given(root, key);
     if (!v)
         return 0;
     if (!json_is_number(v))
         return bad(err, key, API_CODE_INVALID_TYPE,
                    "must be a number from %g to %g (got %s)", lo, hi,
-                   kind_of(v));
+                   json_read_kind(v));
     double x = json_number_value(v);
     if (!(x >= lo && x <= hi))
         return bad(err, key, API_CODE_INVALID_VALUE,
@@ -100,7 +70,7 @@ static int read_number(json_t *root, const char *key, double lo, double hi,
 static int read_integer(json_t *root, const char *key, int64_t lo,
                         int64_t hi, int64_t *out, api_err *err)
 {
-    json_t *v = given(root, key);
+    json_t *v = json_read_given(root, key);
     if (!v)
         return 0;
     double d = json_number_value(v);
@@ -109,7 +79,7 @@ static int read_integer(json_t *root, const char *key, int64_t lo,
     if (!integral)
         return bad(err, key, API_CODE_INVALID_TYPE,
                    "must be an integer from %lld to %lld (got %s)",
-                   (long long)lo, (long long)hi, kind_of(v));
+                   (long long)lo, (long long)hi, json_read_kind(v));
     int64_t x = json_is_integer(v) ? (int64_t)json_integer_value(v)
                                    : (int64_t)d;
     if (x < lo || x > hi)
@@ -157,14 +127,14 @@ static int read_text(json_t *c, const char *path, const char *other, char **out,
         *out_len = json_string_length(c);
         *out = malloc(*out_len + 1);
         if (!*out)
-            return oom(err);
+            return json_read_oom(err);
         memcpy(*out, json_string_value(c), *out_len + 1);
         return 0;
     }
     if (!json_is_array(c))
         return bad(err, path, API_CODE_INVALID_TYPE,
                    "must be a string or an array of content blocks (got %s)",
-                   kind_of(c));
+                   json_read_kind(c));
     /* First pass: check every block and add up the text. */
     size_t total = 0;
     for (size_t i = 0; i < json_array_size(c); i++) {
@@ -172,7 +142,7 @@ static int read_text(json_t *c, const char *path, const char *other, char **out,
         snprintf(at, sizeof at, "%s.%zu", path, i);
         if (!json_is_object(b))
             return bad(err, at, API_CODE_INVALID_TYPE,
-                       "must be a content block object (got %s)", kind_of(b));
+                       "must be a content block object (got %s)", json_read_kind(b));
         json_t *t = json_object_get(b, "type");
         if (!json_is_string(t)) {
             snprintf(at, sizeof at, "%s.%zu.type", path, i);
@@ -203,7 +173,7 @@ static int read_text(json_t *c, const char *path, const char *other, char **out,
     /* Second pass: copy. */
     *out = malloc(total + 1);
     if (!*out)
-        return oom(err);
+        return json_read_oom(err);
     size_t o = 0;
     for (size_t i = 0; i < json_array_size(c); i++) {
         json_t *text = json_object_get(json_array_get(c, i), "text");
@@ -230,14 +200,14 @@ static int read_message(json_t *m, size_t i, api_request *rq, api_err *err)
     if (!json_is_object(m))
         return bad(err, at, API_CODE_INVALID_TYPE,
                    "must be an object with 'role' and 'content' (got %s)",
-                   kind_of(m));
+                   json_read_kind(m));
     snprintf(at, sizeof at, "messages.%zu.role", i);
-    json_t *r = given(m, "role");
+    json_t *r = json_read_given(m, "role");
     if (!r)
         return bad(err, at, API_CODE_MISSING, "is required");
     if (!json_is_string(r))
         return bad(err, at, API_CODE_INVALID_TYPE,
-                   "must be \"user\" or \"assistant\" (got %s)", kind_of(r));
+                   "must be \"user\" or \"assistant\" (got %s)", json_read_kind(r));
     const char *name = json_string_value(r);
     api_role role;
     if (!strcmp(name, "user"))
@@ -252,7 +222,7 @@ static int read_message(json_t *m, size_t i, api_request *rq, api_err *err)
         return bad(err, at, API_CODE_INVALID_VALUE,
                    "must be \"user\" or \"assistant\" (got \"%.40s\")", name);
     snprintf(at, sizeof at, "messages.%zu.content", i);
-    json_t *c = given(m, "content");
+    json_t *c = json_read_given(m, "content");
     if (!c)
         return bad(err, at, API_CODE_MISSING, "is required");
     size_t results = role == API_ROLE_USER ? api_messages_n_results(c) : 0;
@@ -275,8 +245,8 @@ static int read_message(json_t *m, size_t i, api_request *rq, api_err *err)
  * r->messages, the system prompt first. */
 static int read_conversation(json_t *root, api_request *r, api_err *err)
 {
-    json_t *sys = given(root, "system");
-    json_t *msgs = given(root, "messages");
+    json_t *sys = json_read_given(root, "system");
+    json_t *msgs = json_read_given(root, "messages");
     char *sys_text = NULL;
     size_t sys_len = 0;
     if (sys && read_text(sys, "system", NULL, &sys_text, &sys_len, err) < 0)
@@ -292,7 +262,7 @@ static int read_conversation(json_t *root, api_request *r, api_err *err)
     }
     if (!json_is_array(msgs)) {
         bad(err, "messages", API_CODE_INVALID_TYPE,
-            "must be an array of messages (got %s)", kind_of(msgs));
+            "must be an array of messages (got %s)", json_read_kind(msgs));
         goto out;
     }
     size_t n = json_array_size(msgs);
@@ -306,7 +276,7 @@ static int read_conversation(json_t *root, api_request *r, api_err *err)
         room += api_messages_n_results(json_object_get(json_array_get(msgs, i), "content"));
     r->messages = calloc(room, sizeof *r->messages);
     if (!r->messages) {
-        oom(err);
+        json_read_oom(err);
         goto out;
     }
     if (sys_text) {
@@ -334,7 +304,7 @@ static int refuse_features(json_t *root, api_request *r, api_err *err)
 {
     if (api_messages_tools(root, r, err) < 0)
         return -1;
-    json_t *v = given(root, "thinking");
+    json_t *v = json_read_given(root, "thinking");
     if (v) {
         const char *t = json_string_value(json_object_get(v, "type"));
         if (!t || strcmp(t, "disabled"))
@@ -343,7 +313,7 @@ static int refuse_features(json_t *root, api_request *r, api_err *err)
     }
     static const char *const unsupported[] = {"mcp_servers", "container"};
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
-        if (given(root, unsupported[i]))
+        if (json_read_given(root, unsupported[i]))
             return bad(err, unsupported[i], API_CODE_UNSUPPORTED_PARAM,
                        "is not supported");
     return 0;
@@ -353,12 +323,12 @@ static int refuse_features(json_t *root, api_request *r, api_err *err)
 
 static int read_stop_sequences(json_t *root, api_request *r, api_err *err)
 {
-    json_t *v = given(root, "stop_sequences");
+    json_t *v = json_read_given(root, "stop_sequences");
     if (!v)
         return 0;
     if (!json_is_array(v))
         return bad(err, "stop_sequences", API_CODE_INVALID_TYPE,
-                   "must be an array of strings (got %s)", kind_of(v));
+                   "must be an array of strings (got %s)", json_read_kind(v));
     if (json_array_size(v) > API_MAX_STOP)
         return bad(err, "stop_sequences", API_CODE_INVALID_VALUE,
                    "holds %zu strings; this server takes at most %d",
@@ -369,7 +339,7 @@ static int read_stop_sequences(json_t *root, api_request *r, api_err *err)
         snprintf(at, sizeof at, "stop_sequences.%zu", i);
         if (!json_is_string(s))
             return bad(err, at, API_CODE_INVALID_TYPE,
-                       "must be a string (got %s)", kind_of(s));
+                       "must be a string (got %s)", json_read_kind(s));
         size_t n = json_string_length(s);
         if (n == 0)
             continue; /* it would match everywhere */
@@ -379,7 +349,7 @@ static int read_stop_sequences(json_t *root, api_request *r, api_err *err)
                        API_MAX_STOP_LEN);
         r->stop[r->n_stop] = strdup(json_string_value(s));
         if (!r->stop[r->n_stop])
-            return oom(err);
+            return json_read_oom(err);
         r->n_stop++;
     }
     r->set |= API_SET_STOP;
@@ -427,10 +397,10 @@ static int read_generation(json_t *root, api_request *r, api_err *err)
     }
     if (read_stop_sequences(root, r, err) < 0)
         return -1;
-    json_t *s = given(root, "stream");
+    json_t *s = json_read_given(root, "stream");
     if (s && !json_is_boolean(s))
         return bad(err, "stream", API_CODE_INVALID_TYPE,
-                   "must be a boolean (got %s)", kind_of(s));
+                   "must be a boolean (got %s)", json_read_kind(s));
     r->stream = json_is_true(s);
     return 0;
 }
@@ -484,7 +454,7 @@ static json_t *load_object(const char *body, size_t len, api_err *err)
     } else if (!json_is_object(root)) {
         bad(err, NULL, API_CODE_INVALID_TYPE,
             "the request body must be a JSON object (got %s)",
-            kind_of(root));
+            json_read_kind(root));
         json_decref(root);
         root = NULL;
     }
@@ -493,14 +463,14 @@ static json_t *load_object(const char *body, size_t len, api_err *err)
 
 static int read_model(json_t *root, api_request *r, api_err *err)
 {
-    json_t *model = given(root, "model");
+    json_t *model = json_read_given(root, "model");
     if (!model)
         return bad(err, "model", API_CODE_MISSING, "is required");
     if (!json_is_string(model))
         return bad(err, "model", API_CODE_INVALID_TYPE,
-                   "must be a string (got %s)", kind_of(model));
+                   "must be a string (got %s)", json_read_kind(model));
     r->model = strdup(json_string_value(model));
-    return r->model ? 0 : oom(err);
+    return r->model ? 0 : json_read_oom(err);
 }
 
 static int parse(const char *body, size_t len, bool need_max, api_request *r,

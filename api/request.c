@@ -4,6 +4,7 @@
  * generation fields as listed in parse_common) so the first error reported
  * for a body is always the same one.
  */
+#include "json_read.h"
 #include "request.h"
 #include "request_tools.h"
 #include "error.h"
@@ -53,27 +54,6 @@ int api_fail(api_err *err, unsigned status, const char *param, const char *code,
 
 #define fail api_fail
 
-static int fail_oom(api_err *err)
-{
-    return fail(err, 500, NULL, NULL, "out of memory while reading the request");
-}
-
-/* "a string", "an object", ... for "(got ...)" in messages. */
-static const char *type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "a value";
-}
-
 /* ------------------------------------------------------------ scalars */
 
 /* The getters return 1 when the field is present (and valid), 0 when it is
@@ -94,7 +74,7 @@ static int get_number(json_t *obj, const char *key, double lo, double hi,
                  key, lo, hi);
     if (!json_is_number(v))
         return fail(err, 400, key, API_CODE_INVALID_TYPE, "%s (got %s)", want,
-                    type_name(v));
+                    json_read_kind(v));
     double x = json_number_value(v);
     if (!isfinite(x) || (lo_open ? x <= lo : x < lo) || x > hi)
         return fail(err, 400, key, API_CODE_INVALID_VALUE, "%s (got %g)", want,
@@ -131,7 +111,7 @@ static int get_int_ex(json_t *obj, const char *key, int64_t lo, int64_t hi,
         x = (int64_t)d;
     } else {
         return fail(err, 400, key, API_CODE_INVALID_TYPE, "%s (got %s)", want,
-                    type_name(v));
+                    json_read_kind(v));
     }
     if (x < lo || x > hi)
         return fail(err, 400, key, API_CODE_INVALID_VALUE, "%s (got %lld)",
@@ -153,7 +133,7 @@ static int get_bool(json_t *obj, const char *key, bool *out, api_err *err)
         return 0;
     if (!json_is_boolean(v))
         return fail(err, 400, key, API_CODE_INVALID_TYPE,
-                    "'%s' must be a boolean (got %s)", key, type_name(v));
+                    "'%s' must be a boolean (got %s)", key, json_read_kind(v));
     *out = json_is_true(v);
     return 1;
 }
@@ -167,10 +147,10 @@ static int get_string(json_t *obj, const char *key, const char *param,
         return 0;
     if (!json_is_string(v))
         return fail(err, 400, param, API_CODE_INVALID_TYPE,
-                    "'%s' must be a string (got %s)", param, type_name(v));
+                    "'%s' must be a string (got %s)", param, json_read_kind(v));
     *out = strdup(json_string_value(v));
     if (!*out)
-        return fail_oom(err);
+        return json_read_oom(err);
     return 1;
 }
 
@@ -196,7 +176,7 @@ static int parse_role(json_t *msg, const char *param, api_role *role,
                     "'%s' is required", param);
     if (!json_is_string(v))
         return fail(err, 400, param, API_CODE_INVALID_TYPE,
-                    "'%s' must be a string (got %s)", param, type_name(v));
+                    "'%s' must be a string (got %s)", param, json_read_kind(v));
     const char *r = json_string_value(v);
     if (!strcmp(r, "system") || !strcmp(r, "developer"))
         *role = API_ROLE_SYSTEM;
@@ -249,7 +229,7 @@ static int parse_parts(json_t *parts, size_t mi, api_message *m, api_err *err)
     char *buf = NULL;
     size_t len = 0, cap = 0;
     if (append(&buf, &len, &cap, "", 0) < 0)
-        return fail_oom(err);
+        return json_read_oom(err);
     for (size_t j = 0; j < json_array_size(parts); j++) {
         json_t *part = json_array_get(parts, j);
         snprintf(param, sizeof param, "messages[%zu].content[%zu]", mi, j);
@@ -257,7 +237,7 @@ static int parse_parts(json_t *parts, size_t mi, api_message *m, api_err *err)
             free(buf);
             return fail(err, 400, param, API_CODE_INVALID_TYPE,
                         "'%s' must be an object with a 'type' (got %s)",
-                        param, type_name(part));
+                        param, json_read_kind(part));
         }
         json_t *type = json_object_get(part, "type");
         if (!json_is_string(type)) {
@@ -282,7 +262,7 @@ static int parse_parts(json_t *parts, size_t mi, api_message *m, api_err *err)
             if (append(&buf, &len, &cap, json_string_value(text),
                        json_string_length(text)) < 0) {
                 free(buf);
-                return fail_oom(err);
+                return json_read_oom(err);
             }
         } else if (!strcmp(t, "image_url") || !strcmp(t, "input_audio") ||
                    !strcmp(t, "file") || !strcmp(t, "image") ||
@@ -309,7 +289,7 @@ static int parse_message(json_t *msg, size_t i, api_message *m, api_err *err)
     snprintf(param, sizeof param, "messages[%zu]", i);
     if (!json_is_object(msg))
         return fail(err, 400, param, API_CODE_INVALID_TYPE,
-                    "'%s' must be an object (got %s)", param, type_name(msg));
+                    "'%s' must be an object (got %s)", param, json_read_kind(msg));
 
     snprintf(param, sizeof param, "messages[%zu].role", i);
     if (parse_role(msg, param, &m->role, err) < 0)
@@ -327,13 +307,13 @@ static int parse_message(json_t *msg, size_t i, api_message *m, api_err *err)
                         "null content)", param);
         m->content = strdup("");
         if (!m->content)
-            return fail_oom(err);
+            return json_read_oom(err);
         m->content_len = 0;
     } else if (json_is_string(c)) {
         m->content_len = json_string_length(c);
         m->content = malloc(m->content_len + 1);
         if (!m->content)
-            return fail_oom(err);
+            return json_read_oom(err);
         memcpy(m->content, json_string_value(c), m->content_len + 1);
     } else if (json_is_array(c)) {
         if (parse_parts(c, i, m, err) < 0)
@@ -341,7 +321,7 @@ static int parse_message(json_t *msg, size_t i, api_message *m, api_err *err)
     } else {
         return fail(err, 400, param, API_CODE_INVALID_TYPE,
                     "'%s' must be a string or an array of content parts "
-                    "(got %s)", param, type_name(c));
+                    "(got %s)", param, json_read_kind(c));
     }
 
     snprintf(param, sizeof param, "messages[%zu].name", i);
@@ -359,14 +339,14 @@ static int parse_messages(json_t *root, api_request *r, api_err *err)
     if (!json_is_array(v))
         return fail(err, 400, "messages", API_CODE_INVALID_TYPE,
                     "'messages' must be an array of message objects "
-                    "(got %s)", type_name(v));
+                    "(got %s)", json_read_kind(v));
     size_t n = json_array_size(v);
     if (n == 0)
         return fail(err, 400, "messages", API_CODE_INVALID_VALUE,
                     "'messages' must not be empty");
     r->messages = calloc(n, sizeof *r->messages);
     if (!r->messages)
-        return fail_oom(err);
+        return json_read_oom(err);
     for (size_t i = 0; i < n; i++) {
         /* Counted as we go so that api_request_free frees what was made. */
         r->n_messages = i + 1;
@@ -393,7 +373,7 @@ static int take_tokens(json_t *a, api_request *r, api_err *err)
     size_t n = json_array_size(a);
     r->prompt_tokens = calloc(n, sizeof *r->prompt_tokens);
     if (!r->prompt_tokens)
-        return fail_oom(err);
+        return json_read_oom(err);
     for (size_t i = 0; i < n; i++) {
         json_int_t t = json_integer_value(json_array_get(a, i));
         if (t < 0 || t > INT32_MAX) {
@@ -442,16 +422,16 @@ static int parse_prompt(json_t *root, api_request *r, api_err *err)
         if (!json_is_string(first))
             return fail(err, 400, "prompt", API_CODE_INVALID_TYPE,
                         "%s (got an array holding %s)", want,
-                        type_name(first));
+                        json_read_kind(first));
         v = first;
     } else if (!json_is_string(v)) {
         return fail(err, 400, "prompt", API_CODE_INVALID_TYPE, "%s (got %s)",
-                    want, type_name(v));
+                    want, json_read_kind(v));
     }
     r->prompt_len = json_string_length(v);
     r->prompt = malloc(r->prompt_len + 1);
     if (!r->prompt)
-        return fail_oom(err);
+        return json_read_oom(err);
     memcpy(r->prompt, json_string_value(v), r->prompt_len + 1);
     return 0;
 }
@@ -474,13 +454,13 @@ static int parse_stop(json_t *root, api_request *r, api_err *err)
                         "%s (got %zu)", want, n);
     } else if (!json_is_string(v)) {
         return fail(err, 400, "stop", API_CODE_INVALID_TYPE, "%s (got %s)",
-                    want, type_name(v));
+                    want, json_read_kind(v));
     }
     for (size_t i = 0; i < n; i++) {
         json_t *s = is_array ? json_array_get(v, i) : v;
         if (!json_is_string(s))
             return fail(err, 400, "stop", API_CODE_INVALID_TYPE,
-                        "%s (item %zu is %s)", want, i, type_name(s));
+                        "%s (item %zu is %s)", want, i, json_read_kind(s));
         if (json_string_length(s) == 0)
             continue; /* an empty stop string would match everywhere */
         if (json_string_length(s) > API_MAX_STOP_LEN)
@@ -489,7 +469,7 @@ static int parse_stop(json_t *root, api_request *r, api_err *err)
                         json_string_length(s), API_MAX_STOP_LEN);
         r->stop[r->n_stop] = strdup(json_string_value(s));
         if (!r->stop[r->n_stop])
-            return fail_oom(err);
+            return json_read_oom(err);
         r->n_stop++;
     }
     r->set |= API_SET_STOP;
@@ -521,12 +501,12 @@ static int parse_logit_bias(json_t *root, api_request *r, api_err *err)
     if (!json_is_object(v))
         return fail(err, 400, "logit_bias", API_CODE_INVALID_TYPE,
                     "'logit_bias' must be an object mapping token ids to "
-                    "numbers between -100 and 100 (got %s)", type_name(v));
+                    "numbers between -100 and 100 (got %s)", json_read_kind(v));
     size_t n = json_object_size(v);
     if (n) {
         r->logit_bias = calloc(n, sizeof *r->logit_bias);
         if (!r->logit_bias)
-            return fail_oom(err);
+            return json_read_oom(err);
     }
     const char *key;
     json_t *val;
@@ -539,7 +519,7 @@ static int parse_logit_bias(json_t *root, api_request *r, api_err *err)
         if (!json_is_number(val))
             return fail(err, 400, "logit_bias", API_CODE_INVALID_TYPE,
                         "'logit_bias' values must be numbers between -100 "
-                        "and 100 (token %d has %s)", id, type_name(val));
+                        "and 100 (token %d has %s)", id, json_read_kind(val));
         double b = json_number_value(val);
         if (!(b >= -100.0 && b <= 100.0))
             return fail(err, 400, "logit_bias", API_CODE_INVALID_VALUE,
@@ -576,7 +556,7 @@ static int refuse_chat_fields(json_t *root, api_request *r, api_err *err)
         if (!json_is_array(mod))
             return fail(err, 400, "modalities", API_CODE_INVALID_TYPE,
                         "'modalities' must be an array of strings (got %s)",
-                        type_name(mod));
+                        json_read_kind(mod));
         for (size_t i = 0; i < json_array_size(mod); i++) {
             json_t *m = json_array_get(mod, i);
             if (!json_is_string(m) || strcmp(json_string_value(m), "text"))
@@ -610,7 +590,7 @@ static int refuse_chat_fields(json_t *root, api_request *r, api_err *err)
             if (!sc || json_is_null(sc))
                 r->json_object = true; /* no schema: any JSON object */
             else if (!(r->json_schema = json_dumps(sc, JSON_COMPACT | JSON_ENCODE_ANY)))
-                return fail_oom(err);
+                return json_read_oom(err);
         } else if (strcmp(ts, "text")) {
             return fail(err, 400, "response_format", API_CODE_INVALID_VALUE,
                         "'response_format.type' must be \"text\", \"json_object\" or "
@@ -753,13 +733,13 @@ static int parse_common(json_t *root, api_request *r, api_err *err)
         if (!json_is_object(so))
             return fail(err, 400, "stream_options", API_CODE_INVALID_TYPE,
                         "'stream_options' must be an object (got %s)",
-                        type_name(so));
+                        json_read_kind(so));
         json_t *iu = json_object_get(so, "include_usage");
         if (iu && !json_is_null(iu) && !json_is_boolean(iu))
             return fail(err, 400, "stream_options.include_usage",
                         API_CODE_INVALID_TYPE,
                         "'stream_options.include_usage' must be a boolean "
-                        "(got %s)", type_name(iu));
+                        "(got %s)", json_read_kind(iu));
         r->include_usage = json_is_true(iu);
     }
     return 0;
@@ -773,7 +753,7 @@ static int parse_completion_extras(json_t *root, api_request *r, api_err *err)
     if (sfx && !json_is_null(sfx)) {
         if (!json_is_string(sfx))
             return fail(err, 400, "suffix", API_CODE_INVALID_TYPE,
-                        "'suffix' must be a string (got %s)", type_name(sfx));
+                        "'suffix' must be a string (got %s)", json_read_kind(sfx));
         if (json_string_length(sfx) > 0)
             return fail(err, 400, "suffix", API_CODE_UNSUPPORTED_PARAM,
                         "'suffix' is not supported (no fill-in-the-middle)");
@@ -851,7 +831,7 @@ static int parse(api_kind kind, const char *body, size_t len, api_request *r,
     if (!json_is_object(root)) {
         fail(err, 400, NULL, API_CODE_INVALID_TYPE,
              "the request body must be a JSON object (got %s)",
-             type_name(root));
+             json_read_kind(root));
         goto out;
     }
     if (get_string(root, "model", "model", &r->model, err) < 0)

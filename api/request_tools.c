@@ -1,6 +1,7 @@
 /* request_tools.c - tool calling in a Chat Completions body: `tools`,
  * `tool_choice`, `parallel_tool_calls`, and the calls and results in the
  * messages (see tools.h for the common form, request.h for the parser). */
+#include "json_read.h"
 #include "request_tools.h"
 
 #include <stdio.h>
@@ -9,24 +10,23 @@
 
 #include "tools.h"
 
-static bool given(json_t *v) { return v && !json_is_null(v); }
 
 int api_chat_tools_parse(json_t *root, api_request *r, api_err *err)
 {
     r->parallel_tool_calls = true;
     json_t *fns = json_object_get(root, "functions");
-    if (given(fns) && !(json_is_array(fns) && json_array_size(fns) == 0))
+    if (json_read_present(fns) && !(json_is_array(fns) && json_array_size(fns) == 0))
         return api_fail(err, 400, "functions", API_CODE_UNSUPPORTED_PARAM,
                         "'functions' is deprecated and not supported; use 'tools'");
     json_t *fc = json_object_get(root, "function_call");
-    if (given(fc))
+    if (json_read_present(fc))
         return api_fail(err, 400, "function_call", API_CODE_UNSUPPORTED_PARAM,
                         "'function_call' is deprecated and not supported; use 'tool_choice'");
     json_t *tools = json_object_get(root, "tools");
-    if (given(tools) && !json_is_array(tools))
+    if (json_read_present(tools) && !json_is_array(tools))
         return api_fail(err, 400, "tools", API_CODE_INVALID_TYPE,
                         "'tools' must be an array of tool objects");
-    for (size_t i = 0; given(tools) && i < json_array_size(tools); i++) {
+    for (size_t i = 0; json_read_present(tools) && i < json_array_size(tools); i++) {
         json_t *t = json_array_get(tools, i);
         char param[64];
         snprintf(param, sizeof param, "tools[%zu]", i);
@@ -42,7 +42,7 @@ int api_chat_tools_parse(json_t *root, api_request *r, api_err *err)
                             param);
         json_t *name = json_object_get(fn, "name");
         json_t *desc = json_object_get(fn, "description");
-        if (given(desc) && !json_is_string(desc))
+        if (json_read_present(desc) && !json_is_string(desc))
             return api_fail(err, 400, param, API_CODE_INVALID_TYPE,
                             "'%s.description' must be a string", param);
         if (api_tools_add(r, json_is_string(name) ? json_string_value(name) : NULL,
@@ -75,7 +75,7 @@ int api_chat_tools_parse(json_t *root, api_request *r, api_err *err)
         r->tool_choice_name = strdup(json_string_value(name));
         if (!r->tool_choice_name)
             return api_fail(err, 500, NULL, NULL, "out of memory while reading the request");
-    } else if (given(ch)) {
+    } else if (json_read_present(ch)) {
         return api_fail(err, 400, "tool_choice", API_CODE_INVALID_TYPE,
                         "'tool_choice' must be a string or an object");
     }
@@ -83,10 +83,10 @@ int api_chat_tools_parse(json_t *root, api_request *r, api_err *err)
         return -1;
 
     json_t *par = json_object_get(root, "parallel_tool_calls");
-    if (given(par) && !json_is_boolean(par))
+    if (json_read_present(par) && !json_is_boolean(par))
         return api_fail(err, 400, "parallel_tool_calls", API_CODE_INVALID_TYPE,
                         "'parallel_tool_calls' must be a boolean");
-    if (given(par))
+    if (json_read_present(par))
         r->parallel_tool_calls = json_is_true(par);
     return 0;
 }
@@ -94,23 +94,23 @@ int api_chat_tools_parse(json_t *root, api_request *r, api_err *err)
 int api_chat_message_tools(json_t *msg, size_t i, api_message *m, api_err *err)
 {
     char param[96];
-    if (given(json_object_get(msg, "function_call"))) {
+    if (json_read_present(json_object_get(msg, "function_call"))) {
         snprintf(param, sizeof param, "messages[%zu].function_call", i);
         return api_fail(err, 400, param, API_CODE_UNSUPPORTED_PARAM,
                         "'%s' is deprecated and not supported; use 'tool_calls'", param);
     }
     json_t *calls = json_object_get(msg, "tool_calls");
-    if (given(calls) && m->role != API_ROLE_ASSISTANT) {
+    if (json_read_present(calls) && m->role != API_ROLE_ASSISTANT) {
         snprintf(param, sizeof param, "messages[%zu].tool_calls", i);
         return api_fail(err, 400, param, API_CODE_INVALID_VALUE,
                         "'%s' is allowed on assistant messages only", param);
     }
-    if (given(calls) && !json_is_array(calls)) {
+    if (json_read_present(calls) && !json_is_array(calls)) {
         snprintf(param, sizeof param, "messages[%zu].tool_calls", i);
         return api_fail(err, 400, param, API_CODE_INVALID_TYPE, "'%s' must be an array",
                         param);
     }
-    if (given(calls) && json_array_size(calls) > 0) {
+    if (json_read_present(calls) && json_array_size(calls) > 0) {
         json_t *out = json_array();
         if (!out)
             return api_fail(err, 500, NULL, NULL, "out of memory while reading the request");
@@ -122,7 +122,7 @@ int api_chat_message_tools(json_t *msg, size_t i, api_message *m, api_err *err)
             json_t *name = json_is_object(fn) ? json_object_get(fn, "name") : NULL;
             json_t *args = json_is_object(fn) ? json_object_get(fn, "arguments") : NULL;
             if (!json_is_string(id) || !json_is_string(name) ||
-                (given(args) && !json_is_string(args))) {
+                (json_read_present(args) && !json_is_string(args))) {
                 json_decref(out);
                 return api_fail(err, 400, param, API_CODE_INVALID_VALUE,
                                 "'%s' must be {\"id\": string, \"type\": \"function\", "
@@ -130,7 +130,7 @@ int api_chat_message_tools(json_t *msg, size_t i, api_message *m, api_err *err)
                                 param);
             }
             json_t *call = api_tool_call_json(json_string_value(id), json_string_value(name),
-                                              given(args) ? json_string_value(args) : NULL);
+                                              json_read_present(args) ? json_string_value(args) : NULL);
             if (!call || json_array_append_new(out, call) < 0) {
                 json_decref(out);
                 return api_fail(err, 500, NULL, NULL, "out of memory while reading the request");

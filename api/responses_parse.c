@@ -4,6 +4,7 @@
  * generation fields, then the refused ones) so that the first error a
  * body gets is always the same one.
  */
+#include "json_read.h"
 #include "responses.h"
 #include "responses_tools.h"
 
@@ -38,29 +39,6 @@ static int rsp_fail(api_err *err, const char *param, const char *code,
     return -1;
 }
 
-static int rsp_oom(api_err *err)
-{
-    rsp_fail(err, NULL, NULL, "out of memory while reading the request");
-    err->status = 500;
-    return -1;
-}
-
-static const char *rsp_type_name(const json_t *v)
-{
-    static const char *const names[] = {
-        [JSON_OBJECT] = "an object", [JSON_ARRAY] = "an array",
-        [JSON_STRING] = "a string", [JSON_INTEGER] = "an integer",
-        [JSON_REAL] = "a number", [JSON_TRUE] = "a boolean",
-        [JSON_FALSE] = "a boolean", [JSON_NULL] = "null"};
-    return names[json_typeof(v)];
-}
-
-/* The value of key, or NULL when it is absent or JSON null. */
-static json_t *rsp_get(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_null(v) ? NULL : v;
-}
 
 /* ------------------------------------------------------------ input */
 
@@ -86,7 +64,7 @@ static int rsp_push(api_request *r, api_role role, const char *text,
     api_message *m = &r->messages[r->n_messages];
     m->content = malloc(len + 1);
     if (!m->content)
-        return rsp_oom(err);
+        return json_read_oom(err);
     memcpy(m->content, text, len);
     m->content[len] = '\0';
     m->content_len = len;
@@ -126,7 +104,7 @@ static int rsp_content(json_t *c, size_t i, char **buf, size_t *len,
     snprintf(param, sizeof param, "input[%zu].content", i);
     if (json_is_string(c))
         return rsp_append(buf, len, json_string_value(c),
-                          json_string_length(c)) < 0 ? rsp_oom(err) : 0;
+                          json_string_length(c)) < 0 ? json_read_oom(err) : 0;
     if (!json_is_array(c))
         return rsp_fail(err, param, c ? API_CODE_INVALID_TYPE : API_CODE_MISSING,
                         "'%s' must be a string or an array of input_text "
@@ -159,7 +137,7 @@ static int rsp_content(json_t *c, size_t i, char **buf, size_t *len,
         }
         if (rsp_append(buf, len, json_string_value(text),
                        json_string_length(text)) < 0)
-            return rsp_oom(err);
+            return json_read_oom(err);
     }
     return 0;
 }
@@ -171,8 +149,8 @@ static int rsp_item(json_t *item, size_t i, api_request *r, api_err *err)
     if (!json_is_object(item))
         return rsp_fail(err, param, API_CODE_INVALID_TYPE,
                         "'%s' must be a message object (got %s)", param,
-                        rsp_type_name(item));
-    json_t *type = rsp_get(item, "type");
+                        json_read_kind(item));
+    json_t *type = json_read_given(item, "type");
     if (type && !json_is_string(type))
         return rsp_fail(err, param, API_CODE_INVALID_TYPE,
                         "'%s.type' must be a string", param);
@@ -202,7 +180,7 @@ static int rsp_item(json_t *item, size_t i, api_request *r, api_err *err)
     char *buf = NULL;
     size_t len = 0;
     if (rsp_append(&buf, &len, "", 0) < 0)
-        return rsp_oom(err);
+        return json_read_oom(err);
     int rc = rsp_content(json_object_get(item, "content"), i, &buf, &len, err);
     if (rc == 0)
         rc = rsp_push(r, role, buf, len, err);
@@ -212,25 +190,25 @@ static int rsp_item(json_t *item, size_t i, api_request *r, api_err *err)
 
 static int rsp_input(json_t *root, api_request *r, api_err *err)
 {
-    json_t *ins = rsp_get(root, "instructions");
+    json_t *ins = json_read_given(root, "instructions");
     if (ins && !json_is_string(ins))
         return rsp_fail(err, "instructions", API_CODE_INVALID_TYPE,
                         "'instructions' must be a string (got %s)",
-                        rsp_type_name(ins));
-    json_t *in = rsp_get(root, "input");
+                        json_read_kind(ins));
+    json_t *in = json_read_given(root, "input");
     if (!in)
         return rsp_fail(err, "input", API_CODE_MISSING, "'input' is required");
     if (!json_is_string(in) && !json_is_array(in))
         return rsp_fail(err, "input", API_CODE_INVALID_TYPE,
                         "'input' must be a string or an array of message "
-                        "items (got %s)", rsp_type_name(in));
+                        "items (got %s)", json_read_kind(in));
     size_t n = json_is_array(in) ? json_array_size(in) : 1;
     if (n == 0)
         return rsp_fail(err, "input", API_CODE_INVALID_VALUE,
                         "'input' must not be empty");
     r->messages = calloc(n + 1, sizeof *r->messages);
     if (!r->messages)
-        return rsp_oom(err);
+        return json_read_oom(err);
     if (ins && rsp_push(r, API_ROLE_SYSTEM, json_string_value(ins),
                         json_string_length(ins), err) < 0)
         return -1;
@@ -249,7 +227,7 @@ static int rsp_input(json_t *root, api_request *r, api_err *err)
 static int rsp_number(json_t *root, const char *key, double lo, double hi,
                       double *out, api_err *err)
 {
-    json_t *v = rsp_get(root, key);
+    json_t *v = json_read_given(root, key);
     if (!v)
         return 0;
     double x = json_number_value(v);
@@ -263,11 +241,11 @@ static int rsp_number(json_t *root, const char *key, double lo, double hi,
 
 static int rsp_bool(json_t *root, const char *key, bool *out, api_err *err)
 {
-    json_t *v = rsp_get(root, key);
+    json_t *v = json_read_given(root, key);
     if (v && !json_is_boolean(v))
         return rsp_fail(err, key, API_CODE_INVALID_TYPE,
                         "'%s' must be a boolean (got %s)", key,
-                        rsp_type_name(v));
+                        json_read_kind(v));
     if (v && out)
         *out = json_is_true(v);
     return 0;
@@ -310,17 +288,17 @@ static int rsp_sampling(json_t *root, api_request *r, api_err *err)
         rsp_bool(root, "store", NULL, err) < 0 ||
         api_responses_tools(root, r, err) < 0)
         return -1;
-    json_t *user = rsp_get(root, "user");
+    json_t *user = json_read_given(root, "user");
     if (user && !json_is_string(user))
         return rsp_fail(err, "user", API_CODE_INVALID_TYPE,
-                        "'user' must be a string (got %s)", rsp_type_name(user));
+                        "'user' must be a string (got %s)", json_read_kind(user));
     if (user && !(r->user = strdup(json_string_value(user))))
-        return rsp_oom(err);
-    json_t *meta = rsp_get(root, "metadata");
+        return json_read_oom(err);
+    json_t *meta = json_read_given(root, "metadata");
     if (meta && !json_is_object(meta))
         return rsp_fail(err, "metadata", API_CODE_INVALID_TYPE,
                         "'metadata' must be an object (got %s)",
-                        rsp_type_name(meta));
+                        json_read_kind(meta));
     return 0;
 }
 
@@ -330,7 +308,7 @@ static int rsp_sampling(json_t *root, api_request *r, api_err *err)
 static int rsp_only(json_t *root, const char *key, const char *ok1,
                     const char *ok2, const char *why, api_err *err)
 {
-    json_t *v = rsp_get(root, key);
+    json_t *v = json_read_given(root, key);
     if (!v)
         return 0;
     const char *s = json_is_string(v) ? json_string_value(v) : NULL;
@@ -345,16 +323,16 @@ static int rsp_stateful(json_t *root, api_err *err)
 {
     static const char *const keys[] = {"previous_response_id", "conversation"};
     for (size_t i = 0; i < 2; i++)
-        if (rsp_get(root, keys[i]))
+        if (json_read_given(root, keys[i]))
             return rsp_fail(err, keys[i], API_CODE_UNSUPPORTED_PARAM,
                             "%s is not supported: hearth does not store "
                             "responses; send the whole conversation in input",
                             keys[i]);
-    if (rsp_get(root, "prompt"))
+    if (json_read_given(root, "prompt"))
         return rsp_fail(err, "prompt", API_CODE_UNSUPPORTED_PARAM,
                         "prompt (a stored prompt template) is not supported: "
                         "hearth stores nothing; send the text in input");
-    json_t *bg = rsp_get(root, "background");
+    json_t *bg = json_read_given(root, "background");
     if (bg && !json_is_false(bg))
         return rsp_fail(err, "background", json_is_boolean(bg)
                         ? API_CODE_UNSUPPORTED_VALUE : API_CODE_INVALID_TYPE,
@@ -369,14 +347,14 @@ static int rsp_unsupported(json_t *root, api_err *err)
                  "must be \"disabled\": hearth never drops input to make "
                  "it fit the context", err) < 0)
         return -1;
-    if (rsp_get(root, "reasoning"))
+    if (json_read_given(root, "reasoning"))
         return rsp_fail(err, "reasoning", API_CODE_UNSUPPORTED_PARAM,
                         "reasoning is not supported yet");
-    json_t *inc = rsp_get(root, "include");
+    json_t *inc = json_read_given(root, "include");
     if (inc && !json_is_array(inc))
         return rsp_fail(err, "include", API_CODE_INVALID_TYPE,
                         "'include' must be an array of strings (got %s)",
-                        rsp_type_name(inc));
+                        json_read_kind(inc));
     for (size_t i = 0; inc && i < json_array_size(inc); i++) {
         json_t *v = json_array_get(inc, i);
         if (!json_is_string(v))
@@ -414,14 +392,14 @@ static int rsp_parse(json_t *root, api_request *r, api_err *err)
     if (!json_is_object(root))
         return rsp_fail(err, NULL, API_CODE_INVALID_TYPE,
                         "the request body must be a JSON object (got %s)",
-                        rsp_type_name(root));
-    json_t *model = rsp_get(root, "model");
+                        json_read_kind(root));
+    json_t *model = json_read_given(root, "model");
     if (model && !json_is_string(model))
         return rsp_fail(err, "model", API_CODE_INVALID_TYPE,
                         "'model' must be a string (got %s)",
-                        rsp_type_name(model));
+                        json_read_kind(model));
     if (model && !(r->model = strdup(json_string_value(model))))
-        return rsp_oom(err);
+        return json_read_oom(err);
     if (rsp_input(root, r, err) < 0 || rsp_sampling(root, r, err) < 0 ||
         rsp_stateful(root, err) < 0 || rsp_unsupported(root, err) < 0)
         return -1;

@@ -1,6 +1,7 @@
 /* responses_tools.c - see responses_tools.h. The Responses API flattens
  * tools ({"type": "function", "name", "description", "parameters"}) and
  * names a forced function {"type": "function", "name"}. */
+#include "json_read.h"
 #include "responses_tools.h"
 
 #include <stdio.h>
@@ -9,17 +10,11 @@
 
 #include "tools.h"
 
-static json_t *given(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_null(v) ? NULL : v;
-}
 
-#define OOM(err) api_fail(err, 500, NULL, NULL, "out of memory while reading the request")
 
 static int read_tools(json_t *root, api_request *r, api_err *err)
 {
-    json_t *tools = given(root, "tools");
+    json_t *tools = json_read_given(root, "tools");
     if (tools && !json_is_array(tools))
         return api_fail(err, 400, "tools", API_CODE_INVALID_TYPE,
                         "'tools' must be an array of tool objects");
@@ -32,12 +27,12 @@ static int read_tools(json_t *root, api_request *r, api_err *err)
             return api_fail(err, 400, at, API_CODE_UNSUPPORTED_VALUE,
                             "'%s': only tools of type \"function\" are supported (got %s)",
                             at, type ? type : "no type");
-        json_t *name = given(t, "name"), *desc = given(t, "description");
+        json_t *name = json_read_given(t, "name"), *desc = json_read_given(t, "description");
         if (desc && !json_is_string(desc))
             return api_fail(err, 400, at, API_CODE_INVALID_TYPE,
                             "'%s.description' must be a string", at);
         if (api_tools_add(r, json_is_string(name) ? json_string_value(name) : NULL,
-                          desc ? json_string_value(desc) : NULL, given(t, "parameters"), at,
+                          desc ? json_string_value(desc) : NULL, json_read_given(t, "parameters"), at,
                           err) < 0)
             return -1;
     }
@@ -46,7 +41,7 @@ static int read_tools(json_t *root, api_request *r, api_err *err)
 
 static int read_choice(json_t *root, api_request *r, api_err *err)
 {
-    json_t *ch = given(root, "tool_choice");
+    json_t *ch = json_read_given(root, "tool_choice");
     const char *s = json_string_value(ch);
     if (s && !strcmp(s, "auto"))
         r->tool_choice = API_TOOL_AUTO;
@@ -59,7 +54,7 @@ static int read_choice(json_t *root, api_request *r, api_err *err)
              !strcmp(json_string_value(json_object_get(ch, "type")), "function")) {
         r->tool_choice = API_TOOL_NAMED;
         if (!(r->tool_choice_name = strdup(json_string_value(json_object_get(ch, "name")))))
-            return OOM(err);
+            return json_read_oom(err);
     } else if (ch) {
         return api_fail(err, 400, "tool_choice", API_CODE_INVALID_VALUE,
                         "'tool_choice' must be \"none\", \"auto\", \"required\" or "
@@ -67,7 +62,7 @@ static int read_choice(json_t *root, api_request *r, api_err *err)
     }
     if (api_tools_check_choice(r, "tool_choice", err) < 0)
         return -1;
-    json_t *par = given(root, "parallel_tool_calls");
+    json_t *par = json_read_given(root, "parallel_tool_calls");
     if (par && !json_is_boolean(par))
         return api_fail(err, 400, "parallel_tool_calls", API_CODE_INVALID_TYPE,
                         "'parallel_tool_calls' must be a boolean");
@@ -78,10 +73,10 @@ static int read_choice(json_t *root, api_request *r, api_err *err)
 /* text.format: text, json_object, or json_schema {name, schema, strict}. */
 static int read_format(json_t *root, api_request *r, api_err *err)
 {
-    json_t *text = given(root, "text");
+    json_t *text = json_read_given(root, "text");
     if (text && !json_is_object(text))
         return api_fail(err, 400, "text", API_CODE_INVALID_TYPE, "'text' must be an object");
-    json_t *fmt = text ? given(text, "format") : NULL;
+    json_t *fmt = text ? json_read_given(text, "format") : NULL;
     if (!fmt)
         return 0;
     const char *t = json_string_value(json_object_get(fmt, "type"));
@@ -91,13 +86,13 @@ static int read_format(json_t *root, api_request *r, api_err *err)
         r->json_object = true;
         return 0;
     }
-    json_t *schema = t && !strcmp(t, "json_schema") ? given(fmt, "schema") : NULL;
+    json_t *schema = t && !strcmp(t, "json_schema") ? json_read_given(fmt, "schema") : NULL;
     if (!json_is_object(schema))
         return api_fail(err, 400, "text.format", API_CODE_INVALID_VALUE,
                         "'text.format' must be {\"type\": \"text\"}, {\"type\": "
                         "\"json_object\"} or {\"type\": \"json_schema\", \"name\": ..., "
                         "\"schema\": {...}}");
-    return (r->json_schema = json_dumps(schema, JSON_COMPACT)) ? 0 : OOM(err);
+    return (r->json_schema = json_dumps(schema, JSON_COMPACT)) ? 0 : json_read_oom(err);
 }
 
 int api_responses_tools(json_t *root, api_request *r, api_err *err)
@@ -133,12 +128,12 @@ int api_responses_tool_item(json_t *item, const char *type, size_t i, api_reques
 {
     char at[48];
     snprintf(at, sizeof at, "input[%zu]", i);
-    json_t *id = given(item, "call_id");
+    json_t *id = json_read_given(item, "call_id");
     if (!json_is_string(id))
         return api_fail(err, 400, at, API_CODE_MISSING, "'%s.call_id' is required (a string)",
                         at);
     if (!strcmp(type, "function_call_output")) {
-        json_t *out = given(item, "output");
+        json_t *out = json_read_given(item, "output");
         if (!json_is_string(out) && !json_is_array(out))
             return api_fail(err, 400, at, API_CODE_INVALID_TYPE,
                             "'%s.output' must be a string or an array of input_text parts",
@@ -148,11 +143,11 @@ int api_responses_tool_item(json_t *item, const char *type, size_t i, api_reques
         m->content = output_text(out);
         m->tool_call_id = strdup(json_string_value(id));
         if (!m->content || !m->tool_call_id)
-            return OOM(err);
+            return json_read_oom(err);
         m->content_len = strlen(m->content);
         return 0;
     }
-    json_t *name = given(item, "name"), *args = given(item, "arguments");
+    json_t *name = json_read_given(item, "name"), *args = json_read_given(item, "arguments");
     if (!json_is_string(name) || (args && !json_is_string(args)))
         return api_fail(err, 400, at, API_CODE_INVALID_VALUE,
                         "'%s' must have a string 'name' and string 'arguments'", at);
@@ -162,14 +157,14 @@ int api_responses_tool_item(json_t *item, const char *type, size_t i, api_reques
         m = &r->messages[r->n_messages++];
         m->role = API_ROLE_ASSISTANT;
         if (!(m->content = strdup("")))
-            return OOM(err);
+            return json_read_oom(err);
     }
     json_t *calls = m->tool_calls ? json_loads(m->tool_calls, 0, NULL) : json_array();
     json_t *call = api_tool_call_json(json_string_value(id), json_string_value(name),
                                       args ? json_string_value(args) : NULL);
     if (!calls || !call || json_array_append_new(calls, call) < 0) {
         json_decref(calls);
-        return OOM(err);
+        return json_read_oom(err);
     }
-    return api_message_set_calls(m, calls) < 0 ? OOM(err) : 0;
+    return api_message_set_calls(m, calls) < 0 ? json_read_oom(err) : 0;
 }
