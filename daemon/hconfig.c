@@ -103,7 +103,8 @@ static const config_key keys[] = {
      "serve Prometheus metrics at /metrics: auto (on when host is a loopback "
      "address), yes or no (default auto)", NULL},
     {"model", "path", "model", 'm', K_STR, OFF(model_path), 0, 0, false,
-     "GGUF model file to serve (default: none)", NULL},
+     "GGUF model file loaded at start and kept, the default model (default: none; "
+     "models are loaded by name from the store)", NULL},
     {"model", "threads", "threads", 't', K_INT, OFF(threads), 0, 1024, false,
      "compute threads, 0 = one per core (default 0)", NULL},
     {"model", "context", "context", 'C', K_INT, OFF(context), 0, 1 << 20, false,
