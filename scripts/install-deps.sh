@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential autoconf automake libtool pkg-config
       libmicrohttpd-dev libjansson-dev libuv1-dev libopenblas-dev
       check libcurl4-openssl-dev libssl-dev libpcre2-dev libinih-dev libsystemd-dev
-      curl clang libclang-rt-dev cppcheck python3
+      curl openssl clang libclang-rt-dev cppcheck python3
       chromium"
 
 SUDO=""

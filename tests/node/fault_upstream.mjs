@@ -1,9 +1,12 @@
 // fault_upstream.mjs - an OpenAI-compatible server that misbehaves on
 // purpose, for tests/test_router.sh (node built-ins only).
 //
-//   node fault_upstream.mjs [PORT]     (0 or none: pick a free port)
+//   node fault_upstream.mjs [PORT] [--tls CERT KEY]
+//                                      (0 or none: pick a free port)
 //
 // Listens on 127.0.0.1 and prints "PORT <n>" as its first line of output.
+// With --tls it serves HTTPS with that certificate and key (PEM files), the
+// same behaviours (the raw cuts are written through the TLS socket).
 // POST /v1/chat/completions and /v1/completions behave as the body's
 // "model" says (hearthd rewrites it to the [upstream.NAME] model value):
 //   ok               a normal answer; streamed: fixed chunks 20 ms apart,
@@ -37,7 +40,9 @@
 // counts them ({held: n}). GET
 // /_expected?kind=chat|completion&usage=0|1 gives the exact bytes of the
 // "ok" stream, for byte-for-byte comparisons.
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 
 const CREATED = 1700000000;
 const OK_TEXT = 'The fault server says hello.';
@@ -247,7 +252,14 @@ async function generate(req, res, kind, body) {
   }
 }
 
-const server = http.createServer((req, res) => {
+const args = process.argv.slice(2);
+const tlsAt = args.indexOf('--tls');
+const tls = tlsAt < 0 ? null : args.splice(tlsAt, 3).slice(1);
+if (tls && tls.length !== 2) {
+  console.error('fault_upstream: --tls needs CERT and KEY');
+  process.exit(2);
+}
+const handler = (req, res) => {
   const chunks = [];
   req.on('data', (d) => chunks.push(d));
   req.on('end', () => {
@@ -295,7 +307,13 @@ const server = http.createServer((req, res) => {
       if (!res.headersSent) { res.writeHead(500); res.end(); } else res.destroy();
     });
   });
-});
+};
+const server = tls
+  ? https.createServer({ cert: readFileSync(tls[0]), key: readFileSync(tls[1]) }, handler)
+  : http.createServer(handler);
+// a failed handshake (the client refused the certificate) is the client's
+// business: note it and go on
+server.on('tlsClientError', (e) => console.log(`fault_upstream: tls: ${e.message}`));
 server.on('connection', (s) => {
   sockets.add(s);
   s.on('close', () => sockets.delete(s));
@@ -308,6 +326,6 @@ function stop() {
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
 
-server.listen(Number(process.argv[2] || 0), '127.0.0.1', () => {
+server.listen(Number(args[0] || 0), '127.0.0.1', () => {
   console.log(`PORT ${server.address().port}`);
 });

@@ -84,16 +84,19 @@ export async function deadPort() {
   return port;
 }
 
-export async function startFault(script, logPath) {
+// The fault upstream; args: more of its options (--tls CERT KEY: https).
+export async function startFault(script, logPath, args = []) {
   const fd = openSync(logPath, 'w');
-  const child = track(spawn(process.execPath, [script, '0'], { stdio: ['ignore', fd, fd] }));
+  const child = track(spawn(process.execPath, [script, '0', ...args],
+                            { stdio: ['ignore', fd, fd] }));
   closeSync(fd);
   const port = await waitFor('the fault upstream to listen', 10000, () => {
     const m = /^PORT (\d+)/m.exec(readLog(logPath));
     if (!m && child.exitCode !== null) throw new Error(`fault upstream exited:\n${readLog(logPath)}`);
     return m && Number(m[1]);
   });
-  return { child, port, log: logPath, url: `http://127.0.0.1:${port}` };
+  const scheme = args.includes('--tls') ? 'https' : 'http';
+  return { child, port, log: logPath, url: `${scheme}://127.0.0.1:${port}` };
 }
 
 // hearthd with ARGS on a free port of `host` (loopback unless a test needs
