@@ -119,7 +119,7 @@ static int append_markup(gen_prep *p, const char *text)
 /* Render the chat template and tokenize the result. */
 static int chat_prompt(gen_prep *p)
 {
-    const resident_model *g = p->lm;
+    const resident_model *lm = p->lm;
     const api_request *q = &p->req;
     char err[512];
     char *prefix = NULL;
@@ -149,7 +149,7 @@ static int chat_prompt(gen_prep *p)
      * words is continued, not answered */
     bool prefill = p->kind == API_MESSAGES && q->n_messages > 0 &&
                    q->messages[q->n_messages - 1].role == API_ROLE_ASSISTANT;
-    p->n_ids = prompt_chat_ids(g->tmpl, g->v, msgs, q->n_messages, !prefill, &opts, &p->ids,
+    p->n_ids = prompt_chat_ids(lm->tmpl, lm->v, msgs, q->n_messages, !prefill, &opts, &p->ids,
                                &bad_template, err, sizeof err);
     if (p->n_ids >= 0) {
         rc = prefix ? append_markup(p, prefix) : 0;
@@ -173,17 +173,17 @@ out:
 /* A completion's prompt: text or token ids. */
 static int completion_prompt(gen_prep *p)
 {
-    const resident_model *g = p->lm;
+    const resident_model *lm = p->lm;
     const api_request *q = &p->req;
     if (!q->prompt_tokens) {
-        p->n_ids = tok_encode_alloc(g->v, q->prompt, q->prompt_len,
-                                    tok_add_bos_default(g->v), false, &p->ids);
+        p->n_ids = tok_encode_alloc(lm->v, q->prompt, q->prompt_len,
+                                    tok_add_bos_default(lm->v), false, &p->ids);
         if (p->n_ids >= 0)
             return 0;
         fail(p, 400, NULL, "prompt", "invalid_prompt", "the prompt could not be tokenized");
         return -1;
     }
-    int32_t nv = tok_n_vocab(g->v);
+    int32_t nv = tok_n_vocab(lm->v);
     for (size_t i = 0; i < q->n_prompt_tokens; i++)
         if (q->prompt_tokens[i] >= nv) {
             fail(p, 400, NULL, "prompt", "invalid_value",
@@ -191,7 +191,7 @@ static int completion_prompt(gen_prep *p)
                  nv - 1);
             return -1;
         }
-    if (q->n_prompt_tokens >= (size_t)g->n_ctx) {
+    if (q->n_prompt_tokens >= (size_t)lm->n_ctx) {
         context_fail(p, q->n_prompt_tokens);
         return -1;
     }
@@ -401,11 +401,11 @@ void gen_prep_parse(gen_prep *p)
 
 void gen_prep_render(gen_prep *p)
 {
-    const resident_model *g = p->lm;
+    const resident_model *lm = p->lm;
     api_request *q = &p->req;
     if (p->failed)
         return;
-    if (!g) { /* no local model: the router forwards or refuses */
+    if (!lm) { /* no local model: the router forwards or refuses */
         p->no_local = true;
         features(p);
         return;
@@ -419,23 +419,23 @@ void gen_prep_render(gen_prep *p)
         fail(p, 400, NULL, "prompt", "invalid_value", "the prompt is empty (no tokens)");
         return;
     }
-    if (p->n_ids >= g->n_ctx) {
+    if (p->n_ids >= lm->n_ctx) {
         context_fail(p, (size_t)p->n_ids);
         features(p);
         return;
     }
     for (size_t i = 0; i < q->n_logit_bias; i++)
-        if (q->logit_bias[i].id >= tok_n_vocab(g->v)) {
+        if (q->logit_bias[i].id >= tok_n_vocab(lm->v)) {
             fail(p, 400, NULL, "logit_bias", "invalid_value",
                  "logit_bias: token %d is outside the vocabulary (0..%d)",
-                 q->logit_bias[i].id, tok_n_vocab(g->v) - 1);
+                 q->logit_bias[i].id, tok_n_vocab(lm->v) - 1);
             return;
         }
     if ((q->json_object || q->json_schema) && compile_format(p) < 0)
         return;
     if (p->kind == API_COMPLETION && q->echo)
         echo_text(p);
-    int room = g->n_ctx - p->n_ids;
+    int room = lm->n_ctx - p->n_ids;
     p->max_tokens = q->max_tokens < 0 || q->max_tokens > room ? room : (int)q->max_tokens;
     features(p);
 }

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "engine/buf.h"
+
 #define TREE_MAX_BYTES (32u << 20) /* one page of the file list */
 #define TREE_MAX_PAGES 1000
 
@@ -21,7 +23,7 @@ typedef struct hub_file {
 
 typedef struct membuf {
     char *p;
-    size_t n;
+    size_t n, cap;
     bool too_big;
 } membuf;
 
@@ -33,14 +35,7 @@ static size_t on_mem(char *data, size_t size, size_t nmemb, void *ud)
         m->too_big = true;
         return 0;
     }
-    char *np = realloc(m->p, m->n + len + 1);
-    if (!np)
-        return 0;
-    memcpy(np + m->n, data, len);
-    m->p = np;
-    m->n += len;
-    m->p[m->n] = '\0';
-    return len;
+    return buf_append(&m->p, &m->n, &m->cap, data, len, 16384) == 0 ? len : 0;
 }
 
 /* Link: <URL>; rel="next" of the last response, resolved against the

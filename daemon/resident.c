@@ -28,7 +28,6 @@ typedef struct load_job {
     uv_work_t work;
     resident *rs;
     resident_model *lm;
-    const char *tmpl;      /* the configured template (pinned model only) */
     uint64_t t0;
     int rc;
     char err[512];
@@ -138,6 +137,13 @@ static bool make_room(resident *rs, uint64_t need, const resident_model *for_lm)
 
 static void arm_timer(resident *rs);
 
+uint64_t resident_expiry_ns(const resident_model *lm)
+{
+    if (!idle(lm) || lm->keep_alive_ms < 0)
+        return UINT64_MAX;
+    return lm->last_used_ns + (uint64_t)lm->keep_alive_ms * 1000000u;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     resident *rs = t->data;
@@ -145,8 +151,7 @@ static void on_timer(uv_timer_t *t)
     resident_model *lm = rs->list, *next;
     for (; lm; lm = next) {
         next = lm->next;
-        if (idle(lm) && lm->keep_alive_ms >= 0 &&
-            lm->last_used_ns + (uint64_t)lm->keep_alive_ms * 1000000u <= now)
+        if (resident_expiry_ns(lm) <= now)
             unload(rs, lm, "keep_alive expired");
     }
     arm_timer(rs);
@@ -157,12 +162,11 @@ static void arm_timer(resident *rs)
     if (rs->stopping)
         return;
     uint64_t first = UINT64_MAX;
-    for (resident_model *lm = rs->list; lm; lm = lm->next)
-        if (idle(lm) && lm->keep_alive_ms >= 0) {
-            uint64_t at = lm->last_used_ns + (uint64_t)lm->keep_alive_ms * 1000000u;
-            if (at < first)
-                first = at;
-        }
+    for (resident_model *lm = rs->list; lm; lm = lm->next) {
+        uint64_t at = resident_expiry_ns(lm);
+        if (at < first)
+            first = at;
+    }
     if (first == UINT64_MAX) {
         uv_timer_stop(&rs->timer);
         return;
@@ -194,8 +198,8 @@ static void wake(resident_model *lm, const char *err)
 static void load_work(uv_work_t *w)
 {
     load_job *lj = w->data;
-    lj->rc = resident_load_files(lj->lm, lj->tmpl, lj->rs->p.want_nll, lj->err,
-                                 sizeof lj->err);
+    /* [model] chat_template is the --model model's, loaded in resident_new */
+    lj->rc = resident_load_files(lj->lm, NULL, lj->rs->p.want_nll, lj->err, sizeof lj->err);
 }
 
 static void start_queued(resident *rs);
@@ -570,7 +574,6 @@ void resident_stats(resident *rs, sched_counters *sum)
 }
 
 resident_model *resident_first(resident *rs) { return rs ? rs->list : NULL; }
-uint64_t resident_budget(const resident *rs) { return rs->p.budget_bytes; }
 const char *resident_store_dir(const resident *rs) { return rs->p.store_dir; }
 
 /* A number from the first line of a file, 0 when absent or "max". */

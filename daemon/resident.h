@@ -128,12 +128,14 @@ bool resident_has(resident *rs, const char *name);
 /* The default model's name (NULL: none). */
 const char *resident_default(resident *rs);
 
+/* When keep_alive unloads lm (uv_hrtime's clock, ns); UINT64_MAX while it
+ * is not counting down (in use, pinned, loading, or kept for ever). */
+uint64_t resident_expiry_ns(const resident_model *lm);
 /* The schedulers' counters summed over the resident models, and over
  * those unloaded (so totals never go down). */
 void resident_stats(resident *rs, sched_counters *sum);
 /* Iterate the resident models (loading ones included). */
 resident_model *resident_first(resident *rs);
-uint64_t resident_budget(const resident *rs);
 const char *resident_store_dir(const resident *rs);
 
 /* Three quarters of the machine's memory, or of the cgroup's limit

@@ -16,11 +16,9 @@ json_t *resident_json_list(resident *rs)
         sched_counters c = {0};
         if (lm->s)
             sched_stats(lm->s, &c);
-        double left = -1; /* seconds until keep_alive unloads it; -1: not counting */
-        if (lm->state == RESIDENT_READY && !lm->refs && !lm->pinned && lm->keep_alive_ms >= 0) {
-            double at = (double)lm->last_used_ns / 1e9 + (double)lm->keep_alive_ms / 1e3;
-            left = at > (double)now / 1e9 ? at - (double)now / 1e9 : 0;
-        }
+        uint64_t at = resident_expiry_ns(lm);
+        double left = at == UINT64_MAX ? -1 /* not counting down */
+                      : at > now ? (double)(at - now) / 1e9 : 0;
         json_array_append_new(
             a, json_pack("{s:s, s:s, s:i, s:b, s:I, s:I, s:f, s:f, s:i, s:i}", "id", lm->name,
                          "state", lm->state == RESIDENT_READY ? "ready" : "loading",
